@@ -1,0 +1,46 @@
+# reviewops: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+ENV := source bin/env.sh &&
+
+help:  ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "reviewops needs Python 3.11 ($(PYTHON) not found): set PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --python $(VENV)/bin/python requirements.txt
+	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv with exactly the lock, and the reviewops command
+
+airflow-db: $(STAMP)
+	@$(ENV) $(VENV)/bin/airflow db migrate >/dev/null && echo "Airflow metadata DB ready in $$AIRFLOW_HOME"
+
+demo: airflow-db  ## Run the whole lifecycle through Airflow on the shipped reviews
+	@$(ENV) $(VENV)/bin/python -m reviewops_airflow.demo
+
+test: $(STAMP)  ## Run the whole test suite
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff and mypy on include/ and plugins/
+	$(VENV)/bin/ruff check include plugins dags tests
+	$(VENV)/bin/mypy
+
+airflow: airflow-db  ## Start Airflow (scheduler, api-server, ...) on http://localhost:8080
+	@$(ENV) echo "Airflow UI: http://localhost:8080  user: admin  password: in $$AIRFLOW_HOME/passwords.json (written on first start)"
+	@$(ENV) exec $(VENV)/bin/airflow standalone
+
+lock:  ## Recompile requirements.txt from requirements.in
+	$(VENV)/bin/uv pip compile requirements.in -o requirements.txt --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+
+clean-artifacts:  ## Delete the local data root and Airflow home (the demo's results)
+	rm -rf artifacts .airflow
+
+.PHONY: help install airflow-db demo test lint airflow lock clean-artifacts

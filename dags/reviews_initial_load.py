@@ -1,0 +1,44 @@
+"""
+### reviews_initial_load
+
+Load a whole history of reviews in one run: the same **ingest -> validate -> transform**
+as `reviews_weekly`, over every week from `window_start` to `window_end` (by default,
+all the weeks the source has reviews for). It writes one curated partition per week,
+identical to what `reviews_weekly` writes for that week, so running both is safe.
+
+Triggered by hand (or by `make demo`); it has no schedule.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG
+from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
+from reviewops_airflow.params import date_param, location_params
+
+with DAG(
+    dag_id="reviews_initial_load",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2008, 1, 7, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["reviewops", "ingest"],
+    default_args={"owner": "reviewops", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "window_start": date_param("First day to load. Empty: the source's first week.", "Window start"),
+        "window_end": date_param("Day after the last day to load. Empty: the source's last week.", "Window end"),
+        **location_params(),
+    },
+) as dag:
+    ingest = IngestReviewsOperator(
+        task_id="ingest",
+        window_start="{{ params.window_start }}",
+        window_end="{{ params.window_end }}",
+        whole_source=True,
+    )
+    validate = ValidateReviewsOperator(task_id="validate", upstream={"raw": "ingest"})
+    transform = TransformReviewsOperator(task_id="transform", upstream={"validated": "validate"})
+
+    ingest >> validate >> transform

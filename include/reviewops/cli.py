@@ -1,0 +1,108 @@
+"""The ``reviewops`` command: the same domain code the Airflow operators call."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from reviewops.config import Settings
+from reviewops.parsing import clean_text
+from reviewops.registry import MODEL_FILE, Registry, RegistryError
+from reviewops.scoring import score_table_batches
+from reviewops.sources import SourceError, read_source
+from reviewops.storage import atomic_path
+from reviewops.validate import validate_frame
+
+
+def _score(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(data_root=args.data_root)
+    registry = Registry(settings.data_root)
+    version = registry.resolve(args.model)
+    classes = tuple(registry.metadata(version)["classes"])
+    raw = read_source(args.input).to_pandas()
+    today = dt.datetime.now(dt.timezone.utc).date()
+    outcome = validate_frame(raw, settings.max_text_chars, today)
+    for reason, count in outcome.reasons.items():
+        print(f"not scored: {count} row(s) {reason}", file=sys.stderr)
+    table = pa.table(
+        {
+            "review_id": pa.array(outcome.valid["review_id"].tolist(), pa.string()),
+            "text": pa.array(outcome.valid["text"].map(clean_text).tolist(), pa.string()),
+        }
+    )
+    output = Path(args.output)
+    with atomic_path(output) as tmp:
+        stats = score_table_batches(
+            table.to_batches(max_chunksize=4096), registry.path(version) / MODEL_FILE, version, classes, tmp, with_context=False
+        )
+    print(
+        f"scored {stats['rows_scored']} of {len(raw)} rows with model {version} -> {output}"
+        f" ({len(outcome.quarantined)} not scored)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    registry = Registry(Settings.from_env(data_root=args.data_root).data_root)
+    champion = registry.champion()
+    versions = [
+        {
+            "version": m["version"],
+            "champion": m["version"] == champion,
+            "dataset_version": m["dataset_version"],
+            "registered_at": m["registered_at"],
+            "accuracy": m["metrics"]["accuracy"],
+            "macro_f1": m["metrics"]["macro_f1"],
+        }
+        for m in registry.versions()
+    ]
+    if args.json:
+        print(json.dumps({"champion": champion, "versions": versions}, indent=2))
+        return 0
+    if not versions:
+        print(f"no models registered under {registry.root}: run the reviews_training DAG (make demo)")
+        return 0
+    print(f"{'':2}{'version':16} {'dataset':16} {'accuracy':>8} {'macro_f1':>8}  registered_at")
+    for v in versions:
+        mark = "* " if v["champion"] else "  "
+        print(f"{mark}{v['version']:16} {v['dataset_version']:16} {v['accuracy']:8.4f} {v['macro_f1']:8.4f}  {v['registered_at']}")
+    print("* champion")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reviewops", description=__doc__)
+    parser.add_argument("--data-root", help="root of all artifacts (default: $REVIEWOPS_DATA_ROOT or ./artifacts)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    score = sub.add_parser("score", help="score a file of reviews with the champion (or --model)")
+    score.add_argument("--input", required=True, help="file, folder or glob of CSV/TSV/JSONL/Parquet reviews")
+    score.add_argument("--output", required=True, help="Parquet file to write")
+    score.add_argument("--model", help="model version (default: the champion)")
+    score.set_defaults(func=_score)
+    models = sub.add_parser("models", help="list registered model versions")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (SourceError, RegistryError) as exc:
+        print(f"reviewops: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

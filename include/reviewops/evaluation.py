@@ -1,0 +1,88 @@
+"""Classification metrics, computed the same way for models and baselines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from reviewops.lineage import StepResult
+
+log = logging.getLogger(__name__)
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
+    (rows: true class, columns: predicted class, in ``classes`` order)."""
+    index = {name: i for i, name in enumerate(classes)}
+    true = np.array([index[y] for y in y_true], dtype=np.int64)
+    pred = np.array([index[y] for y in y_pred], dtype=np.int64)
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (true, pred), 1)
+    per_class: dict[str, dict[str, float | int]] = {}
+    f1s = []
+    for i, name in enumerate(classes):
+        tp = int(confusion[i, i])
+        predicted = int(confusion[:, i].sum())
+        actual = int(confusion[i, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": actual}
+    total = int(confusion.sum())
+    return {
+        "rows": total,
+        "accuracy": round(float(np.trace(confusion)) / total, 4) if total else 0.0,
+        "macro_f1": round(float(np.mean(f1s)), 4) if total else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "classes": list(classes),
+    }
+
+
+def majority_baseline(train_labels: Sequence[str], eval_labels: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    """Metrics of always predicting the most common training class."""
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    majority = str(values[int(np.argmax(counts))])
+    metrics = classification_metrics(eval_labels, [majority] * len(eval_labels), classes)
+    metrics["predicts"] = majority
+    return metrics
+
+
+def evaluate_candidate(model_file: Path, dataset_dir: Path, model_version: str) -> StepResult:
+    """Score the eval split with a candidate and with the majority baseline; write
+    ``evaluation.json`` beside the model."""
+    import pyarrow.parquet as pq
+
+    from reviewops.lineage import Artifact, StepResult
+    from reviewops.schema import CLASSES
+    from reviewops.storage import write_json
+    from reviewops.training import load_model, predict_proba
+
+    train = pq.read_table(dataset_dir / "train.parquet", columns=["label"]).column("label").to_pylist()
+    evaluation = pq.read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
+    texts = evaluation.column("text").to_pylist()
+    labels = evaluation.column("label").to_pylist()
+    probabilities = predict_proba(load_model(model_file), texts)
+    predicted = [CLASSES[i] for i in probabilities.argmax(axis=1)]
+    metrics = classification_metrics(labels, predicted, CLASSES)
+    report = {
+        "model_version": model_version,
+        "dataset_version": dataset_dir.name,
+        "split": "eval",
+        **metrics,
+        "baselines": {"majority": majority_baseline(train, labels, CLASSES)},
+    }
+    path = write_json(report, model_file.parent / "evaluation.json")
+    log.info(
+        "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f (majority baseline %.4f / %.4f)",
+        model_version, metrics["rows"], metrics["accuracy"], metrics["macro_f1"],
+        report["baselines"]["majority"]["accuracy"], report["baselines"]["majority"]["macro_f1"],
+    )
+    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)

@@ -1,0 +1,165 @@
+"""The lineage record every step hands to the next through XCom.
+
+A record names what a step read and wrote (artifacts by URI with content hash, row
+count, byte size and schema fingerprint), the parameters it ran with, the code that
+ran, and the records it descends from. It is serialised as a plain dict so XCom and
+Asset extras can carry it without custom deserialisers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reviewops import __version__
+from reviewops.storage import from_uri, sha256_file, to_uri
+
+
+class LineageError(RuntimeError):
+    """An input does not match what its producer recorded."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    uri: str
+    kind: str
+    sha256: str
+    rows: int | None = None
+    bytes: int = 0
+    schema_fingerprint: str | None = None
+
+    @classmethod
+    def of_file(cls, path: Path, kind: str, rows: int | None = None) -> Artifact:
+        """Describe a written file; Parquet files also get their row count and schema."""
+        fingerprint = None
+        if path.suffix == ".parquet":
+            meta = pq.read_metadata(path)
+            rows = meta.num_rows if rows is None else rows
+            fingerprint = schema_fingerprint(meta.schema.to_arrow_schema())
+        return cls(
+            uri=to_uri(path),
+            kind=kind,
+            sha256=sha256_file(path),
+            rows=rows,
+            bytes=path.stat().st_size,
+            schema_fingerprint=fingerprint,
+        )
+
+    @property
+    def path(self) -> Path:
+        return from_uri(self.uri)
+
+    def verify(self) -> None:
+        """Fail when the file is gone or its content differs from what was recorded."""
+        path = self.path
+        if not path.exists():
+            raise LineageError(f"input {self.uri} ({self.kind}) is missing")
+        found = sha256_file(path)
+        if found != self.sha256:
+            raise LineageError(
+                f"input {self.uri} ({self.kind}) changed since it was recorded: "
+                f"expected sha256 {self.sha256}, found {found}"
+            )
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    text = ",".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a domain step returns: its outputs, metrics and the thing it concerns."""
+
+    subject: str
+    outputs: tuple[Artifact, ...]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    record_id: str
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    subject: str
+    code_version: str
+    params: dict[str, Any]
+    inputs: tuple[Artifact, ...]
+    outputs: tuple[Artifact, ...]
+    parents: tuple[str, ...]
+    metrics: dict[str, Any]
+    started_at: str
+    ended_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LineageRecord:
+        values = dict(data)
+        values["inputs"] = tuple(Artifact(**a) for a in data.get("inputs", ()))
+        values["outputs"] = tuple(Artifact(**a) for a in data.get("outputs", ()))
+        values["parents"] = tuple(data.get("parents", ()))
+        return cls(**values)
+
+    def output(self, kind: str) -> Artifact:
+        """The single output of ``kind``; a clear error when there is none or several."""
+        found = [a for a in self.outputs if a.kind == kind]
+        if len(found) != 1:
+            raise LineageError(
+                f"record {self.record_id} of task {self.task_id} has {len(found)} "
+                f"outputs of kind {kind!r}, expected one"
+            )
+        return found[0]
+
+    def outputs_of(self, kind: str) -> list[Artifact]:
+        return [a for a in self.outputs if a.kind == kind]
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the checkout, else the package version plus a hash of the code."""
+    package_dir = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(package_dir), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        if commit:
+            return f"git:{commit}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"

@@ -1,0 +1,97 @@
+"""Parsing the string values found in review sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Iterable
+
+DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%Y-%m-%d", "%d %B %Y", "%Y/%m/%d")
+
+# The Drugs.com labels are words; numeric 1-10 star ratings are mapped the same way
+# the shipped file was (below 5 negative, 5-6 neutral, above 6 positive).
+_LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
+
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    """A review date from the forms seen in sources, or None when it is not a date."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) >= 10 and text[4] == "-" and "T" in text[10:11] + text[10:]:
+        text = text[:10]
+    for fmt in DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_dates(values: Iterable[str | None]) -> list[dt.date | None]:
+    """Vectorised :func:`parse_date`: each distinct string is parsed once."""
+    cache: dict[str | None, dt.date | None] = {}
+    out = []
+    for value in values:
+        if value not in cache:
+            cache[value] = parse_date(value)
+        out.append(cache[value])
+    return out
+
+
+def parse_label(value: str | None) -> str | None:
+    """The canonical class of a label word or a 1-10 star rating, else None."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in _LABEL_WORDS:
+        return _LABEL_WORDS[text]
+    try:
+        stars = float(text)
+    except ValueError:
+        return None
+    if not 1 <= stars <= 10 or stars != int(stars):
+        return None
+    if stars < 5:
+        return "negative"
+    return "neutral" if stars <= 6 else "positive"
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative integer count; None for empty; raises ValueError otherwise."""
+    if value is None or not value.strip():
+        return None
+    number = int(value.strip())
+    if number < 0:
+        raise ValueError(f"negative count {number}")
+    return number
+
+
+def clean_text(value: str) -> str:
+    """Review text as a reader sees it: entities decoded, scrape quotes and runs of
+    whitespace removed."""
+    text = value
+    for _ in range(2):  # some scrapes escape twice (&amp;#039;)
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    text = _WHITESPACE.sub(" ", text).strip()
+    while len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1].strip()
+    return text
+
+
+def has_control_characters(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def content_key(product: str, text: str) -> str:
+    """What makes two reviews the same review for deduplication."""
+    return f"{product.strip().lower()}\x1f{clean_text(text).lower()}"

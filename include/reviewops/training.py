@@ -1,0 +1,210 @@
+"""Training a Keras text classifier that takes raw review text and returns class
+probabilities; the vectoriser is a layer of the saved model, so it scores raw strings.
+
+TensorFlow is imported inside the functions: importing this module is cheap, which
+keeps it off DAG parsing and off tasks that do not train.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reviewops.lineage import Artifact, StepResult, code_version
+from reviewops.schema import CLASSES
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters of the text classifier."""
+
+    max_tokens: int = 20_000
+    ngrams: int = 2
+    hidden_units: int = 32
+    dropout: float = 0.2
+    learning_rate: float = 0.005
+    epochs: int = 30
+    batch_size: int = 32
+    l2: float = 1e-4
+    class_weighting: bool = False
+    seed: int = 42
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    import tensorflow as tf
+
+    spec = {
+        "text": tf.io.FixedLenFeature([], tf.string),
+        "label_id": tf.io.FixedLenFeature([], tf.int64),
+    }
+    parsed = tf.io.parse_single_example(record, spec)
+    return parsed["text"], parsed["label_id"]
+
+
+def read_tfrecord(path: Path) -> tf.data.Dataset:
+    """(text, label_id) pairs from a dataset version's TFRecord split."""
+    import tensorflow as tf
+
+    return tf.data.TFRecordDataset([str(path)]).map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def build_model(params: TrainParams, texts: tf.data.Dataset) -> keras.Model:
+    import keras
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=params.max_tokens,
+        ngrams=params.ngrams,
+        output_mode="tf_idf",
+        standardize="lower_and_strip_punctuation",
+        name="vectorizer",
+    )
+    vectorizer.adapt(texts.batch(256))
+    inputs = keras.Input(shape=(1,), dtype="string", name="text")
+    x = vectorizer(inputs)
+    if params.dropout:
+        x = keras.layers.Dropout(params.dropout, seed=params.seed)(x)
+    if params.hidden_units:
+        x = keras.layers.Dense(
+            params.hidden_units, activation="relu", kernel_regularizer=keras.regularizers.l2(params.l2)
+        )(x)
+        if params.dropout:
+            x = keras.layers.Dropout(params.dropout, seed=params.seed)(x)
+    outputs = keras.layers.Dense(
+        len(CLASSES), activation="softmax", kernel_regularizer=keras.regularizers.l2(params.l2), name="probabilities"
+    )(x)
+    model = keras.Model(inputs, outputs, name="review_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path) -> dict[str, Any]:
+    """Train on a TFRecord split and save ``model.keras`` into ``out_dir``."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(params.seed)
+    tf.config.experimental.enable_op_determinism()
+    pairs = read_tfrecord(train_tfrecord).cache()
+    labels = np.array([int(y) for _, y in pairs.as_numpy_iterator()])
+    if len(labels) == 0:
+        raise ValueError(f"{train_tfrecord}: the train split is empty")
+    model = build_model(params, pairs.map(lambda text, _: text))
+    class_weight = None
+    if params.class_weighting:
+        counts = np.bincount(labels, minlength=len(CLASSES))
+        class_weight = {i: float(len(labels) / (len(CLASSES) * c)) if c else 0.0 for i, c in enumerate(counts)}
+    batches = (
+        pairs.apply(tf.data.experimental.assert_cardinality(len(labels)))
+        .shuffle(len(labels), seed=params.seed, reshuffle_each_iteration=True)
+        .map(lambda text, y: (tf.reshape(text, (1,)), y))
+        .batch(params.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    started = time.monotonic()
+    history = model.fit(
+        batches,
+        epochs=params.epochs,
+        class_weight=class_weight,
+        verbose=0,
+        callbacks=[_EpochLog(params.epochs)],
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / MODEL_FILE)
+    summary = {
+        "params": params.as_dict(),
+        "train_rows": int(len(labels)),
+        "classes": list(CLASSES),
+        "final_loss": round(float(history.history["loss"][-1]), 4),
+        "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
+        "train_seconds": round(time.monotonic() - started, 1),
+        "vocabulary_size": int(model.get_layer("vectorizer").vocabulary_size()),
+    }
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a saved classifier in Keras safe mode (no arbitrary code from the file)."""
+    import keras
+
+    return keras.models.load_model(path, safe_mode=True, compile=False)
+
+
+def predict_proba(model: keras.Model, texts: list[str]) -> Any:
+    """Class probabilities, one row per text, columns in ``CLASSES`` order."""
+    import numpy as np
+
+    if not texts:
+        return np.zeros((0, len(CLASSES)), dtype=np.float32)
+    batch = np.asarray(texts, dtype=object).reshape(-1, 1)
+    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+
+
+class _EpochLog:
+    """Keras callback that logs progress every few epochs (long work shows progress)."""
+
+    def __new__(cls, epochs: int) -> Any:
+        import keras
+
+        every = max(1, epochs // 5)
+
+        class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+                    logs = logs or {}
+                    log.info(
+                        "epoch %d/%d loss=%.4f accuracy=%.4f",
+                        epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                    )
+
+        return EpochLog()
+
+
+@dataclass(frozen=True)
+class TrainStepParams:
+    data_root: str
+    dataset_dir: str
+    train: TrainParams
+
+
+def train_candidate(params: TrainStepParams) -> StepResult:
+    """Train a candidate on a dataset version's train split into a staging folder."""
+    import uuid
+
+    from reviewops.datasets import read_manifest
+    from reviewops.registry import Registry, model_version_id
+
+    dataset_dir = Path(params.dataset_dir)
+    dataset_version = read_manifest(dataset_dir)["version"]
+    version = model_version_id(dataset_version, params.train.as_dict(), code_version())
+    out_dir = Registry(params.data_root).staging() / f"{version}.{uuid.uuid4().hex[:8]}"
+    log.info("training %s on %s with %s", version, dataset_version, params.train.as_dict())
+    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir)
+    return StepResult(
+        subject=version,
+        outputs=(
+            Artifact.of_file(out_dir / MODEL_FILE, "model_candidate"),
+            Artifact.of_file(out_dir / "training.json", "model_candidate"),
+        ),
+        metrics={"model_version": version, "dataset_version": dataset_version, **summary},
+    )

@@ -1,0 +1,93 @@
+"""Transform: clean the valid rows, drop repeated reviews, write one curated partition a week."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reviewops.lineage import Artifact, StepResult
+from reviewops.parsing import clean_text
+from reviewops.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
+from reviewops.storage import Layout, write_parquet
+from reviewops.windows import Window
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_TEXT = "duplicate_text"
+
+
+@dataclass(frozen=True)
+class TransformParams:
+    data_root: str
+    window: Window
+
+
+def curate_frame(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Clean text; keep the earliest of reviews that repeat the same text for the same
+    product under different ids. Returns (curated, duplicates)."""
+    frame = valid.copy()
+    frame["text"] = frame["text"].map(clean_text)
+    frame = frame.sort_values(["review_date", "review_id"], kind="stable").reset_index(drop=True)
+    key = frame["product"].str.lower() + "\x1f" + frame["text"].str.lower()
+    repeated = key.duplicated(keep="first")
+    first_id = frame.groupby(key)["review_id"].transform("first")
+    duplicates = frame[repeated].copy()
+    duplicates["reason"] = DUPLICATE_TEXT
+    duplicates["detail"] = "same product and text as review_id " + first_id[repeated]
+    return frame[~repeated].reset_index(drop=True), duplicates.reset_index(drop=True)
+
+
+def transform_reviews(params: TransformParams, validated: Artifact) -> StepResult:
+    """Write ``curated/week=YYYY-MM-DD/`` for every week of the window (empty weeks too,
+    so a week that had no reviews is visibly processed), replacing earlier versions."""
+    layout = Layout(params.data_root)
+    valid = pq.read_table(validated.path).to_pandas()
+    curated, duplicates = curate_frame(valid)
+    outputs: list[Artifact] = []
+    rows_by_week: dict[str, int] = {}
+    empty = CURATED_SCHEMA.empty_table()
+    for monday in params.window.weeks():
+        part = curated[curated["week"] == monday]
+        table = pa.Table.from_pandas(part, schema=CURATED_SCHEMA, preserve_index=False) if len(part) else empty
+        path = write_parquet(table, layout.curated(monday.isoformat()))
+        outputs.append(Artifact.of_file(path, "curated", rows=table.num_rows))
+        rows_by_week[monday.isoformat()] = table.num_rows
+    dup_table = pa.Table.from_pandas(_as_quarantine(duplicates), schema=QUARANTINE_SCHEMA, preserve_index=False)
+    dup_path = write_parquet(dup_table, layout.quarantine(params.window.key).with_name("duplicates.parquet"))
+    outputs.append(Artifact.of_file(dup_path, "quarantine"))
+    log.info(
+        "curated %d rows into %d week partitions; %d repeated reviews set aside",
+        len(curated), len(rows_by_week), len(duplicates),
+    )
+    return StepResult(
+        subject=params.window.key,
+        outputs=tuple(outputs),
+        metrics={
+            "rows_in": len(valid),
+            "rows_curated": len(curated),
+            "rows_duplicate_text": len(duplicates),
+            "weeks_written": len(rows_by_week),
+            "weeks_with_reviews": sum(1 for n in rows_by_week.values() if n),
+        },
+    )
+
+
+def _as_quarantine(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the quarantine layout: every canonical value as the string it was."""
+    out = frame.reindex(columns=[f.name for f in QUARANTINE_SCHEMA])
+    for f in QUARANTINE_SCHEMA:
+        if pa.types.is_string(f.type):
+            out[f.name] = out[f.name].astype(object).map(lambda v: None if v is None or v != v else str(v))
+    return out
+
+
+def curated_weeks(data_root: str) -> dict[str, int]:
+    """Week (Monday, ISO) -> number of curated reviews, for every curated partition."""
+    weeks = {}
+    for path in sorted(Layout(data_root).curated_dir().glob("week=*/reviews.parquet")):
+        weeks[path.parent.name.removeprefix("week=")] = pq.read_metadata(path).num_rows
+    return weeks

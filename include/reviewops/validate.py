@@ -1,0 +1,189 @@
+"""Validate: every row read ends either valid or quarantined with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reviewops.lineage import Artifact, StepResult
+from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
+from reviewops.schema import QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from reviewops.storage import Layout, write_parquet
+from reviewops.windows import monday_of
+
+log = logging.getLogger(__name__)
+
+# Reasons, in the order they are checked: a row is quarantined for the first that applies.
+MISSING_FIELD = "missing_field"
+BAD_DATE = "bad_date"
+FUTURE_DATE = "future_date"
+UNKNOWN_LABEL = "unknown_label"
+BAD_TYPE = "bad_type"
+CONTROL_CHARACTERS = "control_characters"
+EMPTY_TEXT = "empty_text"
+TEXT_TOO_LONG = "text_too_long"
+DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"
+EXACT_DUPLICATE = "exact_duplicate"
+
+Marker = Callable[[pd.Series, str, "pd.Series | str"], None]
+
+VALIDATED_SCHEMA = pa.schema(
+    [
+        ("review_id", pa.string()),
+        ("product", pa.string()),
+        ("condition", pa.string()),
+        ("text", pa.string()),
+        ("label", pa.string()),
+        ("review_date", pa.date32()),
+        ("week", pa.date32()),
+        ("useful_count", pa.int64()),
+        (SOURCE_FILE, pa.string()),
+        (SOURCE_ROW, pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    data_root: str
+    batch_key: str
+    max_text_chars: int = 10_000
+    today: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.quarantined["reason"]).items()))
+
+
+def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> ValidationOutcome:
+    """Split raw string rows into typed valid rows and quarantined rows with reasons."""
+    frame = raw.reset_index(drop=True)
+    reason = pd.Series([None] * len(frame), dtype=object)
+    detail = pd.Series([""] * len(frame), dtype=object)
+
+    def mark(mask: pd.Series, why: str, what: pd.Series | str = "") -> None:
+        hit = mask & reason.isna()
+        reason[hit] = why
+        detail[hit] = what[hit] if isinstance(what, pd.Series) else what
+
+    for field in REQUIRED:
+        values = frame[field]
+        mark(values.isna() | (values.fillna("").str.strip() == ""), MISSING_FIELD, field)
+
+    dates = pd.Series(parse_dates(frame["review_date"].tolist()), dtype=object)
+    mark(dates.isna(), BAD_DATE, frame["review_date"].fillna("").astype(str))
+    mark(dates.map(lambda d: d is not None and d > today), FUTURE_DATE, dates.astype(str))
+
+    labels = frame["label"].map(parse_label)
+    mark(labels.isna(), UNKNOWN_LABEL, frame["label"].fillna("").astype(str))
+
+    counts = frame["useful_count"].map(_safe_count)
+    mark(counts.map(lambda c: c == "bad"), BAD_TYPE, "useful_count")
+
+    text = frame["text"].fillna("")
+    mark(text.map(has_control_characters), CONTROL_CHARACTERS, "text")
+    cleaned = text.map(clean_text)
+    mark(cleaned == "", EMPTY_TEXT, "text")
+    lengths = cleaned.str.len()
+    mark(lengths > max_text_chars, TEXT_TOO_LONG, lengths.astype(str) + f" > {max_text_chars} chars")
+
+    _mark_duplicates(frame, reason, mark)
+
+    ok = reason.isna()
+    valid = pd.DataFrame(
+        {
+            "review_id": frame["review_id"].str.strip(),
+            "product": frame["product"].str.strip(),
+            "condition": frame["condition"].map(lambda v: v.strip() if isinstance(v, str) and v.strip() else None),
+            "text": frame["text"],
+            "label": labels,
+            "review_date": dates,
+            "week": dates.map(lambda d: monday_of(d) if d is not None else None),
+            "useful_count": counts.map(lambda c: None if c in (None, "bad") else c),
+            SOURCE_FILE: frame[SOURCE_FILE],
+            SOURCE_ROW: frame[SOURCE_ROW],
+        }
+    )[ok].reset_index(drop=True)
+    quarantined = frame[~ok].copy()
+    quarantined.insert(0, "detail", detail[~ok].astype(str))
+    quarantined.insert(0, "reason", reason[~ok])
+    return ValidationOutcome(valid=valid, quarantined=quarantined.reset_index(drop=True))
+
+
+def _safe_count(value: str | None) -> int | str | None:
+    try:
+        return parse_count(value)
+    except ValueError:
+        return "bad"
+
+
+def _mark_duplicates(frame: pd.DataFrame, reason: pd.Series, mark: Marker) -> None:
+    """Same id with different content: all copies out. Same id and content: keep the first."""
+    candidates = reason.isna()
+    ids = frame["review_id"].fillna("").str.strip()
+    content = (
+        frame["product"].fillna("")
+        + "\x1f"
+        + frame["text"].fillna("").map(clean_text)
+        + "\x1f"
+        + frame["label"].fillna("").str.strip().str.lower()
+        + "\x1f"
+        + frame["review_date"].fillna("").str.strip()
+    )
+    live = pd.DataFrame({"id": ids[candidates], "content": content[candidates]})
+    distinct = live.groupby("id")["content"].transform("nunique")
+    conflict = pd.Series(False, index=frame.index)
+    conflict[live.index] = distinct > 1
+    exact = pd.Series(False, index=frame.index)
+    exact[live.index] = (distinct == 1) & live.duplicated(subset=["id"], keep="first")
+    mark(conflict, DUPLICATE_ID_CONFLICT, "review_id " + ids)
+    mark(exact, EXACT_DUPLICATE, "review_id " + ids)
+
+
+def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
+    """Validate a raw batch; write its valid rows and its quarantine file."""
+    layout = Layout(params.data_root)
+    frame = pq.read_table(raw.path).to_pandas()
+    today = params.today or dt.datetime.now(dt.timezone.utc).date()
+    outcome = validate_frame(frame, params.max_text_chars, today)
+    rows_read = len(frame)
+    if rows_read != len(outcome.valid) + len(outcome.quarantined):
+        raise AssertionError(f"validation lost rows: {rows_read} read, {len(outcome.valid)} valid, {len(outcome.quarantined)} quarantined")
+    valid_path = write_parquet(
+        pa.Table.from_pandas(outcome.valid, schema=VALIDATED_SCHEMA, preserve_index=False),
+        layout.validated(params.batch_key),
+    )
+    quarantine_path = write_parquet(
+        pa.Table.from_pandas(
+            outcome.quarantined[[f.name for f in QUARANTINE_SCHEMA]],
+            schema=QUARANTINE_SCHEMA,
+            preserve_index=False,
+        ),
+        layout.quarantine(params.batch_key),
+    )
+    if len(outcome.quarantined):
+        log.warning("quarantined %d of %d rows: %s", len(outcome.quarantined), rows_read, outcome.reasons)
+    return StepResult(
+        subject=params.batch_key,
+        outputs=(Artifact.of_file(valid_path, "validated"), Artifact.of_file(quarantine_path, "quarantine")),
+        metrics={
+            "rows_read": rows_read,
+            "rows_valid": len(outcome.valid),
+            "rows_quarantined": len(outcome.quarantined),
+            "reasons": outcome.reasons,
+        },
+    )
+

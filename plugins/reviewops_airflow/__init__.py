@@ -1,0 +1,1 @@
+"""Airflow glue for reviewops: thin operators over the domain code in ``reviewops``."""
