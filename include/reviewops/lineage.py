@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -104,7 +105,9 @@ class LineageRecord:
     ended_at: str
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON types only (lists, not tuples), so XCom stores it as is."""
+        data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageRecord:

@@ -24,8 +24,13 @@ def parse_date(value: str | None) -> dt.date | None:
     text = value.strip()
     if not text:
         return None
-    if len(text) >= 10 and text[4] == "-" and "T" in text[10:11] + text[10:]:
-        text = text[:10]
+    # ISO date-times keep their day: "T" as written, or a space as pyarrow writes the
+    # timestamps it infers from JSON strings or reads from Parquet, cast to string.
+    if len(text) > 10 and text[4] == "-" and text[10] in "T ":
+        try:
+            return dt.datetime.fromisoformat(text).date()
+        except ValueError:
+            return None
     for fmt in DATE_FORMATS:
         try:
             return dt.datetime.strptime(text, fmt).date()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +24,8 @@ CHUNK = 1 << 20
 
 
 def to_uri(path: Path | str) -> str:
-    return Path(path).resolve().as_uri()
+    """``file://`` URI of a local path; ``=`` stays readable (``week=2017-12-11``)."""
+    return "file://" + quote(str(Path(path).resolve()), safe="/=-._~")
 
 
 def from_uri(uri: str) -> Path:

@@ -32,10 +32,10 @@ class TrainParams:
 
     max_tokens: int = 20_000
     ngrams: int = 2
-    hidden_units: int = 32
+    hidden_units: int = 64
     dropout: float = 0.2
     learning_rate: float = 0.005
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 32
     l2: float = 1e-4
     class_weighting: bool = False

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
-from reviewops.schema import QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from reviewops.schema import CANONICAL, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.storage import Layout, write_parquet
 from reviewops.windows import monday_of
 
@@ -71,6 +71,12 @@ class ValidationOutcome:
 def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> ValidationOutcome:
     """Split raw string rows into typed valid rows and quarantined rows with reasons."""
     frame = raw.reset_index(drop=True)
+    # pandas reads Arrow string columns as the ``str`` dtype, whose missing value is NaN:
+    # give the parsers None for a missing value (nulls come from JSONL, Parquet and
+    # optional columns a file does not have).
+    for name in CANONICAL:
+        column = frame[name].astype(object)
+        frame[name] = column.where(column.notna(), None)
     reason = pd.Series([None] * len(frame), dtype=object)
     detail = pd.Series([""] * len(frame), dtype=object)
 

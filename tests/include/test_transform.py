@@ -1,0 +1,214 @@
+"""Transform: cleaned text, repeated reviews set aside, one curated partition a week."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from reviewops.lineage import Artifact
+from reviewops.parsing import clean_text
+from reviewops.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
+from reviewops.sources import read_source_file
+from reviewops.storage import Layout, write_parquet
+from reviewops.transform import DUPLICATE_TEXT, TransformParams, curate_frame, curated_weeks, transform_reviews
+from reviewops.validate import ValidateParams, validate_frame, validate_reviews
+from reviewops.windows import ONE_WEEK, Window
+
+from .conftest import AppendRows
+from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, source_date
+
+ENTITY = re.compile(r"&(#\d+|[a-z]+);")
+
+
+def validated_frame(path: Path) -> pd.DataFrame:
+    outcome = validate_frame(read_source_file(path).to_pandas(), 10_000, TODAY)
+    assert outcome.quarantined.empty
+    return outcome.valid
+
+
+def validated_artifact(source: Path, data_root: Path) -> Artifact:
+    """The slice through ingest's and validate's file contracts: the transform's input."""
+    raw = write_parquet(read_source_file(source), Layout(data_root).raw("batch"))
+    result = validate_reviews(ValidateParams(str(data_root), "batch", today=TODAY), Artifact.of_file(raw, "raw"))
+    assert result.metrics["rows_quarantined"] == 0
+    return result.outputs[0]
+
+
+def busy_window(records: list[Record]) -> Window:
+    """From a week before the slice's busiest week to three weeks after it."""
+    weeks = Counter(monday(source_date(r["date"])) for r in records)
+    busiest = max(weeks, key=lambda week: (weeks[week], week))
+    return Window(busiest - ONE_WEEK, busiest + 3 * ONE_WEEK)
+
+
+def ids_by_week(records: list[Record], window: Window) -> dict[dt.date, set[str]]:
+    expected: dict[dt.date, set[str]] = {week: set() for week in window.weeks()}
+    for r in records:
+        week = monday(source_date(r["date"]))
+        if week in expected:
+            expected[week].add(r[""])
+    return expected
+
+
+def test_curate_frame_decodes_text_and_keeps_every_distinct_review(
+    review_slice: Path, slice_records: list[Record]
+) -> None:
+    valid = validated_frame(review_slice)
+
+    curated, duplicates = curate_frame(valid)
+
+    assert duplicates.empty
+    assert sorted(curated["review_id"]) == sorted(r[""] for r in slice_records)
+    texts = dict(zip(curated["review_id"], curated["text"], strict=True))
+    for r in slice_records:
+        assert texts[r[""]] == clean_text(r["review"])
+        assert ENTITY.search(texts[r[""]]) is None
+        assert not texts[r[""]].startswith('"')
+    assert list(curated["review_date"]) == sorted(curated["review_date"])
+
+
+def test_curate_frame_sets_aside_later_repeats_of_the_same_text_for_the_same_product(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    a, b, c = slice_records[1], slice_records[2], slice_records[3]
+    day_after_a = (source_date(a["date"]) + dt.timedelta(days=1)).strftime("%B %d, %Y")
+    day_before_b = (source_date(b["date"]) - dt.timedelta(days=1)).strftime("%B %d, %Y")
+    respelled = a["review"].replace("&rsquo;", "’").replace(". ", ".   ")
+    assert respelled != a["review"]
+    append_rows(
+        review_slice,
+        [
+            # A later copy of a under another id, spelled differently (case, entity, spacing).
+            ["800001", a["drugName"].upper(), a["condition"], respelled, a["rating"], day_after_a, "0"],
+            # An earlier copy of b: this one is the original.
+            ["800002", b["drugName"], b["condition"], b["review"], b["rating"], day_before_b, "3"],
+            # c's text about another product is another review.
+            ["800003", "Another product", c["condition"], c["review"], c["rating"], c["date"], "1"],
+        ],
+    )
+    rows = validated_frame(review_slice)
+
+    curated, duplicates = curate_frame(rows)
+
+    assert len(curated) + len(duplicates) == len(rows) == SLICE_ROWS + 3
+    details = dict(zip(duplicates["review_id"], duplicates["detail"], strict=True))
+    assert details == {
+        "800001": f"same product and text as review_id {a['']}",
+        b[""]: "same product and text as review_id 800002",
+    }
+    assert set(duplicates["reason"]) == {DUPLICATE_TEXT}
+    kept = set(curated["review_id"])
+    assert {a[""], "800002", "800003", c[""]} <= kept
+    assert not {"800001", b[""]} & kept
+
+
+def test_transform_writes_one_partition_per_week_of_the_window_including_empty_weeks(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record]
+) -> None:
+    data_root = tmp_path / "data"
+    validated = validated_artifact(review_slice, data_root)
+    window = busy_window(slice_records)
+    expected = ids_by_week(slice_records, window)
+    assert any(expected.values()) and not all(expected.values()), "the window must hold full and empty weeks"
+
+    result = transform_reviews(TransformParams(str(data_root), window), validated)
+
+    layout = Layout(data_root)
+    curated = [a for a in result.outputs if a.kind == "curated"]
+    assert [a.path for a in curated] == [layout.curated(week.isoformat()) for week in window.weeks()]
+    assert curated_weeks(str(data_root)) == {week.isoformat(): len(ids) for week, ids in expected.items()}
+    for week, ids in expected.items():
+        table = pq.read_table(layout.curated(week.isoformat()))
+        assert table.schema.equals(CURATED_SCHEMA)
+        assert set(table.column("review_id").to_pylist()) == ids
+        assert set(table.column("week").to_pylist()) <= {week}
+    assert result.metrics["weeks_written"] == len(expected)
+    assert result.metrics["weeks_with_reviews"] == sum(1 for ids in expected.values() if ids)
+
+
+def test_transform_writes_the_repeats_it_set_aside_to_the_quarantine(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    record = slice_records[0]
+    later = (source_date(record["date"]) + dt.timedelta(days=2)).strftime("%B %d, %Y")
+    other = slice_records[5]
+    append_rows(
+        review_slice,
+        [
+            ["800001", *as_row(record)[1:5], later, "4"],
+            # A review nobody counted yet: its useful_count is null.
+            ["800002", *as_row(other)[1:6], ""],
+        ],
+    )
+    data_root = tmp_path / "data"
+
+    result = transform_reviews(
+        TransformParams(str(data_root), Window.week(monday(source_date(record["date"])))),
+        validated_artifact(review_slice, data_root),
+    )
+
+    (quarantine,) = [a for a in result.outputs if a.kind == "quarantine"]
+    table = pq.read_table(quarantine.path)
+    assert table.schema.equals(QUARANTINE_SCHEMA)
+    assert table.select(["review_id", "reason", "useful_count", "review_date"]).to_pylist() == [
+        {"review_id": "800001", "reason": DUPLICATE_TEXT, "useful_count": "4",
+         "review_date": source_date(later).isoformat()},
+    ]
+    assert result.metrics["rows_duplicate_text"] == 1
+    assert result.metrics["rows_curated"] == SLICE_ROWS + 1
+
+
+def test_rerunning_a_window_replaces_its_partitions_with_the_same_content(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record]
+) -> None:
+    data_root = tmp_path / "data"
+    validated = validated_artifact(review_slice, data_root)
+    window = busy_window(slice_records)
+    params = TransformParams(str(data_root), window)
+    layout = Layout(data_root)
+    paths = [layout.curated(week.isoformat()) for week in window.weeks()]
+
+    transform_reviews(params, validated)
+    first = [pq.read_table(p) for p in paths]
+    # A stale or half-finished earlier version of one week must not survive a re-run.
+    full = next(i for i, table in enumerate(first) if table.num_rows)
+    write_parquet(first[full].slice(0, 1), paths[full])
+    transform_reviews(params, validated)
+    second = [pq.read_table(p) for p in paths]
+
+    assert all(a.equals(b, check_metadata=True) for a, b in zip(first, second, strict=True))
+    assert sorted(layout.curated_dir().glob("week=*/*")) == sorted(paths)
+
+
+@pytest.mark.parametrize("with_null_count", [False, True])
+def test_curated_partitions_hold_typed_values(
+    with_null_count: bool, tmp_path: Path, review_slice: Path, slice_records: list[Record]
+) -> None:
+    data_root = tmp_path / "data"
+    validated = validated_artifact(review_slice, data_root)
+    if with_null_count:  # a source without usefulCount for some rows
+        table = pq.read_table(validated.path)
+        counts = table.column("useful_count").to_pylist()
+        counts[0] = None
+        table = table.set_column(table.schema.get_field_index("useful_count"), "useful_count",
+                                 pa.array(counts, pa.int64()))
+        validated = Artifact.of_file(write_parquet(table, validated.path), "validated")
+    record = slice_records[0]
+    week = monday(source_date(record["date"]))
+
+    transform_reviews(TransformParams(str(data_root), Window.week(week)), validated)
+
+    rows = pq.read_table(Layout(data_root).curated(week.isoformat())).to_pylist()
+    row = next(r for r in rows if r["review_id"] == record[""])
+    assert row["review_date"] == source_date(record["date"])
+    assert row["week"] == week
+    assert row["useful_count"] == (None if with_null_count else int(record["usefulCount"]))
+    assert row["text"] == clean_text(record["review"])
+    assert row["condition"] == record["condition"]

@@ -1,0 +1,317 @@
+"""Validation: every row read ends valid or quarantined with the first reason that applies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from reviewops import validate as v
+from reviewops.config import SHIPPED_REVIEWS, Settings
+from reviewops.lineage import Artifact
+from reviewops.parsing import clean_text
+from reviewops.schema import CLASSES, QUARANTINE_SCHEMA, SOURCE_ROW
+from reviewops.sources import read_source, read_source_file
+from reviewops.storage import Layout, write_parquet
+from reviewops.validate import VALIDATED_SCHEMA, ValidateParams, ValidationOutcome, validate_frame, validate_reviews
+
+from .conftest import AppendRows
+from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, shipped_records, source_date
+
+MAX_CHARS = Settings().max_text_chars
+NEW_ROW = SLICE_ROWS + 1  # source_row of the first row appended to the slice
+
+Craft = Callable[[list[Record]], list[str]]
+
+
+def changed(record: Record, **values: str) -> list[str]:
+    """A real record with some source columns replaced (``id`` stands for the unnamed one)."""
+    out = dict(record)
+    if "id" in values:
+        out[""] = values.pop("id")
+    out.update(values)
+    return as_row(out)
+
+
+def fresh(records: list[Record], review_id: str = "900001", **values: str) -> list[str]:
+    """A new review (an unused id) built from the first real one."""
+    return changed(records[0], id=review_id, **values)
+
+
+def long_text(records: list[Record], chars: int) -> str:
+    """Real review words repeated to exactly ``chars`` characters once cleaned."""
+    words = clean_text(records[0]["review"])
+    text = ((words + " ") * (chars // len(words) + 1))[:chars].rstrip()
+    return text + "x" * (chars - len(text))
+
+
+def check(path: Path) -> tuple[pd.DataFrame, ValidationOutcome]:
+    raw = read_source_file(path).to_pandas()
+    outcome = validate_frame(raw, MAX_CHARS, TODAY)
+    assert len(raw) == len(outcome.valid) + len(outcome.quarantined)
+    assert sorted([*outcome.valid[SOURCE_ROW], *outcome.quarantined[SOURCE_ROW]]) == list(raw[SOURCE_ROW])
+    return raw, outcome
+
+
+def reason_of(outcome: ValidationOutcome, source_row: int) -> str:
+    rows = outcome.quarantined[outcome.quarantined[SOURCE_ROW] == source_row]
+    assert len(rows) == 1, f"row {source_row} was not quarantined"
+    return str(rows["reason"].iloc[0])
+
+
+def test_the_real_slice_is_all_valid_and_typed(review_slice: Path, slice_records: list[Record]) -> None:
+    _, outcome = check(review_slice)
+
+    assert outcome.quarantined.empty
+    assert outcome.reasons == {}
+    valid = outcome.valid
+    assert list(valid.columns) == VALIDATED_SCHEMA.names
+    assert list(valid["review_id"]) == [r[""] for r in slice_records]
+    assert list(valid["review_date"]) == [source_date(r["date"]) for r in slice_records]
+    assert list(valid["week"]) == [monday(source_date(r["date"])) for r in slice_records]
+    assert list(valid["label"]) == [r["rating"] for r in slice_records]
+    assert set(valid["label"]) <= set(CLASSES)
+    assert list(valid["useful_count"]) == [int(r["usefulCount"]) for r in slice_records]
+    # Text is kept as read; cleaning it is the transform's job.
+    assert list(valid["text"]) == [r["review"] for r in slice_records]
+
+
+def test_every_shipped_review_is_valid() -> None:
+    outcome = validate_frame(read_source(str(SHIPPED_REVIEWS)).to_pandas(), MAX_CHARS, TODAY)
+
+    assert len(outcome.valid) == 600
+    assert outcome.reasons == {}
+
+
+CRAFTED: dict[str, tuple[str, Craft]] = {
+    "no id": (v.MISSING_FIELD, lambda r: changed(r[0], id=" ", review="Another review of this medicine.")),
+    "no product": (v.MISSING_FIELD, lambda r: fresh(r, drugName="")),
+    "no text": (v.MISSING_FIELD, lambda r: fresh(r, review="")),
+    "no label": (v.MISSING_FIELD, lambda r: fresh(r, rating="  ")),
+    "no date": (v.MISSING_FIELD, lambda r: fresh(r, date="")),
+    "day-first date": (v.BAD_DATE, lambda r: fresh(r, date="30/05/2011")),
+    "impossible date": (v.BAD_DATE, lambda r: fresh(r, date="February 30, 2011")),
+    "tomorrow": (v.FUTURE_DATE, lambda r: fresh(r, date=(TODAY + dt.timedelta(days=1)).strftime("%B %d, %Y"))),
+    "word label": (v.UNKNOWN_LABEL, lambda r: fresh(r, rating="great")),
+    "zero stars": (v.UNKNOWN_LABEL, lambda r: fresh(r, rating="0")),
+    "word count": (v.BAD_TYPE, lambda r: fresh(r, usefulCount="many")),
+    "negative count": (v.BAD_TYPE, lambda r: fresh(r, usefulCount="-2")),
+    "bell in text": (v.CONTROL_CHARACTERS, lambda r: fresh(r, review=r[0]["review"].replace(". ", ".\x07 ", 1))),
+    "quotes only": (v.EMPTY_TEXT, lambda r: fresh(r, review='"   "')),
+    "entity only": (v.EMPTY_TEXT, lambda r: fresh(r, review='"&nbsp;"')),
+    "too long": (v.TEXT_TOO_LONG, lambda r: fresh(r, review=long_text(r, MAX_CHARS + 1))),
+    "exact copy": (v.EXACT_DUPLICATE, lambda r: as_row(r[1])),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_a_crafted_bad_row_is_quarantined_for_its_reason_and_the_real_rows_stay_valid(
+    case: str, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    reason, craft = CRAFTED[case]
+    append_rows(review_slice, [craft(slice_records)])
+
+    raw, outcome = check(review_slice)
+
+    assert len(raw) == NEW_ROW
+    assert reason_of(outcome, NEW_ROW) == reason
+    assert outcome.reasons == {reason: 1}
+    assert list(outcome.valid[SOURCE_ROW]) == list(range(1, NEW_ROW))
+
+
+def test_quarantined_rows_keep_the_values_as_read_and_say_why(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, date="30/05/2011"), fresh(slice_records, "900002", drugName=" ")])
+
+    _, outcome = check(review_slice)
+
+    bad_date, no_product = outcome.quarantined.sort_values(SOURCE_ROW).to_dict(orient="records")
+    assert (bad_date["reason"], bad_date["detail"], bad_date["review_date"]) == (v.BAD_DATE, "30/05/2011", "30/05/2011")
+    assert (no_product["reason"], no_product["detail"], no_product["product"]) == (v.MISSING_FIELD, "product", " ")
+    assert bad_date["text"] == slice_records[0]["review"]
+
+
+def test_text_of_exactly_the_limit_is_valid(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, review=long_text(slice_records, MAX_CHARS))])
+
+    _, outcome = check(review_slice)
+
+    assert outcome.quarantined.empty
+    assert len(clean_text(outcome.valid["text"].iloc[-1])) == MAX_CHARS
+
+
+def test_a_review_dated_today_is_not_in_the_future(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, date=TODAY.strftime("%B %d, %Y"))])
+
+    _, outcome = check(review_slice)
+
+    assert outcome.quarantined.empty
+    assert outcome.valid["review_date"].iloc[-1] == TODAY
+
+
+def test_the_first_reason_that_applies_is_the_one_recorded(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    # No product, a bad date, an unknown label and a bad count all at once.
+    append_rows(review_slice, [fresh(slice_records, drugName="", date="soon", rating="meh", usefulCount="x")])
+
+    _, outcome = check(review_slice)
+
+    assert reason_of(outcome, NEW_ROW) == v.MISSING_FIELD
+    assert outcome.quarantined["detail"].iloc[0] == "product"
+
+
+def test_same_id_with_other_content_quarantines_every_copy(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    original = slice_records[0]
+    append_rows(review_slice, [changed(original, review='"A different review under the same id."')])
+
+    _, outcome = check(review_slice)
+
+    assert reason_of(outcome, 1) == reason_of(outcome, NEW_ROW) == v.DUPLICATE_ID_CONFLICT
+    assert outcome.reasons == {v.DUPLICATE_ID_CONFLICT: 2}
+    assert original[""] not in set(outcome.valid["review_id"])
+    assert len(outcome.valid) == SLICE_ROWS - 1
+
+
+def test_an_exact_copy_keeps_the_first_and_quarantines_the_rest(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    # A re-delivered review: same id, same content up to spacing and entities.
+    record = slice_records[2]
+    respaced = changed(record, review=record["review"].replace("&#039;", "'").replace(" ", "  "))
+    append_rows(review_slice, [as_row(record), respaced])
+
+    _, outcome = check(review_slice)
+
+    assert reason_of(outcome, NEW_ROW) == reason_of(outcome, NEW_ROW + 1) == v.EXACT_DUPLICATE
+    assert list(outcome.valid["review_id"]).count(record[""]) == 1
+    assert outcome.valid.loc[outcome.valid["review_id"] == record[""], SOURCE_ROW].item() == 3
+
+
+def test_a_copy_that_is_quarantined_for_another_reason_is_not_a_duplicate(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [changed(slice_records[0], date="not a date")])
+
+    _, outcome = check(review_slice)
+
+    assert outcome.reasons == {v.BAD_DATE: 1}
+    assert slice_records[0][""] in set(outcome.valid["review_id"])
+
+
+def test_every_row_is_accounted_for_when_all_faults_arrive_together(
+    review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    crafted = []
+    for i, (reason, craft) in enumerate(CRAFTED.values()):
+        row = craft(slice_records)
+        if row[0] == "900001":
+            row[0] = f"9{i:05d}"
+        crafted.append((reason, row))
+    append_rows(review_slice, [row for _, row in crafted])
+
+    raw, outcome = check(review_slice)
+
+    assert len(raw) == SLICE_ROWS + len(crafted)
+    for offset, (reason, _) in enumerate(crafted):
+        assert reason_of(outcome, NEW_ROW + offset) == reason
+    assert outcome.reasons == dict(sorted(Counter(reason for reason, _ in crafted).items()))
+    assert len(outcome.valid) == SLICE_ROWS
+
+
+def test_missing_values_of_a_jsonl_source_are_missing_fields(tmp_path: Path, slice_records: list[Record]) -> None:
+    # JSON carries null and absent keys, not empty strings; optional ones may be absent.
+    path = tmp_path / "reviews.jsonl"
+    rows = [
+        {"id": r[""], "drugName": r["drugName"], "review": r["review"], "rating": r["rating"], "date": r["date"]}
+        for r in slice_records[:5]
+    ]
+    rows[1]["rating"] = None
+    del rows[2]["date"]
+    rows[3]["usefulCount"] = 7
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    raw = read_source_file(path).to_pandas()
+    outcome = validate_frame(raw, MAX_CHARS, TODAY)
+
+    assert outcome.quarantined[[SOURCE_ROW, "reason", "detail"]].to_dict(orient="records") == [
+        {SOURCE_ROW: 2, "reason": v.MISSING_FIELD, "detail": "label"},
+        {SOURCE_ROW: 3, "reason": v.MISSING_FIELD, "detail": "review_date"},
+    ]
+    counts = dict(zip(outcome.valid[SOURCE_ROW], outcome.valid["useful_count"], strict=True))
+    assert counts[4] == 7
+    assert all(pd.isna(counts[row]) for row in (1, 5))
+
+    raw_path = write_parquet(read_source_file(path), Layout(tmp_path / "data").raw("k"))
+    result = validate_reviews(ValidateParams(str(tmp_path / "data"), "k", today=TODAY), Artifact.of_file(raw_path, "raw"))
+    written = pq.read_table(Layout(tmp_path / "data").quarantine("k")).select(["reason", "label", "review_date"])
+    assert written.to_pylist() == [
+        {"reason": v.MISSING_FIELD, "label": None, "review_date": rows[1]["date"]},
+        {"reason": v.MISSING_FIELD, "label": rows[2]["rating"], "review_date": None},
+    ]
+    assert pq.read_table(Layout(tmp_path / "data").validated("k")).column("useful_count").to_pylist() == [
+        None, 7, None
+    ]
+    assert result.metrics["rows_valid"] == 3
+
+
+def test_validate_reviews_writes_valid_and_quarantine_files_with_reasons(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    crafted = {"900001": v.BAD_DATE, "900002": v.UNKNOWN_LABEL, "900003": v.CONTROL_CHARACTERS}
+    append_rows(
+        review_slice,
+        [
+            fresh(slice_records, date="someday"),
+            changed(slice_records[0], id="900002", rating="11"),
+            changed(slice_records[0], id="900003", review="bell\x07"),
+        ],
+    )
+    data_root = tmp_path / "data"
+    key = "week=2011-05-30"
+    raw_path = write_parquet(read_source_file(review_slice), Layout(data_root).raw(key))
+
+    result = validate_reviews(ValidateParams(str(data_root), key, today=TODAY), Artifact.of_file(raw_path, "raw"))
+
+    valid_file = Layout(data_root).validated(key)
+    quarantine_file = Layout(data_root).quarantine(key)
+    assert [a.path for a in result.outputs] == [valid_file, quarantine_file]
+    assert [a.kind for a in result.outputs] == ["validated", "quarantine"]
+    valid = pq.read_table(valid_file)
+    quarantined = pq.read_table(quarantine_file)
+    assert valid.schema.equals(VALIDATED_SCHEMA)
+    assert quarantined.schema.equals(QUARANTINE_SCHEMA)
+    assert valid.column("review_id").to_pylist() == [r[""] for r in slice_records]
+    assert dict(zip(quarantined.column("review_id").to_pylist(), quarantined.column("reason").to_pylist(),
+                    strict=True)) == crafted
+    metrics = result.metrics
+    assert metrics["rows_read"] == SLICE_ROWS + len(crafted) == metrics["rows_valid"] + metrics["rows_quarantined"]
+    assert (metrics["rows_valid"], metrics["rows_quarantined"]) == (valid.num_rows, quarantined.num_rows)
+    assert metrics["reasons"] == dict(Counter(crafted.values()))
+    assert result.outputs[0].rows == valid.num_rows
+
+
+def test_validate_reviews_of_a_clean_batch_writes_an_empty_quarantine(tmp_path: Path, review_slice: Path) -> None:
+    data_root = tmp_path / "data"
+    raw_path = write_parquet(read_source_file(review_slice), Layout(data_root).raw("k"))
+
+    result = validate_reviews(ValidateParams(str(data_root), "k", today=TODAY), Artifact.of_file(raw_path, "raw"))
+
+    quarantined = pq.read_table(Layout(data_root).quarantine("k"))
+    assert quarantined.num_rows == 0
+    assert quarantined.schema.equals(QUARANTINE_SCHEMA)
+    assert result.metrics["reasons"] == {}
+    assert result.metrics["rows_valid"] == SLICE_ROWS

@@ -1,0 +1,148 @@
+"""The three DAGs end to end with ``dag.test()`` on a slice of the real reviews."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import ROOT, shipped_records, write_shipped_slice
+
+pytestmark = pytest.mark.integration
+
+BROKEN_ROWS = [
+    ["900001", "Zoloft", "Depression", '"""Fine."""', "positive", "not a date", "3"],
+    ["900002", "Zoloft", "Depression", '"""Great."""', "ecstatic", "May 2, 2017", "3"],
+]
+
+
+@pytest.fixture(scope="module")
+def lifecycle(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Source: the 300 most recent shipped reviews plus two broken rows; runs initial
+    load and training once for the module."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from reviewops.parsing import parse_date
+
+    header, records = shipped_records()
+    records = sorted(records, key=lambda r: (parse_date(r[5]) or dt.date.min, r[0]))[-300:]
+    base = tmp_path_factory.mktemp("lifecycle")
+    source = write_shipped_slice(base / "reviews.tsv", records + BROKEN_ROWS, header)
+    data_root = base / "data-root"
+    dagbag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert dagbag.import_errors == {}
+    conf = {"source": str(source), "data_root": str(data_root)}
+    load = dagbag.dags["reviews_initial_load"].test(run_conf=conf)
+    training = dagbag.dags["reviews_training"].test(run_conf={**conf, "hyperparameters": {"epochs": 10}})
+    yield {"dagbag": dagbag, "conf": conf, "data_root": data_root, "records": records, "load": load, "training": training}
+
+
+def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
+    value: dict[str, Any] = dag_run.get_task_instance(task_id).xcom_pull(task_ids=task_id)
+    return value
+
+
+def test_initial_load_curates_every_row_and_quarantines_the_broken_ones(lifecycle: dict[str, Any]) -> None:
+    load = lifecycle["load"]
+    assert str(load.state) == "success"
+    validated = _record(load, "validate")["metrics"]
+    assert validated["rows_read"] == len(lifecycle["records"]) + len(BROKEN_ROWS)
+    assert validated["rows_read"] == validated["rows_valid"] + validated["rows_quarantined"]
+    assert validated["reasons"] == {"bad_date": 1, "unknown_label": 1}
+
+    quarantine = pq.read_table(_artifact_path(_record(load, "validate"), "quarantine")).to_pylist()
+    assert {(r["review_id"], r["reason"]) for r in quarantine} == {("900001", "bad_date"), ("900002", "unknown_label")}
+
+    partitions = sorted((lifecycle["data_root"] / "curated").glob("week=*/reviews.parquet"))
+    curated_rows = sum(pq.read_metadata(p).num_rows for p in partitions)
+    transform = _record(load, "transform")["metrics"]
+    assert curated_rows == transform["rows_curated"] == validated["rows_valid"] - transform["rows_duplicate_text"]
+    for path in partitions:
+        monday = dt.date.fromisoformat(path.parent.name.removeprefix("week="))
+        days = pq.read_table(path, columns=["review_date"]).column("review_date").to_pylist()
+        assert all(monday <= d < monday + dt.timedelta(days=7) for d in days), path
+    texts = pq.read_table(partitions[-1], columns=["text"]).column("text").to_pylist()
+    assert all(not t.startswith('"') and "&#039;" not in t for t in texts)
+
+
+def test_training_registers_a_champion_that_beats_the_majority_class(lifecycle: dict[str, Any]) -> None:
+    training = lifecycle["training"]
+    assert str(training.state) == "success"
+    dataset = _record(training, "snapshot_dataset")
+    version_dir = lifecycle["data_root"] / "datasets" / dataset["subject"]
+    names = {p.name for p in version_dir.iterdir()}
+    assert names == {f"{s}.{f}" for s in ("train", "eval") for f in ("jsonl", "tfrecord", "parquet")} | {"manifest.json"}
+    assert dataset["metrics"]["train_rows"] + dataset["metrics"]["eval_rows"] == dataset["metrics"]["rows"]
+
+    register = _record(training, "register_model")
+    evaluation = _record(training, "evaluate_model")["metrics"]
+    model = register["metrics"]
+    assert model["champion"] == model["model_version"] == register["subject"]
+    assert (lifecycle["data_root"] / "models" / model["model_version"] / "model.keras").is_file()
+    majority = evaluation["baselines"]["majority"]
+    assert evaluation["rows"] == dataset["metrics"]["eval_rows"]
+    assert evaluation["macro_f1"] > majority["macro_f1"]
+    # Lineage: every record names its parents, and the register record its dataset.
+    assert register["parents"] and model["dataset_version"] == dataset["subject"]
+
+
+def _latest_week(lifecycle: dict[str, Any]) -> str:
+    weeks = sorted(
+        p.parent.name.removeprefix("week=")
+        for p in (lifecycle["data_root"] / "curated").glob("week=*/reviews.parquet")
+        if pq.read_metadata(p).num_rows
+    )
+    return weeks[-1]
+
+
+def test_weekly_run_scores_exactly_its_week_and_reruns_identically(lifecycle: dict[str, Any]) -> None:
+    week = _latest_week(lifecycle)
+    dag = lifecycle["dagbag"].dags["reviews_weekly"]
+    conf = {**lifecycle["conf"], "week": week}
+    first = dag.test(run_conf=conf)
+    assert str(first.state) == "success"
+    predictions_path = lifecycle["data_root"] / "predictions" / f"week={week}" / "predictions.parquet"
+    first_rows = pq.read_table(predictions_path).to_pylist()
+    curated = pq.read_table(lifecycle["data_root"] / "curated" / f"week={week}" / "reviews.parquet").to_pylist()
+    assert sorted(r["review_id"] for r in first_rows) == sorted(r["review_id"] for r in curated)
+    champion = _record(lifecycle["training"], "register_model")["metrics"]["champion"]
+    assert {r["model_version"] for r in first_rows} == {champion}
+    for row in first_rows:
+        probs = [row["prob_negative"], row["prob_neutral"], row["prob_positive"]]
+        assert abs(sum(probs) - 1) < 1e-4
+        assert row["predicted_label"] == ("negative", "neutral", "positive")[probs.index(max(probs))]
+
+    second = dag.test(run_conf=conf)
+    assert str(second.state) == "success"
+    assert pq.read_table(predictions_path).to_pylist() == first_rows
+    score = _record(second, "score")
+    assert score["metrics"]["rows_scored"] == len(curated)
+    assert score["outputs"][0]["uri"].endswith(f"week={week}/predictions.parquet")
+
+
+def test_weekly_run_for_a_day_that_is_not_a_monday_fails_in_ingest(lifecycle: dict[str, Any]) -> None:
+    monday = dt.date.fromisoformat(_latest_week(lifecycle))
+    run = lifecycle["dagbag"].dags["reviews_weekly"].test(
+        run_conf={**lifecycle["conf"], "week": (monday + dt.timedelta(days=2)).isoformat()}
+    )
+    assert str(run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["ingest"] == "failed"
+    assert states["score"] != "success"
+
+
+def _artifact_path(record: dict[str, Any], kind: str) -> Path:
+    from reviewops.storage import from_uri
+
+    (artifact,) = [a for a in record["outputs"] if a["kind"] == kind]
+    return from_uri(artifact["uri"])
+
+
+def test_environment_is_private() -> None:
+    """The suite never writes to the project's own .airflow or artifacts."""
+    assert not os.environ["AIRFLOW_HOME"].startswith(str(ROOT))
