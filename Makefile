@@ -24,7 +24,7 @@ airflow-db: $(STAMP)
 	@$(ENV) $(VENV)/bin/airflow db migrate >/dev/null && echo "Airflow metadata DB ready in $$AIRFLOW_HOME"
 
 demo: airflow-db  ## Run the whole lifecycle through Airflow on the shipped reviews
-	@$(ENV) $(VENV)/bin/python -m reviewops_airflow.demo
+	@$(ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=$${DEMO_LOG_LEVEL:-WARNING} $(VENV)/bin/python -m reviewops_airflow.demo
 
 test: $(STAMP)  ## Run the whole test suite
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -11,9 +11,10 @@ Triggered by hand (or by `make demo`); it has no schedule.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG
+
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from reviewops_airflow.params import date_param, location_params
 
@@ -21,7 +22,7 @@ with DAG(
     dag_id="reviews_initial_load",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2008, 1, 7, tzinfo=timezone.utc),
+    start_date=datetime(2008, 1, 7, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "ingest"],

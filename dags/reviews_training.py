@@ -18,9 +18,10 @@ Hyperparameters can be overridden per run with the `hyperparameters` Param.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
+
 from reviewops_airflow.operators import (
     EvaluateModelOperator,
     RegisterModelOperator,
@@ -34,7 +35,7 @@ with DAG(
     doc_md=__doc__,
     # Training snapshots everything curated so far: it needs a time, not a data interval.
     schedule=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=timezone.utc),
+    start_date=datetime(2008, 1, 7, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "training"],
@@ -45,7 +46,7 @@ with DAG(
             {},
             type="object",
             title="Hyperparameters",
-            description="Overrides of reviewops.training.TrainParams, e.g. {\"epochs\": 10}.",
+            description='Overrides of reviewops.training.TrainParams, e.g. {"epochs": 10}.',
         ),
         **location_params(),
     },

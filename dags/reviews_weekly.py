@@ -18,9 +18,10 @@ clearing) replaces its outputs. Manual run for one week: conf `{"week": "2017-11
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
 from reviewops_airflow.operators import (
     IngestReviewsOperator,
     ScoreReviewsOperator,
@@ -34,7 +35,7 @@ with DAG(
     doc_md=__doc__,
     # A data-interval timetable: a bare cron string would give a zero-length window.
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=timezone.utc),
+    start_date=datetime(2008, 1, 7, tzinfo=UTC),
     catchup=False,  # history is loaded by reviews_initial_load or an explicit backfill
     max_active_runs=4,
     tags=["reviewops", "weekly", "scoring"],

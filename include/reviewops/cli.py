@@ -27,7 +27,7 @@ def _score(args: argparse.Namespace) -> int:
     version = registry.resolve(args.model)
     classes = tuple(registry.metadata(version)["classes"])
     raw = read_source(args.input).to_pandas()
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     outcome = validate_frame(raw, settings.max_text_chars, today)
     for reason, count in outcome.reasons.items():
         print(f"not scored: {count} row(s) {reason}", file=sys.stderr)
@@ -40,7 +40,12 @@ def _score(args: argparse.Namespace) -> int:
     output = Path(args.output)
     with atomic_path(output) as tmp:
         stats = score_table_batches(
-            table.to_batches(max_chunksize=4096), registry.path(version) / MODEL_FILE, version, classes, tmp, with_context=False
+            table.to_batches(max_chunksize=4096),
+            registry.path(version) / MODEL_FILE,
+            version,
+            classes,
+            tmp,
+            with_context=False,
         )
     print(
         f"scored {stats['rows_scored']} of {len(raw)} rows with model {version} -> {output}"
@@ -73,7 +78,9 @@ def _models(args: argparse.Namespace) -> int:
     print(f"{'':2}{'version':16} {'dataset':16} {'accuracy':>8} {'macro_f1':>8}  registered_at")
     for v in versions:
         mark = "* " if v["champion"] else "  "
-        print(f"{mark}{v['version']:16} {v['dataset_version']:16} {v['accuracy']:8.4f} {v['macro_f1']:8.4f}  {v['registered_at']}")
+        print(
+            f"{mark}{v['version']:16} {v['dataset_version']:16} {v['accuracy']:8.4f} {v['macro_f1']:8.4f}  {v['registered_at']}"
+        )
     print("* champion")
     return 0
 

@@ -64,7 +64,8 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out["review_date"] = out["review_date"].astype(str)
     out["week"] = out["week"].astype(str)
     out["condition"] = out["condition"].where(out["condition"].notna(), None)
-    return out.to_dict(orient="records")
+    rows: list[dict[str, Any]] = out.to_dict(orient="records")
+    return rows
 
 
 def content_version(frame: pd.DataFrame, eval_fraction: float) -> str:

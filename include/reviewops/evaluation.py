@@ -34,7 +34,12 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
-        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": actual}
+        per_class[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": actual,
+        }
     total = int(confusion.sum())
     return {
         "rows": total,
@@ -46,7 +51,9 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     }
 
 
-def majority_baseline(train_labels: Sequence[str], eval_labels: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+def majority_baseline(
+    train_labels: Sequence[str], eval_labels: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
     """Metrics of always predicting the most common training class."""
     values, counts = np.unique(np.asarray(train_labels), return_counts=True)
     majority = str(values[int(np.argmax(counts))])
@@ -82,7 +89,11 @@ def evaluate_candidate(model_file: Path, dataset_dir: Path, model_version: str) 
     path = write_json(report, model_file.parent / "evaluation.json")
     log.info(
         "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f (majority baseline %.4f / %.4f)",
-        model_version, metrics["rows"], metrics["accuracy"], metrics["macro_f1"],
-        report["baselines"]["majority"]["accuracy"], report["baselines"]["majority"]["macro_f1"],
+        model_version,
+        metrics["rows"],
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        report["baselines"]["majority"]["accuracy"],
+        report["baselines"]["majority"]["macro_f1"],
     )
     return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)

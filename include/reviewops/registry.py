@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.storage import Layout, atomic_path, publish_dir, write_json
+from reviewops.storage import Layout, publish_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Registry:
         if version is None:
             raise RegistryError(
                 f"no champion model under {self.root}: run the reviews_training DAG first "
-                "(make demo does), or pin a version with conf {\"model_version\": \"m-...\"}"
+                '(make demo does), or pin a version with conf {"model_version": "m-..."}'
             )
         return version
 
@@ -104,17 +105,20 @@ class Registry:
         """Make ``version`` champion when there is none; atomic against concurrent callers."""
         pointer = self.root / CHAMPION_FILE
         record = {"version": version, "promoted_at": _now(), "reason": reason}
-        with atomic_path(pointer.with_name(".champion.candidate")) as tmp:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".champion.{uuid.uuid4().hex}.tmp"
+        try:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
-            try:
-                os.link(tmp, pointer)  # fails if a champion exists: never two, never replaced here
-            except FileExistsError:
-                return False
+            os.link(tmp, pointer)  # fails if a champion exists: never two, never replaced here
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,9 @@ class RegisterParams:
     data_root: str
 
 
-def register_model(params: RegisterParams, model_dir: Path, evaluation: dict[str, Any], training: dict[str, Any], dataset_version: str) -> StepResult:
+def register_model(
+    params: RegisterParams, model_dir: Path, evaluation: dict[str, Any], training: dict[str, Any], dataset_version: str
+) -> StepResult:
     """Publish an evaluated model as a registry version; the first version becomes champion."""
     registry = Registry(params.data_root)
     version = evaluation["model_version"]

@@ -125,6 +125,7 @@ def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path) -> dic
         batches,
         epochs=params.epochs,
         class_weight=class_weight,
+        shuffle=False,  # tf.data shuffles, seeded
         verbose=0,
         callbacks=[_EpochLog(params.epochs)],
     )
@@ -132,7 +133,7 @@ def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path) -> dic
     model.save(out_dir / MODEL_FILE)
     summary = {
         "params": params.as_dict(),
-        "train_rows": int(len(labels)),
+        "train_rows": len(labels),
         "classes": list(CLASSES),
         "final_loss": round(float(history.history["loss"][-1]), 4),
         "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
@@ -151,13 +152,25 @@ def load_model(path: Path) -> keras.Model:
 
 
 def predict_proba(model: keras.Model, texts: list[str]) -> Any:
-    """Class probabilities, one row per text, columns in ``CLASSES`` order."""
+    """Class probabilities, one row per text, columns in ``CLASSES`` order.
+
+    Runs through one traced function per model with a fixed input signature, so batches
+    of any size reuse the same graph instead of retracing.
+    """
     import numpy as np
+    import tensorflow as tf
 
     if not texts:
         return np.zeros((0, len(CLASSES)), dtype=np.float32)
-    batch = np.asarray(texts, dtype=object).reshape(-1, 1)
-    return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    predict = getattr(model, "_reviewops_predict", None)
+    if predict is None:
+        predict = tf.function(
+            lambda batch: model(batch, training=False),
+            input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)],
+        )
+        model._reviewops_predict = predict
+    batch = tf.constant(np.asarray(texts, dtype=object).reshape(-1, 1))
+    return np.asarray(predict(batch), dtype=np.float32)
 
 
 class _EpochLog:
@@ -174,7 +187,10 @@ class _EpochLog:
                     logs = logs or {}
                     log.info(
                         "epoch %d/%d loss=%.4f accuracy=%.4f",
-                        epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                        epoch + 1,
+                        epochs,
+                        logs.get("loss", float("nan")),
+                        logs.get("accuracy", float("nan")),
                     )
 
         return EpochLog()

@@ -45,7 +45,9 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
     """Write ``curated/week=YYYY-MM-DD/`` for every week of the window (empty weeks too,
     so a week that had no reviews is visibly processed), replacing earlier versions."""
     layout = Layout(params.data_root)
-    valid = pq.read_table(validated.path).to_pandas()
+    # integer_object_nulls: a count column with nulls stays integers (not float64), so a
+    # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
+    valid = pq.read_table(validated.path).to_pandas(integer_object_nulls=True)
     curated, duplicates = curate_frame(valid)
     outputs: list[Artifact] = []
     rows_by_week: dict[str, int] = {}
@@ -61,7 +63,9 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
     outputs.append(Artifact.of_file(dup_path, "quarantine"))
     log.info(
         "curated %d rows into %d week partitions; %d repeated reviews set aside",
-        len(curated), len(rows_by_week), len(duplicates),
+        len(curated),
+        len(rows_by_week),
+        len(duplicates),
     )
     return StepResult(
         subject=params.window.key,

@@ -163,11 +163,13 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     """Validate a raw batch; write its valid rows and its quarantine file."""
     layout = Layout(params.data_root)
     frame = pq.read_table(raw.path).to_pandas()
-    today = params.today or dt.datetime.now(dt.timezone.utc).date()
+    today = params.today or dt.datetime.now(dt.UTC).date()
     outcome = validate_frame(frame, params.max_text_chars, today)
     rows_read = len(frame)
     if rows_read != len(outcome.valid) + len(outcome.quarantined):
-        raise AssertionError(f"validation lost rows: {rows_read} read, {len(outcome.valid)} valid, {len(outcome.quarantined)} quarantined")
+        raise AssertionError(
+            f"validation lost rows: {rows_read} read, {len(outcome.valid)} valid, {len(outcome.quarantined)} quarantined"
+        )
     valid_path = write_parquet(
         pa.Table.from_pandas(outcome.valid, schema=VALIDATED_SCHEMA, preserve_index=False),
         layout.validated(params.batch_key),
@@ -192,4 +194,3 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
             "reasons": outcome.reasons,
         },
     )
-

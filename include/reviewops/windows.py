@@ -98,9 +98,7 @@ def resolve_week(
     if partition_key:
         return Window.week(parse_day(partition_key, "partition key"))
     if data_interval_start is None or data_interval_end is None:
-        raise WindowError(
-            "this run has no week: trigger it with conf {\"week\": \"YYYY-MM-DD\"} (a Monday)"
-        )
+        raise WindowError('this run has no week: trigger it with conf {"week": "YYYY-MM-DD"} (a Monday)')
     start = _as_date(data_interval_start)
     end = _as_date(data_interval_end)
     if start == end:
@@ -110,15 +108,13 @@ def resolve_week(
         )
     window = Window(start, end)
     if not window.is_single_week:
-        raise WindowError(
-            f"data interval {start} -> {end} is not one calendar week starting on a Monday"
-        )
+        raise WindowError(f"data interval {start} -> {end} is not one calendar week starting on a Monday")
     return window
 
 
 def _as_date(value: dt.datetime | dt.date) -> dt.date:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return value.date()
     return value

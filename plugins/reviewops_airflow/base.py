@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
     from reviewops.config import Settings
     from reviewops.lineage import Artifact, LineageRecord, StepResult
 

@@ -31,6 +31,7 @@ def _records(dag_run: Any) -> dict[str, dict[str, Any]]:
 
 
 def _run(dag: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    print(f"  {dag.dag_id:22} running {kwargs.get('run_conf') or ''}", flush=True)
     started = time.monotonic()
     dag_run = dag.test(**kwargs)
     state = str(dag_run.state)
@@ -47,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
+    # Each weekly run loads the model afresh, as a separate task process would; in this
+    # one process TensorFlow then warns about retracing, which is expected here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from airflow.dag_processing.dagbag import DagBag
 
     from reviewops.config import Settings
+    from reviewops.registry import Registry
     from reviewops.transform import curated_weeks
 
     dagbag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     weeks = [w for w, rows in curated_weeks(settings.data_root).items() if rows][-args.weeks :]
     scored = []
     for week in weeks:
-        monday = dt.datetime.fromisoformat(week).replace(tzinfo=dt.timezone.utc)
+        monday = dt.datetime.fromisoformat(week).replace(tzinfo=dt.UTC)
         records = _run(
             dagbag.dags["reviews_weekly"], logical_date=monday + dt.timedelta(days=7), run_conf={"week": week}
         )
@@ -77,16 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = training["evaluate_model"]["metrics"]
     majority = evaluation["baselines"]["majority"]
     print("\nSummary")
-    print(f"  rows read {validated['rows_read']}, valid {validated['rows_valid']}, quarantined {validated['rows_quarantined']}"
-          f"{' ' + str(validated['reasons']) if validated['reasons'] else ''}")
-    print(f"  curated {load['transform']['metrics']['rows_curated']} reviews in "
-          f"{load['transform']['metrics']['weeks_with_reviews']} weeks")
+    print(
+        f"  rows read {validated['rows_read']}, valid {validated['rows_valid']}, quarantined {validated['rows_quarantined']}"
+        f"{' ' + str(validated['reasons']) if validated['reasons'] else ''}"
+    )
+    print(
+        f"  curated {load['transform']['metrics']['rows_curated']} reviews in "
+        f"{load['transform']['metrics']['weeks_with_reviews']} weeks"
+    )
     print(f"  dataset {dataset['dataset_version']}: {dataset['train_rows']} train / {dataset['eval_rows']} eval rows")
-    print(f"  model {model['model_version']} (champion: {model['champion']}): eval accuracy {model['accuracy']:.4f}, "
-          f"macro-F1 {model['macro_f1']:.4f} (majority baseline {majority['accuracy']:.4f} / {majority['macro_f1']:.4f})")
+    print(
+        f"  model {model['model_version']}: eval accuracy {model['accuracy']:.4f}, macro-F1 {model['macro_f1']:.4f}"
+        f" (majority-class baseline {majority['accuracy']:.4f} / {majority['macro_f1']:.4f})"
+    )
+    champion = Registry(settings.data_root).metadata(model["champion"])
+    print(
+        f"  champion {champion['version']}: eval accuracy {champion['metrics']['accuracy']:.4f},"
+        f" macro-F1 {champion['metrics']['macro_f1']:.4f} (dataset {champion['dataset_version']})"
+    )
     total = sum(r["metrics"]["rows_scored"] for r in scored)
-    print(f"  weeks scored {len(scored)} ({weeks[0]} .. {weeks[-1]}), {total} predictions by "
-          f"{', '.join(sorted({r['metrics']['model_version'] for r in scored}))}")
+    print(
+        f"  weeks scored {len(scored)} ({weeks[0]} .. {weeks[-1]}), {total} predictions by "
+        f"{', '.join(sorted({r['metrics']['model_version'] for r in scored}))}"
+    )
     print(f"  predictions in {os.path.join(settings.data_root, 'predictions')}/week=YYYY-MM-DD/predictions.parquet")
     print("\nOpen the UI with `make airflow`; list models with `.venv/bin/reviewops models`.")
     return 0

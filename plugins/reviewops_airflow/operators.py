@@ -7,10 +7,12 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
+
 from reviewops_airflow.base import ReviewOpsOperator, verified
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
     from reviewops.lineage import Artifact, LineageRecord, StepResult
     from reviewops.windows import Window
 

@@ -48,10 +48,12 @@ def _shipped() -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, ...],
     return lines, tuple(ends), tuple(rows)
 
 
-def shipped_text(n: int) -> str:
-    """Header plus the first ``n`` reviews of the shipped file, exactly as shipped."""
+def shipped_text(n: int, first: int = 0) -> str:
+    """Header plus shipped reviews ``first`` to ``n`` (0-based, ``n`` excluded), as shipped."""
     lines, ends, _ = _shipped()
-    return "".join(lines[: ends[n - 1]])
+    header_end = 1
+    start = ends[first - 1] if first else header_end
+    return "".join(lines[:header_end] + lines[start : ends[n - 1]])
 
 
 def shipped_records(n: int | None = None) -> list[Record]:

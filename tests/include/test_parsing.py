@@ -55,7 +55,18 @@ def test_parse_date_reads_abbreviated_month_names() -> None:
 @pytest.mark.parametrize(
     "text",
     # February 30th, a day-first slash form, a word and empty values.
-    [None, "", "   ", "February 30, 2011", "30/05/2011", "yesterday", "2011-13-01", "May 2011", "2011-05-30 junk", "2011-05-30Tnoon"],
+    [
+        None,
+        "",
+        "   ",
+        "February 30, 2011",
+        "30/05/2011",
+        "yesterday",
+        "2011-13-01",
+        "May 2011",
+        "2011-05-30 junk",
+        "2011-05-30Tnoon",
+    ],
 )
 def test_parse_date_gives_none_for_what_is_not_a_date(text: str | None) -> None:
     assert parse_date(text) is None
@@ -188,7 +199,10 @@ def test_clean_text_keeps_a_quote_the_reviewer_wrote_at_the_end() -> None:
 
 
 def test_clean_text_keeps_quotes_inside_the_text() -> None:
-    assert clean_text('"My doctor said "give it time" and she was right"') == 'My doctor said "give it time" and she was right'
+    assert (
+        clean_text('"My doctor said "give it time" and she was right"')
+        == 'My doctor said "give it time" and she was right'
+    )
 
 
 def test_clean_text_of_quotes_and_blanks_only_is_empty() -> None:

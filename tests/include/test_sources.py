@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -106,16 +108,19 @@ def test_slice_reads_as_its_reviews(review_slice: Path, slice_records: list[Reco
     assert values(table) == canonical(slice_records)
 
 
-@pytest.mark.parametrize("writer", [write_csv, write_jsonl, write_parquet], ids=["csv", "jsonl", "parquet"])
+Writer = Callable[[list[Record], Path], Path]
+WRITERS: dict[str, Writer] = {".csv": write_csv, ".jsonl": write_jsonl, ".parquet": write_parquet}
+
+
+@pytest.mark.parametrize("suffix", list(WRITERS))
 def test_other_formats_of_the_same_reviews_read_the_same(
-    writer: object, tmp_path: Path, review_slice: Path, slice_records: list[Record]
+    suffix: str, tmp_path: Path, slice_records: list[Record]
 ) -> None:
-    suffix = {write_csv: ".csv", write_jsonl: ".jsonl", write_parquet: ".parquet"}[writer]  # type: ignore[index]
-    path = writer(slice_records, tmp_path / f"reviews{suffix}")  # type: ignore[operator]
+    path = WRITERS[suffix](slice_records, tmp_path / f"reviews{suffix}")
 
     table = read_source_file(path)
 
-    assert values(table) == values(read_source_file(review_slice))
+    assert values(table) == canonical(slice_records)
     assert set(table.column(SOURCE_FILE).to_pylist()) == {str(path)}
     assert table.column(SOURCE_ROW).to_pylist() == list(range(1, SLICE_ROWS + 1))
 
@@ -127,8 +132,18 @@ def test_iso_dates_in_jsonl_and_date_columns_in_parquet_parse_to_the_review_date
     jsonl = tmp_path / "iso.jsonl"
     with open(jsonl, "w", encoding="utf-8") as handle:
         for r, day in zip(slice_records, days, strict=True):
-            handle.write(json.dumps({"id": r[""], "drugName": r["drugName"], "review": r["review"],
-                                     "rating": r["rating"], "date": day.isoformat()}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": r[""],
+                        "drugName": r["drugName"],
+                        "review": r["review"],
+                        "rating": r["rating"],
+                        "date": day.isoformat(),
+                    }
+                )
+                + "\n"
+            )
     parquet_tables = {
         "date32": pa.array(days, pa.date32()),
         "timestamp": pa.array([dt.datetime.combine(d, dt.time(9, 30)) for d in days], pa.timestamp("us")),
@@ -137,9 +152,18 @@ def test_iso_dates_in_jsonl_and_date_columns_in_parquet_parse_to_the_review_date
     read = {"jsonl": read_source_file(jsonl)}
     for kind, column in parquet_tables.items():
         path = tmp_path / f"{kind}.parquet"
-        pq.write_table(pa.table({"id": [r[""] for r in slice_records], "drugName": [r["drugName"] for r in slice_records],
-                                 "review": [r["review"] for r in slice_records],
-                                 "rating": [r["rating"] for r in slice_records], "date": column}), path)
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [r[""] for r in slice_records],
+                    "drugName": [r["drugName"] for r in slice_records],
+                    "review": [r["review"] for r in slice_records],
+                    "rating": [r["rating"] for r in slice_records],
+                    "date": column,
+                }
+            ),
+            path,
+        )
         read[kind] = read_source_file(path)
 
     for kind, table in read.items():
@@ -193,7 +217,7 @@ def test_folder_source_reads_every_review_file_in_it(tmp_path: Path, slice_recor
     assert [p.name for p in list_source_files(str(folder))] == ["b.jsonl", "a.tsv"]
     assert table.num_rows == SLICE_ROWS
     assert sorted(table.column("review_id").to_pylist()) == sorted(r[""] for r in slice_records)
-    by_file = {}
+    by_file: dict[str, list[int]] = {}
     for row in table.select([SOURCE_FILE, SOURCE_ROW]).to_pylist():
         by_file.setdefault(Path(row[SOURCE_FILE]).name, []).append(row[SOURCE_ROW])
     assert by_file == {"a.tsv": list(range(1, half + 1)), "b.jsonl": list(range(1, SLICE_ROWS - half + 1))}
@@ -223,9 +247,9 @@ def test_unsupported_and_unreadable_files_are_refused_naming_the_file(tmp_path: 
     broken = tmp_path / "reviews.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")
 
-    with pytest.raises(SourceError, match="unsupported file type '.txt'"):
+    with pytest.raises(SourceError, match=re.escape("unsupported file type '.txt'")):
         read_source_file(text)
-    with pytest.raises(SourceError, match=f"{broken}: cannot be read as parquet"):
+    with pytest.raises(SourceError, match=re.escape(f"{broken}: cannot be read as parquet")):
         read_source_file(broken)
 
 

@@ -143,8 +143,8 @@ def test_transform_writes_the_repeats_it_set_aside_to_the_quarantine(
         review_slice,
         [
             ["800001", *as_row(record)[1:5], later, "4"],
-            # A review nobody counted yet: its useful_count is null.
-            ["800002", *as_row(other)[1:6], ""],
+            # Another review nobody has marked useful yet: its useful_count is null.
+            ["800002", "Another product", *as_row(other)[2:6], ""],
         ],
     )
     data_root = tmp_path / "data"
@@ -158,8 +158,12 @@ def test_transform_writes_the_repeats_it_set_aside_to_the_quarantine(
     table = pq.read_table(quarantine.path)
     assert table.schema.equals(QUARANTINE_SCHEMA)
     assert table.select(["review_id", "reason", "useful_count", "review_date"]).to_pylist() == [
-        {"review_id": "800001", "reason": DUPLICATE_TEXT, "useful_count": "4",
-         "review_date": source_date(later).isoformat()},
+        {
+            "review_id": "800001",
+            "reason": DUPLICATE_TEXT,
+            "useful_count": "4",
+            "review_date": source_date(later).isoformat(),
+        },
     ]
     assert result.metrics["rows_duplicate_text"] == 1
     assert result.metrics["rows_curated"] == SLICE_ROWS + 1
@@ -175,15 +179,19 @@ def test_rerunning_a_window_replaces_its_partitions_with_the_same_content(
     layout = Layout(data_root)
     paths = [layout.curated(week.isoformat()) for week in window.weeks()]
 
-    transform_reviews(params, validated)
+    first_run = transform_reviews(params, validated)
     first = [pq.read_table(p) for p in paths]
-    # A stale or half-finished earlier version of one week must not survive a re-run.
-    full = next(i for i, table in enumerate(first) if table.num_rows)
-    write_parquet(first[full].slice(0, 1), paths[full])
-    transform_reviews(params, validated)
+    # A stale earlier version of a week (here: emptied) must not survive a re-run.
+    busiest = max(range(len(paths)), key=lambda i: first[i].num_rows)
+    write_parquet(CURATED_SCHEMA.empty_table(), paths[busiest])
+    assert not pq.read_table(paths[busiest]).equals(first[busiest])
+
+    second_run = transform_reviews(params, validated)
     second = [pq.read_table(p) for p in paths]
 
     assert all(a.equals(b, check_metadata=True) for a, b in zip(first, second, strict=True))
+    # Same bytes too, so the sha256 in the lineage record of either run verifies the files.
+    assert [a.sha256 for a in second_run.outputs] == [a.sha256 for a in first_run.outputs]
     assert sorted(layout.curated_dir().glob("week=*/*")) == sorted(paths)
 
 
@@ -197,8 +205,9 @@ def test_curated_partitions_hold_typed_values(
         table = pq.read_table(validated.path)
         counts = table.column("useful_count").to_pylist()
         counts[0] = None
-        table = table.set_column(table.schema.get_field_index("useful_count"), "useful_count",
-                                 pa.array(counts, pa.int64()))
+        table = table.set_column(
+            table.schema.get_field_index("useful_count"), "useful_count", pa.array(counts, pa.int64())
+        )
         validated = Artifact.of_file(write_parquet(table, validated.path), "validated")
     record = slice_records[0]
     week = monday(source_date(record["date"]))

@@ -22,7 +22,7 @@ from reviewops.storage import Layout, write_parquet
 from reviewops.validate import VALIDATED_SCHEMA, ValidateParams, ValidationOutcome, validate_frame, validate_reviews
 
 from .conftest import AppendRows
-from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, shipped_records, source_date
+from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, source_date
 
 MAX_CHARS = Settings().max_text_chars
 NEW_ROW = SLICE_ROWS + 1  # source_row of the first row appended to the slice
@@ -256,15 +256,15 @@ def test_missing_values_of_a_jsonl_source_are_missing_fields(tmp_path: Path, sli
     assert all(pd.isna(counts[row]) for row in (1, 5))
 
     raw_path = write_parquet(read_source_file(path), Layout(tmp_path / "data").raw("k"))
-    result = validate_reviews(ValidateParams(str(tmp_path / "data"), "k", today=TODAY), Artifact.of_file(raw_path, "raw"))
+    result = validate_reviews(
+        ValidateParams(str(tmp_path / "data"), "k", today=TODAY), Artifact.of_file(raw_path, "raw")
+    )
     written = pq.read_table(Layout(tmp_path / "data").quarantine("k")).select(["reason", "label", "review_date"])
     assert written.to_pylist() == [
         {"reason": v.MISSING_FIELD, "label": None, "review_date": rows[1]["date"]},
         {"reason": v.MISSING_FIELD, "label": rows[2]["rating"], "review_date": None},
     ]
-    assert pq.read_table(Layout(tmp_path / "data").validated("k")).column("useful_count").to_pylist() == [
-        None, 7, None
-    ]
+    assert pq.read_table(Layout(tmp_path / "data").validated("k")).column("useful_count").to_pylist() == [None, 7, None]
     assert result.metrics["rows_valid"] == 3
 
 
@@ -295,8 +295,10 @@ def test_validate_reviews_writes_valid_and_quarantine_files_with_reasons(
     assert valid.schema.equals(VALIDATED_SCHEMA)
     assert quarantined.schema.equals(QUARANTINE_SCHEMA)
     assert valid.column("review_id").to_pylist() == [r[""] for r in slice_records]
-    assert dict(zip(quarantined.column("review_id").to_pylist(), quarantined.column("reason").to_pylist(),
-                    strict=True)) == crafted
+    assert (
+        dict(zip(quarantined.column("review_id").to_pylist(), quarantined.column("reason").to_pylist(), strict=True))
+        == crafted
+    )
     metrics = result.metrics
     assert metrics["rows_read"] == SLICE_ROWS + len(crafted) == metrics["rows_valid"] + metrics["rows_quarantined"]
     assert (metrics["rows_valid"], metrics["rows_quarantined"]) == (valid.num_rows, quarantined.num_rows)

@@ -39,7 +39,14 @@ def lifecycle(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     conf = {"source": str(source), "data_root": str(data_root)}
     load = dagbag.dags["reviews_initial_load"].test(run_conf=conf)
     training = dagbag.dags["reviews_training"].test(run_conf={**conf, "hyperparameters": {"epochs": 10}})
-    yield {"dagbag": dagbag, "conf": conf, "data_root": data_root, "records": records, "load": load, "training": training}
+    yield {
+        "dagbag": dagbag,
+        "conf": conf,
+        "data_root": data_root,
+        "records": records,
+        "load": load,
+        "training": training,
+    }
 
 
 def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
@@ -76,7 +83,9 @@ def test_training_registers_a_champion_that_beats_the_majority_class(lifecycle: 
     dataset = _record(training, "snapshot_dataset")
     version_dir = lifecycle["data_root"] / "datasets" / dataset["subject"]
     names = {p.name for p in version_dir.iterdir()}
-    assert names == {f"{s}.{f}" for s in ("train", "eval") for f in ("jsonl", "tfrecord", "parquet")} | {"manifest.json"}
+    assert names == {f"{s}.{f}" for s in ("train", "eval") for f in ("jsonl", "tfrecord", "parquet")} | {
+        "manifest.json"
+    }
     assert dataset["metrics"]["train_rows"] + dataset["metrics"]["eval_rows"] == dataset["metrics"]["rows"]
 
     register = _record(training, "register_model")
@@ -127,8 +136,10 @@ def test_weekly_run_scores_exactly_its_week_and_reruns_identically(lifecycle: di
 
 def test_weekly_run_for_a_day_that_is_not_a_monday_fails_in_ingest(lifecycle: dict[str, Any]) -> None:
     monday = dt.date.fromisoformat(_latest_week(lifecycle))
-    run = lifecycle["dagbag"].dags["reviews_weekly"].test(
-        run_conf={**lifecycle["conf"], "week": (monday + dt.timedelta(days=2)).isoformat()}
+    run = (
+        lifecycle["dagbag"]
+        .dags["reviews_weekly"]
+        .test(run_conf={**lifecycle["conf"], "week": (monday + dt.timedelta(days=2)).isoformat()})
     )
     assert str(run.state) == "failed"
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}

@@ -1,0 +1,169 @@
+"""The model registry: version ids, immutable version folders and the champion pointer.
+
+Versions are fake folders built by hand (a model file and a metadata.json): no model is
+trained here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reviewops.registry import CHAMPION_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError, model_version_id
+
+PARAMS = {"epochs": 5, "max_tokens": 20_000, "seed": 42}
+
+
+def metadata(version: str, registered_at: str = "2024-06-03T10:00:00+00:00", **extra: Any) -> dict[str, Any]:
+    return {"version": version, "registered_at": registered_at, "dataset_version": "ds-0123456789ab", **extra}
+
+
+def staged(registry: Registry, name: str, model_bytes: bytes) -> Path:
+    folder = registry.staging() / name
+    folder.mkdir(parents=True)
+    (folder / MODEL_FILE).write_bytes(model_bytes)
+    return folder
+
+
+def registered(registry: Registry, version: str, registered_at: str = "2024-06-03T10:00:00+00:00") -> Path:
+    folder, published = registry.register(staged(registry, version, version.encode()), metadata(version, registered_at))
+    assert published
+    return folder
+
+
+def test_model_version_id_is_stable_for_the_same_inputs() -> None:
+    first = model_version_id("ds-0123456789ab", PARAMS, "git:abc")
+
+    assert first == model_version_id("ds-0123456789ab", dict(reversed(PARAMS.items())), "git:abc")
+    assert first.startswith("m-") and len(first) == len("m-") + 12
+    int(first.removeprefix("m-"), 16)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "params", "code"),
+    [
+        ("ds-ba9876543210", PARAMS, "git:abc"),
+        ("ds-0123456789ab", {**PARAMS, "epochs": 6}, "git:abc"),
+        ("ds-0123456789ab", {**PARAMS, "dropout": 0.1}, "git:abc"),
+        ("ds-0123456789ab", PARAMS, "git:abd"),
+    ],
+    ids=["dataset", "param value", "extra param", "code"],
+)
+def test_model_version_id_changes_with_each_input(dataset: str, params: dict[str, Any], code: str) -> None:
+    assert model_version_id(dataset, params, code) != model_version_id("ds-0123456789ab", PARAMS, "git:abc")
+
+
+def test_register_publishes_the_staged_folder_with_its_metadata(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    stage = staged(registry, "m-aaaaaaaaaaaa", b"weights")
+
+    folder, published = registry.register(stage, metadata("m-aaaaaaaaaaaa"))
+
+    assert published
+    assert folder == registry.path("m-aaaaaaaaaaaa")
+    assert not stage.exists()
+    assert (folder / MODEL_FILE).read_bytes() == b"weights"
+    assert registry.metadata("m-aaaaaaaaaaaa") == metadata("m-aaaaaaaaaaaa")
+    assert [m["version"] for m in registry.versions()] == ["m-aaaaaaaaaaaa"]
+
+
+def test_register_of_an_existing_version_keeps_the_registered_copy(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    folder = registered(registry, "m-aaaaaaaaaaaa")
+    original = {p.name: p.read_bytes() for p in folder.iterdir()}
+    again = staged(registry, "m-aaaaaaaaaaaa-retry", b"other weights")
+
+    second, published = registry.register(again, metadata("m-aaaaaaaaaaaa", "2024-06-04T10:00:00+00:00"))
+
+    assert (second, published) == (folder, False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
+    assert not again.exists()
+
+
+def test_versions_are_listed_oldest_first(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    registered(registry, "m-bbbbbbbbbbbb", "2024-06-05T00:00:00+00:00")
+    registered(registry, "m-aaaaaaaaaaaa", "2024-06-04T00:00:00+00:00")
+
+    assert [m["version"] for m in registry.versions()] == ["m-aaaaaaaaaaaa", "m-bbbbbbbbbbbb"]
+
+
+def test_resolve_of_an_unknown_version_lists_the_known_ones(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    registered(registry, "m-aaaaaaaaaaaa", "2024-06-04T00:00:00+00:00")
+    registered(registry, "m-bbbbbbbbbbbb", "2024-06-05T00:00:00+00:00")
+
+    with pytest.raises(RegistryError) as raised:
+        registry.resolve("m-cccccccccccc")
+
+    assert str(raised.value) == (
+        "model version m-cccccccccccc is not registered (registered: m-aaaaaaaaaaaa, m-bbbbbbbbbbbb)"
+    )
+
+
+def test_resolve_in_an_empty_registry_says_none_are_registered(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match=r"\(registered: none\)"):
+        Registry(str(tmp_path)).resolve("m-cccccccccccc")
+
+
+def test_resolve_without_a_version_needs_a_champion(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    registered(registry, "m-aaaaaaaaaaaa")
+
+    with pytest.raises(RegistryError, match=r"no champion model .* run the reviews_training DAG first"):
+        registry.resolve(None)
+    registry.promote_if_none("m-aaaaaaaaaaaa", "test")
+    assert registry.resolve(None) == "m-aaaaaaaaaaaa"
+    assert registry.resolve("m-aaaaaaaaaaaa") == "m-aaaaaaaaaaaa"
+
+
+def test_promote_if_none_makes_only_the_first_champion(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    assert registry.champion() is None
+
+    first = registry.promote_if_none("m-aaaaaaaaaaaa", "first registered version")
+    second = registry.promote_if_none("m-bbbbbbbbbbbb", "first registered version")
+
+    assert (first, second) == (True, False)
+    assert registry.champion() == "m-aaaaaaaaaaaa"
+    pointer = json.loads((registry.root / CHAMPION_FILE).read_text())
+    assert pointer["reason"] == "first registered version"
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_promote_if_none_from_concurrent_callers_makes_exactly_one_champion(attempt: int, tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    versions = [f"m-{i:012x}" for i in range(8)]
+    start = threading.Barrier(len(versions))
+    won: dict[str, bool] = {}
+
+    def promote(version: str) -> None:
+        start.wait()
+        won[version] = registry.promote_if_none(version, f"attempt {attempt}")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    winners = [v for v, ok in won.items() if ok]
+    assert len(won) == len(versions)
+    assert len(winners) == 1
+    assert registry.champion() == winners[0]
+    assert not list(registry.root.glob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_a_folder_without_metadata_is_not_a_registered_version(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    folder = registered(registry, "m-aaaaaaaaaaaa")
+
+    (folder / METADATA_FILE).unlink()
+
+    assert registry.versions() == []
+    with pytest.raises(RegistryError):
+        registry.resolve("m-aaaaaaaaaaaa")

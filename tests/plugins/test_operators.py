@@ -1,0 +1,112 @@
+"""Operators against real local files. The Airflow runtime context is replaced by a
+small stand-in holding the upstream XComs; nothing else is faked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from reviewops_airflow.operators import (
+    IngestReviewsOperator,
+    ScoreReviewsOperator,
+    TransformReviewsOperator,
+    ValidateReviewsOperator,
+)
+from tests.conftest import SHIPPED
+
+UTC = dt.UTC
+
+
+@dataclass
+class StubTaskInstance:
+    """What operators use of the task instance: identity and xcom_pull."""
+
+    task_id: str
+    xcoms: dict[str, Any] = field(default_factory=dict)
+    dag_id: str = "reviews_weekly"
+    run_id: str = "manual__test"
+    try_number: int = 1
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.xcoms.get(task_ids)
+
+
+def run(operator: Any, xcoms: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+    ti = StubTaskInstance(task_id=operator.task_id, xcoms=xcoms or {})
+    result: dict[str, Any] = operator.execute({"ti": ti, **context})
+    return result
+
+
+def weekly_ops(data_root: Path, week: str | None = "2017-11-27", source: Path = SHIPPED) -> tuple[Any, Any, Any]:
+    common = {"source": str(source), "data_root": str(data_root)}
+    return (
+        IngestReviewsOperator(task_id="ingest", week=week, **common),
+        ValidateReviewsOperator(task_id="validate", upstream={"raw": "ingest"}, **common),
+        TransformReviewsOperator(task_id="transform", upstream={"validated": "validate"}, **common),
+    )
+
+
+def test_chain_hands_records_through_xcom_and_links_parents(data_root: Path) -> None:
+    ingest, validate, transform = weekly_ops(data_root)
+    raw = run(ingest)
+    checked = run(validate, {"ingest": raw})
+    curated = run(transform, {"validate": checked})
+
+    assert raw["subject"] == checked["subject"] == curated["subject"] == "week=2017-11-27"
+    assert checked["parents"] == [raw["record_id"]] and curated["parents"] == [checked["record_id"]]
+    assert [a["kind"] for a in raw["inputs"]] == ["source"]
+    assert raw["inputs"][0]["rows"] == 600
+    (partition,) = [a for a in curated["outputs"] if a["kind"] == "curated"]
+    days = pq.read_table(partition["uri"].removeprefix("file://"), columns=["review_date"]).column("review_date")
+    assert partition["rows"] == len(days) > 0
+    assert all(dt.date(2017, 11, 27) <= d < dt.date(2017, 12, 4) for d in days.to_pylist())
+    assert checked["metrics"]["rows_read"] == raw["metrics"]["rows_read"]
+
+
+def test_week_comes_from_the_data_interval_of_a_scheduled_run(data_root: Path) -> None:
+    ingest, _, _ = weekly_ops(data_root, week="")
+    record = run(
+        ingest,
+        data_interval_start=dt.datetime(2017, 11, 27, tzinfo=UTC),
+        data_interval_end=dt.datetime(2017, 12, 4, tzinfo=UTC),
+    )
+    assert record["subject"] == "week=2017-11-27"
+
+
+def test_zero_length_interval_fails_without_retry(data_root: Path) -> None:
+    ingest, _, _ = weekly_ops(data_root, week="")
+    moment = dt.datetime(2017, 12, 4, tzinfo=UTC)
+    with pytest.raises(AirflowFailException, match="zero-length data interval"):
+        run(ingest, data_interval_start=moment, data_interval_end=moment)
+
+
+def test_changed_input_fails_the_consumer_naming_the_artifact(data_root: Path) -> None:
+    ingest, validate, _ = weekly_ops(data_root)
+    raw = run(ingest)
+    raw_path = Path(raw["outputs"][0]["uri"].removeprefix("file://"))
+    shutil.copy(SHIPPED, raw_path)  # someone overwrote the raw batch between the tasks
+    with pytest.raises(AirflowFailException, match=r"raw.*changed since it was recorded: expected sha256"):
+        run(validate, {"ingest": raw})
+
+
+def test_scoring_without_a_champion_says_what_to_run(data_root: Path) -> None:
+    ingest, validate, transform = weekly_ops(data_root)
+    curated = run(transform, {"validate": run(validate, {"ingest": run(ingest)})})
+    score = ScoreReviewsOperator(
+        task_id="score", upstream={"curated": "transform"}, data_root=str(data_root), source=""
+    )
+    with pytest.raises(AirflowFailException, match="run the reviews_training DAG first"):
+        run(score, {"transform": curated})
+
+
+def test_missing_upstream_record_is_a_clear_failure(data_root: Path) -> None:
+    _, validate, _ = weekly_ops(data_root)
+    with pytest.raises(AirflowFailException, match="no lineage record from upstream task 'ingest'"):
+        run(validate, {})
