@@ -157,3 +157,42 @@ def _artifact_path(record: dict[str, Any], kind: str) -> Path:
 def test_environment_is_private() -> None:
     """The suite never writes to the project's own .airflow or artifacts."""
     assert not os.environ["AIRFLOW_HOME"].startswith(str(ROOT))
+
+
+def test_reviewops_score_writes_one_prediction_per_valid_row(lifecycle: dict[str, Any], tmp_path: Path) -> None:
+    """The command scores a file in the shipped format with the champion the DAG registered."""
+    import subprocess
+    import sys
+
+    header, records = shipped_records()
+    source = write_shipped_slice(tmp_path / "new.tsv", records[:25] + BROKEN_ROWS, header)
+    out = tmp_path / "scored.parquet"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "reviewops"),
+            "--data-root",
+            str(lifecycle["data_root"]),
+            "score",
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(out)
+    champion = _record(lifecycle["training"], "register_model")["metrics"]["champion"]
+    assert table.column_names == [
+        "review_id",
+        "predicted_label",
+        "prob_negative",
+        "prob_neutral",
+        "prob_positive",
+        "model_version",
+    ]
+    assert table.column("review_id").to_pylist() == [r[0] for r in records[:25]]
+    assert set(table.column("model_version").to_pylist()) == {champion}
+    assert "1 row(s) bad_date" in result.stderr and "1 row(s) unknown_label" in result.stderr
