@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG
 
+from reviewops_airflow.assets import CURATED_REVIEWS
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from reviewops_airflow.params import date_param, location_params
 
@@ -40,6 +41,8 @@ with DAG(
         whole_source=True,
     )
     validate = ValidateReviewsOperator(task_id="validate", upstream={"raw": "ingest"})
-    transform = TransformReviewsOperator(task_id="transform", upstream={"validated": "validate"})
+    transform = TransformReviewsOperator(
+        task_id="transform", upstream={"validated": "validate"}, outlets=[CURATED_REVIEWS]
+    )
 
     ingest >> validate >> transform

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
+from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
 from reviewops_airflow.operators import (
     EvaluateModelOperator,
     RegisterModelOperator,
@@ -52,7 +53,9 @@ with DAG(
     },
     render_template_as_native_obj=True,
 ) as dag:
-    snapshot_dataset = SnapshotDatasetOperator(task_id="snapshot_dataset", eval_fraction="{{ params.eval_fraction }}")
+    snapshot_dataset = SnapshotDatasetOperator(
+        task_id="snapshot_dataset", eval_fraction="{{ params.eval_fraction }}", outlets=[DATASET_VERSIONS]
+    )
     train_model = TrainModelOperator(
         task_id="train_model",
         upstream={"dataset": "snapshot_dataset"},
@@ -66,6 +69,7 @@ with DAG(
     register_model = RegisterModelOperator(
         task_id="register_model",
         upstream={"candidate": "train_model", "evaluation": "evaluate_model", "dataset": "snapshot_dataset"},
+        outlets=[MODEL_VERSIONS],
     )
 
     snapshot_dataset >> train_model >> evaluate_model >> register_model

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from reviewops_airflow.assets import CURATED_REVIEWS, PREDICTIONS
 from reviewops_airflow.operators import (
     IngestReviewsOperator,
     ScoreReviewsOperator,
@@ -50,12 +51,15 @@ with DAG(
 ) as dag:
     ingest = IngestReviewsOperator(task_id="ingest", week="{{ params.week }}")
     validate = ValidateReviewsOperator(task_id="validate", upstream={"raw": "ingest"})
-    transform = TransformReviewsOperator(task_id="transform", upstream={"validated": "validate"})
+    transform = TransformReviewsOperator(
+        task_id="transform", upstream={"validated": "validate"}, outlets=[CURATED_REVIEWS]
+    )
     score = ScoreReviewsOperator(
         task_id="score",
         upstream={"curated": "transform"},
         model_version="{{ params.model_version }}",
         execution_timeout=timedelta(hours=2),
+        outlets=[PREDICTIONS],
     )
 
     ingest >> validate >> transform >> score

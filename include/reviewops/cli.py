@@ -14,6 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from reviewops.config import Settings
+from reviewops.lineage import Artifact, LineageRecord
+from reviewops.lineage_store import LineageIndex, LineageNotFound
 from reviewops.parsing import clean_text
 from reviewops.registry import MODEL_FILE, Registry, RegistryError
 from reviewops.scoring import score_table_batches
@@ -86,6 +88,64 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    from reviewops.lineage_store import LineageStore, impact
+    from reviewops.storage import to_uri
+
+    index = LineageStore(Settings.from_env(data_root=args.data_root).data_root).index()
+    if args.down:
+        target = args.target
+        uris = [target] if "://" in target else [to_uri(p) for p in _files_under(Path(target))]
+        records = index.downstream(uris)
+        built = impact(records)
+        if args.json:
+            print(json.dumps({"target": target, "impact": built, "records": [r.to_dict() for r in records]}, indent=2))
+            return 0
+        print(f"built from {target}:")
+        for kind, names in built.items():
+            print(f"  {kind:12} {len(names):4}  {', '.join(names) if names else '-'}")
+        return 0
+    chain = index.upstream(index.resolve(args.target))
+    if args.json:
+        print(json.dumps({"target": args.target, "records": [r.to_dict() for r in chain]}, indent=2))
+        return 0
+    for hop in lineage_hops(index, chain):
+        print(hop)
+    return 0
+
+
+def lineage_hops(index: LineageIndex, chain: list[LineageRecord]) -> list[str]:
+    """One line per hop: the artifact through which each record was reached, then the
+    source files the chain starts from."""
+    via: dict[str, Artifact] = {}
+    for record in chain:
+        via.setdefault(record.record_id, record.outputs[0] if record.outputs else Artifact("-", "-", "-"))
+        for artifact in record.inputs:
+            producer = index.producer(artifact, before=record.started_at)
+            if producer is not None:
+                via.setdefault(producer.record_id, artifact)
+    lines = []
+    for record in chain:
+        artifact = via[record.record_id]
+        lines.append(f"{_hop(artifact)}  <- {record.dag_id}.{record.task_id} ({record.subject})")
+    sources = {a.uri: a for r in chain for a in r.inputs if a.kind == "source"}
+    lines += [f"{_hop(a)}  (source)" for a in sources.values()]
+    return lines
+
+
+def _hop(artifact: Artifact) -> str:
+    rows = "" if artifact.rows is None else f"rows={artifact.rows}"
+    return f"{artifact.kind:16} {artifact.uri}  {artifact.sha256[:12]}  {rows}"
+
+
+def _files_under(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    if not path.exists():
+        raise LineageNotFound(f"{path}: no such file or folder")
+    return [path]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reviewops", description=__doc__)
     parser.add_argument("--data-root", help="root of all artifacts (default: $REVIEWOPS_DATA_ROOT or ./artifacts)")
@@ -98,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list registered model versions")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)
+    lineage = sub.add_parser("lineage", help="trace an artifact to its sources, or (--down) to what was built from it")
+    lineage.add_argument("target", help="artifact path or URI (a file or a partition folder), or a record id")
+    lineage.add_argument("--json", action="store_true", help="print JSON: {'records': [...]} in chain order")
+    lineage.add_argument("--down", action="store_true", help="list the datasets, models and predictions built from it")
+    lineage.set_defaults(func=_lineage)
     return parser
 
 
@@ -107,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (SourceError, RegistryError) as exc:
+    except (SourceError, RegistryError, LineageNotFound) as exc:
         print(f"reviewops: {exc}", file=sys.stderr)
         return 2
     return code

@@ -12,13 +12,14 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.storage import Layout, publish_dir, write_json
+from reviewops.storage import Layout, publish_dir, staging_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class Registry:
 
     def staging(self) -> Path:
         return self.root / ".staging"
+
+    def candidates(self) -> Path:
+        """Where training writes candidates; they stay there for audit after registration."""
+        return self.root / "candidates"
 
     def path(self, version: str) -> Path:
         return self.root / version
@@ -88,12 +93,16 @@ class Registry:
         self.metadata(chosen)
         return chosen
 
-    def register(self, staging: Path, metadata: dict[str, Any]) -> tuple[Path, bool]:
-        """Publish a staged version folder; returns (folder, newly_published).
+    def register(self, candidate: Path, metadata: dict[str, Any]) -> tuple[Path, bool]:
+        """Publish a copy of a candidate folder as a version; returns (folder, newly_published).
 
-        Versions are immutable: when the version already exists the staged copy is
-        dropped and the registered one is kept.
+        Versions are immutable: when the version already exists the copy is dropped and
+        the registered one is kept.
         """
+        staging = staging_dir(self.staging(), metadata["version"])
+        for item in candidate.iterdir():
+            if item.is_file():
+                shutil.copy2(item, staging / item.name)
         write_json(metadata, staging / METADATA_FILE)
         target = self.path(metadata["version"])
         published = publish_dir(staging, target)

@@ -62,9 +62,10 @@ def score_table_batches(
     return {"rows_scored": rows, "score_seconds": round(time.monotonic() - started, 3)}
 
 
-def score_week(params: ScoreParams, curated: Artifact) -> StepResult:
+def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list[Artifact]]:
     """Write ``predictions/week=.../predictions.parquet`` for one curated week partition,
-    replacing any earlier one in a single atomic step."""
+    replacing any earlier one in a single atomic step. Returns the result and its inputs
+    (the partition and the model that scored it)."""
     registry = Registry(params.data_root)
     version = registry.resolve(params.model_version)
     meta = registry.metadata(version)
@@ -82,8 +83,9 @@ def score_week(params: ScoreParams, curated: Artifact) -> StepResult:
         )
     how = "pinned" if params.model_version else "champion"
     log.info("week %s: %d reviews scored by %s model %s", week, stats["rows_scored"], how, version)
-    return StepResult(
+    result = StepResult(
         subject=f"week={week}",
         outputs=(Artifact.of_file(target, "predictions"),),
         metrics={"week": week, "model_version": version, "model_choice": how, **stats},
     )
+    return result, [curated, Artifact.of_file(registry.path(version) / MODEL_FILE, "model")]

@@ -213,7 +213,7 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     dataset_dir = Path(params.dataset_dir)
     dataset_version = read_manifest(dataset_dir)["version"]
     version = model_version_id(dataset_version, params.train.as_dict(), code_version())
-    out_dir = Registry(params.data_root).staging() / f"{version}.{uuid.uuid4().hex[:8]}"
+    out_dir = Registry(params.data_root).candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
     log.info("training %s on %s with %s", version, dataset_version, params.train.as_dict())
     summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir)
     return StepResult(

@@ -62,6 +62,7 @@ class ReviewOpsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from reviewops.lineage import LineageError, LineageRecord, code_version, new_record_id, utcnow_iso
+        from reviewops.lineage_store import LineageStore
 
         started = utcnow_iso()
         upstream = self.upstream_records(context)
@@ -69,6 +70,11 @@ class ReviewOpsOperator(BaseOperator):
             result, inputs = self.run_step(context, upstream)
         except LineageError as exc:
             raise AirflowFailException(str(exc)) from exc
+        store = LineageStore(self.settings().data_root)
+        # Parents: the upstream tasks of this run, then whoever produced the exact bytes
+        # this step read in other runs and DAGs (a model, curated weeks, ...).
+        parents = [r.record_id for r in upstream.values()]
+        parents += [p for p in store.index().producer_ids(inputs, before=started) if p not in parents]
         ti = context["ti"]
         record = LineageRecord(
             record_id=new_record_id(),
@@ -81,13 +87,18 @@ class ReviewOpsOperator(BaseOperator):
             params=self.effective_params(),
             inputs=tuple(inputs),
             outputs=result.outputs,
-            parents=tuple(r.record_id for r in upstream.values()),
+            parents=tuple(parents),
             metrics=result.metrics,
             started_at=started,
             ended_at=utcnow_iso(),
         )
+        store.write(record)
+        payload = record.to_dict()
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {"lineage": payload}
         self.log.info("%s: %s", result.subject, _summary(result.metrics))
-        return record.to_dict()
+        self.log.info("lineage record %s (%d inputs, %d outputs)", record.record_id, len(inputs), len(result.outputs))
+        return payload
 
     def effective_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.template_fields}

@@ -122,7 +122,7 @@ class ScoreReviewsOperator(ReviewOpsOperator):
         partition = verified(curated[0])
         params = ScoreParams(data_root=self.settings().data_root, model_version=self.model_version or None)
         try:
-            return score_week(params, partition), [partition]
+            return score_week(params, partition)
         except RegistryError as exc:
             raise AirflowFailException(str(exc)) from exc
 
@@ -158,8 +158,8 @@ class TrainModelOperator(ReviewOpsOperator):
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.training import TrainParams, TrainStepParams, train_candidate
 
-        manifest = verified(_dataset_file(upstream["dataset"], "manifest.json"))
-        train_file = verified(_dataset_file(upstream["dataset"], "train.tfrecord"))
+        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
+        train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
         params = TrainStepParams(
             data_root=self.settings().data_root,
             dataset_dir=str(manifest.path.parent),
@@ -175,7 +175,7 @@ class EvaluateModelOperator(ReviewOpsOperator):
         from reviewops.evaluation import evaluate_candidate
 
         model = verified(_model_file(upstream["candidate"]))
-        eval_file = verified(_dataset_file(upstream["dataset"], "eval.parquet"))
+        eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
         result = evaluate_candidate(model.path, eval_file.path.parent, upstream["candidate"].subject)
         return result, [model, eval_file]
 
@@ -209,12 +209,12 @@ def _window_of(record: LineageRecord) -> Window:
     return Window(parse_day(window["start"], "start"), parse_day(window["end"], "end"))
 
 
-def _dataset_file(record: LineageRecord, name: str) -> Artifact:
+def _output_named(record: LineageRecord, name: str) -> Artifact:
     for artifact in record.outputs:
         if artifact.uri.endswith("/" + name):
             return artifact
-    raise AirflowFailException(f"dataset record {record.record_id} has no {name}")
+    raise AirflowFailException(f"record {record.record_id} of task {record.task_id} has no output {name}")
 
 
 def _model_file(record: LineageRecord) -> Artifact:
-    return _dataset_file(record, "model.keras")
+    return _output_named(record, "model.keras")

@@ -57,7 +57,7 @@ def test_model_version_id_changes_with_each_input(dataset: str, params: dict[str
     assert model_version_id(dataset, params, code) != model_version_id("ds-0123456789ab", PARAMS, "git:abc")
 
 
-def test_register_publishes_the_staged_folder_with_its_metadata(tmp_path: Path) -> None:
+def test_register_publishes_a_copy_of_the_candidate_with_its_metadata(tmp_path: Path) -> None:
     registry = Registry(str(tmp_path))
     stage = staged(registry, "m-aaaaaaaaaaaa", b"weights")
 
@@ -65,7 +65,7 @@ def test_register_publishes_the_staged_folder_with_its_metadata(tmp_path: Path) 
 
     assert published
     assert folder == registry.path("m-aaaaaaaaaaaa")
-    assert not stage.exists()
+    assert (stage / MODEL_FILE).read_bytes() == b"weights"  # the candidate stays, for audit
     assert (folder / MODEL_FILE).read_bytes() == b"weights"
     assert registry.metadata("m-aaaaaaaaaaaa") == metadata("m-aaaaaaaaaaaa")
     assert [m["version"] for m in registry.versions()] == ["m-aaaaaaaaaaaa"]
@@ -81,7 +81,7 @@ def test_register_of_an_existing_version_keeps_the_registered_copy(tmp_path: Pat
 
     assert (second, published) == (folder, False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
-    assert not again.exists()
+    assert not list(registry.staging().iterdir())  # the discarded copy leaves nothing behind
 
 
 def test_versions_are_listed_oldest_first(tmp_path: Path) -> None:

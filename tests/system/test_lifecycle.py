@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,3 +199,84 @@ def test_reviewops_score_writes_one_prediction_per_valid_row(lifecycle: dict[str
     assert table.column("review_id").to_pylist() == [r[0] for r in records[:25]]
     assert set(table.column("model_version").to_pylist()) == {champion}
     assert "1 row(s) bad_date" in result.stderr and "1 row(s) unknown_label" in result.stderr
+
+
+def _reviewops(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "reviewops"), *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_lineage_walks_from_a_predictions_partition_to_the_source_file(lifecycle: dict[str, Any]) -> None:
+    from reviewops.storage import from_uri, sha256_file
+
+    week = _latest_week(lifecycle)
+    dag = lifecycle["dagbag"].dags["reviews_weekly"]
+    assert str(dag.test(run_conf={**lifecycle["conf"], "week": week}).state) == "success"
+    partition = lifecycle["data_root"] / "predictions" / f"week={week}"
+    result = _reviewops("--data-root", str(lifecycle["data_root"]), "lineage", str(partition), "--json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)["records"]
+
+    tasks = [f"{r['dag_id']}.{r['task_id']}" for r in records]
+    assert tasks[0] == "reviews_weekly.score"
+    for needed in (
+        "reviews_training.register_model",
+        "reviews_training.train_model",
+        "reviews_training.snapshot_dataset",
+        "reviews_initial_load.transform",
+        "reviews_initial_load.ingest",
+        "reviews_weekly.ingest",
+    ):
+        assert needed in tasks, f"{needed} missing from the chain {tasks}"
+    score = records[0]
+    model_version = score["metrics"]["model_version"]
+    register = next(r for r in records if r["task_id"] == "register_model")
+    assert register["subject"] == model_version
+    assert (
+        register["metrics"]["dataset_version"]
+        == next(r for r in records if r["task_id"] == "snapshot_dataset")["subject"]
+    )
+    assert register["record_id"] in score["parents"]  # the cross-DAG producer of the model
+    kinds = {a["kind"] for r in records for a in r["inputs"] + r["outputs"]}
+    assert {"predictions", "model", "dataset", "curated", "raw", "source"} <= kinds
+
+    # Every local file the chain names still has the content the chain recorded.
+    for record in records:
+        for artifact in record["inputs"] + record["outputs"]:
+            assert sha256_file(from_uri(artifact["uri"])) == artifact["sha256"], artifact["uri"]
+    sources = {a["uri"] for r in records for a in r["inputs"] if a["kind"] == "source"}
+    assert sources == {Path(lifecycle["conf"]["source"]).resolve().as_uri()}
+
+    text = _reviewops("--data-root", str(lifecycle["data_root"]), "lineage", str(partition))
+    assert text.returncode == 0 and text.stdout.splitlines()[-1].endswith("(source)")
+
+
+def test_lineage_down_lists_what_the_source_file_built(lifecycle: dict[str, Any]) -> None:
+    week = _latest_week(lifecycle)
+    result = _reviewops(
+        "--data-root", str(lifecycle["data_root"]), "lineage", lifecycle["conf"]["source"], "--down", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    built = json.loads(result.stdout)["impact"]
+    dataset = _record(lifecycle["training"], "snapshot_dataset")["subject"]
+    model = _record(lifecycle["training"], "register_model")["subject"]
+    assert dataset in built["dataset"] and model in built["model"]
+    assert f"week={week}" in built["predictions"]
+
+
+def test_lineage_store_holds_one_file_per_record_and_asset_events_carry_records(lifecycle: dict[str, Any]) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    store = lifecycle["data_root"] / "lineage" / "records"
+    register = _record(lifecycle["training"], "register_model")
+    assert json.loads((store / f"{register['record_id']}.json").read_text()) == register
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "reviewops_model_versions")
+        ).all()
+    assert register["record_id"] in {e.extra.get("lineage", {}).get("record_id") for e in events}

@@ -1,0 +1,162 @@
+"""The append-only lineage store and the walks over it.
+
+Every lineage record is also written under ``<data root>/lineage/records/`` as one JSON
+file named by its record id, written atomically: concurrent runs never touch the same
+file, and the store survives ``airflow db clean``. Artifacts are matched by URI *and*
+content hash, so a walk follows exactly the bytes a step read, even when a later run
+rewrote the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reviewops.lineage import Artifact, LineageRecord
+from reviewops.storage import Layout, from_uri, sha256_file, to_uri, write_json
+
+log = logging.getLogger(__name__)
+
+IMPACT_KINDS = ("dataset", "model", "predictions")
+
+
+class LineageNotFound(LookupError):
+    """No record produced or names the target."""
+
+
+class LineageStore:
+    def __init__(self, data_root: str | Path) -> None:
+        self.root = Layout(data_root).root / "lineage" / "records"
+
+    def write(self, record: LineageRecord) -> Path:
+        return write_json(record.to_dict(), self.root / f"{record.record_id}.json")
+
+    def records(self) -> list[LineageRecord]:
+        """All records, oldest first."""
+        found = [LineageRecord.from_dict(json.loads(p.read_text())) for p in self.root.glob("*.json")]
+        return sorted(found, key=lambda r: (r.ended_at, r.record_id))
+
+    def index(self) -> LineageIndex:
+        return LineageIndex(self.records())
+
+
+@dataclass
+class LineageIndex:
+    """Records indexed by the artifacts they read and wrote."""
+
+    records: list[LineageRecord]
+    by_id: dict[str, LineageRecord] = field(init=False)
+    producers: dict[tuple[str, str], list[LineageRecord]] = field(init=False)
+    consumers: dict[str, list[LineageRecord]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {r.record_id: r for r in self.records}
+        self.producers = {}
+        self.consumers = {}
+        for record in self.records:  # oldest first, so the newest ends last
+            for artifact in record.outputs:
+                self.producers.setdefault((artifact.uri, artifact.sha256), []).append(record)
+            for artifact in record.inputs:
+                self.consumers.setdefault(artifact.uri, []).append(record)
+
+    def producer(self, artifact: Artifact, before: str | None = None) -> LineageRecord | None:
+        """The record that wrote exactly these bytes at this URI: the newest one that had
+        finished by ``before`` (a consumer's start time) when given, else the newest."""
+        found = self.producers.get((artifact.uri, artifact.sha256))
+        if not found:
+            return None
+        if before is not None:
+            earlier = [r for r in found if r.ended_at <= before]
+            if earlier:
+                return earlier[-1]
+        return found[-1]
+
+    def producer_ids(self, artifacts: Iterable[Artifact], before: str | None = None) -> list[str]:
+        ids = []
+        for artifact in artifacts:
+            record = self.producer(artifact, before)
+            if record is not None and record.record_id not in ids:
+                ids.append(record.record_id)
+        return ids
+
+    def resolve(self, target: str) -> list[LineageRecord]:
+        """The records a target names: a record id, or the producer(s) of an artifact
+        URI, a file path or a partition folder (matched against the bytes on disk)."""
+        if target in self.by_id:
+            return [self.by_id[target]]
+        path = from_uri(target) if target.startswith("file://") else Path(target)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        found: list[LineageRecord] = []
+        for file in files:
+            if not file.exists():
+                continue
+            record = self.producer(Artifact(uri=to_uri(file), kind="", sha256=sha256_file(file)))
+            if record is not None and record not in found:
+                found.append(record)
+        if not found:
+            raise LineageNotFound(
+                f"{target}: no lineage record produced it (or its content changed since); "
+                "pass an artifact path or URI under the data root, or a record id"
+            )
+        return found
+
+    def upstream(self, start: list[LineageRecord]) -> list[LineageRecord]:
+        """The chain from ``start`` up to the source files, breadth first, each record once."""
+        chain: list[LineageRecord] = []
+        seen: set[str] = set()
+        queue = deque(start)
+        while queue:
+            record = queue.popleft()
+            if record.record_id in seen:
+                continue
+            seen.add(record.record_id)
+            chain.append(record)
+            for artifact in record.inputs:
+                producer = self.producer(artifact, before=record.started_at)
+                if producer is not None:
+                    queue.append(producer)
+            for parent in record.parents:
+                if parent in self.by_id:
+                    queue.append(self.by_id[parent])
+        return chain
+
+    def downstream(self, start_uris: list[str]) -> list[LineageRecord]:
+        """Every record built, directly or not, from artifacts at these URIs."""
+        found: list[LineageRecord] = []
+        seen: set[str] = set()
+        queue = deque(start_uris)
+        visited_uris: set[str] = set()
+        while queue:
+            uri = queue.popleft()
+            if uri in visited_uris:
+                continue
+            visited_uris.add(uri)
+            for record in self.consumers.get(uri, []):
+                if record.record_id in seen:
+                    continue
+                seen.add(record.record_id)
+                found.append(record)
+                queue.extend(a.uri for a in record.outputs)
+        return found
+
+
+def impact(records: list[LineageRecord]) -> dict[str, list[str]]:
+    """Datasets, models and prediction partitions among the outputs of ``records``."""
+    out: dict[str, list[str]] = {kind: [] for kind in IMPACT_KINDS}
+    for record in records:
+        for artifact in record.outputs:
+            if artifact.kind not in out:
+                continue
+            name = _artifact_name(artifact)
+            if name not in out[artifact.kind]:
+                out[artifact.kind].append(name)
+    return {kind: sorted(names) for kind, names in out.items()}
+
+
+def _artifact_name(artifact: Artifact) -> str:
+    """The version or partition an artifact belongs to: ds-…, m-… or week=…."""
+    return artifact.path.parent.name
