@@ -81,7 +81,7 @@ def test_register_of_an_existing_version_keeps_the_registered_copy(tmp_path: Pat
 
     assert (second, published) == (folder, False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == original
-    assert not list(registry.staging().iterdir())  # the discarded copy leaves nothing behind
+    assert not list(registry.staging().glob("*.staging"))  # the discarded copy leaves nothing behind
 
 
 def test_versions_are_listed_oldest_first(tmp_path: Path) -> None:
