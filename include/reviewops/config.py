@@ -44,3 +44,17 @@ class Settings:
             values["data_root"] = os.environ[ENV_DATA_ROOT]
         values.update({k: v for k, v in overrides.items() if v not in (None, "")})
         return dataclasses.replace(cls(), **values)
+
+
+# Hyperparameter search defaults (the training DAG's Params start from these). Each value
+# list is one axis of the grid; the default budget finishes in a few minutes on two cores.
+DEFAULT_SEARCH_SPACE: dict[str, list[Any]] = {
+    "representation": ["tfidf", "embedding"],
+    "ngrams": [1],
+    "hidden_units": [0, 64],
+    "class_weighting": [False, True],
+    "dropout": [0.2],
+    "learning_rate": [0.005],
+    "epochs": [20],
+}
+DEFAULT_MAX_TRIALS = 8

@@ -62,38 +62,82 @@ def majority_baseline(
     return metrics
 
 
-def evaluate_candidate(model_file: Path, dataset_dir: Path, model_version: str) -> StepResult:
-    """Score the eval split with a candidate and with the majority baseline; write
-    ``evaluation.json`` beside the model."""
+def tfidf_logreg_baseline(
+    train_texts: Sequence[str],
+    train_labels: Sequence[str],
+    eval_texts: Sequence[str],
+    eval_labels: Sequence[str],
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """The classical baseline: TF-IDF of uni- and bigrams with a class-balanced logistic
+    regression (scikit-learn), trained on the same train split."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    features = vectorizer.fit_transform(list(train_texts))
+    model = LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000)
+    model.fit(features, list(train_labels))
+    predicted = [str(p) for p in model.predict(vectorizer.transform(list(eval_texts)))]
+    metrics = classification_metrics(eval_labels, predicted, classes)
+    metrics["model"] = (
+        "TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) + LogisticRegression(class_weight='balanced')"
+    )
+    return metrics
+
+
+def evaluate_candidate(
+    model_file: Path, dataset_dir: Path, model_version: str, champion: tuple[str, Path] | None = None
+) -> StepResult:
+    """Score the eval split with the challenger, the champion (when there is one) and
+    two baselines trained on the same train split; write ``evaluation.json`` beside the
+    challenger."""
     import pyarrow.parquet as pq
 
     from reviewops.lineage import Artifact, StepResult
     from reviewops.schema import CLASSES
     from reviewops.storage import write_json
-    from reviewops.training import load_model, predict_proba
+    from reviewops.training import load_model, predict_labels
 
-    train = pq.read_table(dataset_dir / "train.parquet", columns=["label"]).column("label").to_pylist()
+    train = pq.read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     evaluation = pq.read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()
     labels = evaluation.column("label").to_pylist()
-    probabilities = predict_proba(load_model(model_file), texts)
-    predicted = [CLASSES[i] for i in probabilities.argmax(axis=1)]
-    metrics = classification_metrics(labels, predicted, CLASSES)
-    report = {
+    metrics = classification_metrics(labels, predict_labels(load_model(model_file), texts), CLASSES)
+    train_texts = train.column("text").to_pylist()
+    train_labels = train.column("label").to_pylist()
+    report: dict[str, Any] = {
         "model_version": model_version,
         "dataset_version": dataset_dir.name,
         "split": "eval",
         **metrics,
-        "baselines": {"majority": majority_baseline(train, labels, CLASSES)},
+        "baselines": {
+            "majority": majority_baseline(train_labels, labels, CLASSES),
+            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
+        },
+        "champion": None,
     }
+    if champion is not None:
+        version, path = champion
+        report["champion"] = {
+            "model_version": version,
+            **classification_metrics(labels, predict_labels(load_model(path), texts), CLASSES),
+        }
     path = write_json(report, model_file.parent / "evaluation.json")
     log.info(
-        "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f (majority baseline %.4f / %.4f)",
+        "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
         model_version,
         metrics["rows"],
         metrics["accuracy"],
         metrics["macro_f1"],
-        report["baselines"]["majority"]["accuracy"],
-        report["baselines"]["majority"]["macro_f1"],
     )
+    for name, baseline in report["baselines"].items():
+        log.info("baseline %s: accuracy %.4f macro-F1 %.4f", name, baseline["accuracy"], baseline["macro_f1"])
+    if report["champion"]:
+        log.info(
+            "champion %s: accuracy %.4f macro-F1 %.4f",
+            champion[0] if champion else "",
+            report["champion"]["accuracy"],
+            report["champion"]["macro_f1"],
+        )
     return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)

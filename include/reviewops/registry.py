@@ -8,12 +8,14 @@ ever replaced in one atomic step, so readers see the old champion or the new one
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,12 @@ from reviewops.storage import Layout, publish_dir, staging_dir, write_json
 log = logging.getLogger(__name__)
 
 CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "promotions.jsonl"
+LOCK_FILE = ".registry.lock"
+ANY = object()
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.keras"
+CARD_FILE = "model_card.md"
 
 
 class RegistryError(RuntimeError):
@@ -88,10 +94,25 @@ class Registry:
         return version
 
     def resolve(self, version: str | None) -> str:
-        """The version to use: the pinned one (checked to exist) or the champion."""
-        chosen = version or self.require_champion()
-        self.metadata(chosen)
-        return chosen
+        """The version to score with: the pinned one or the champion. A pinned version
+        must be blessed: passed the gate, or been champion (a manual promotion counts)."""
+        if not version:
+            return self.require_champion()
+        meta = self.metadata(version)
+        if not self.is_blessed(version):
+            gate = meta.get("gate", {})
+            why = "; ".join(gate.get("reasons", [])) or "no gate decision recorded"
+            raise RegistryError(
+                f"model {version} was not promoted ({why}): it cannot score a week. "
+                f"Promote it by hand with 'reviewops models promote {version} --reason ...' if you mean it"
+            )
+        return version
+
+    def is_blessed(self, version: str) -> bool:
+        meta = self.metadata(version)
+        if meta.get("gate", {}).get("promote"):
+            return True
+        return any(entry["version"] == version for entry in self.history())
 
     def register(self, candidate: Path, metadata: dict[str, Any]) -> tuple[Path, bool]:
         """Publish a copy of a candidate folder as a version; returns (folder, newly_published).
@@ -110,20 +131,69 @@ class Registry:
             log.info("model %s is already registered: kept the registered copy", metadata["version"])
         return target, published
 
-    def promote_if_none(self, version: str, reason: str) -> bool:
-        """Make ``version`` champion when there is none; atomic against concurrent callers."""
-        pointer = self.root / CHAMPION_FILE
-        record = {"version": version, "promoted_at": _now(), "reason": reason}
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise champion changes between processes on this file system."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".champion.{uuid.uuid4().hex}.tmp"
-        try:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-            os.link(tmp, pointer)  # fails if a champion exists: never two, never replaced here
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
+        with open(self.root / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def promote(self, version: str, reason: str, actor: str, expected: str | object | None = ANY) -> bool:
+        """Point the champion at ``version`` in one atomic step and append the change to
+        the promotion history. With ``expected``, only when the champion is still that
+        version (None: still none), so two training runs can never both promote."""
+        self.metadata(version)
+        with self._locked():
+            current = self.champion()
+            if expected is not ANY and current != expected:
+                log.warning("champion is %s, not %s as evaluated: %s not promoted", current, expected, version)
+                return False
+            if current == version:
+                return False
+            self._set_champion(version, reason, actor, "promote", current)
         return True
+
+    def rollback(self, reason: str, actor: str) -> str:
+        """Make the champion the version the current one replaced when it was promoted
+        (so repeated rollbacks walk back through the promotions)."""
+        with self._locked():
+            current = self.champion()
+            promotions = [e for e in self.history() if e["version"] == current and e["action"] == "promote"]
+            before: str | None = promotions[-1]["previous"] if promotions else None
+            if current is None or before is None:
+                raise RegistryError("nothing to roll back to: the champion has no predecessor in the history")
+            self._set_champion(before, reason, actor, "rollback", current)
+        return before
+
+    def _set_champion(self, version: str, reason: str, actor: str, action: str, previous: str | None) -> None:
+        entry = {
+            "at": _now(),
+            "action": action,
+            "version": version,
+            "previous": previous,
+            "reason": reason,
+            "actor": actor,
+        }
+        write_json(
+            {"version": version, "promoted_at": entry["at"], "reason": reason, "actor": actor},
+            self.root / CHAMPION_FILE,
+        )
+        with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.info("champion %s -> %s (%s by %s: %s)", previous, version, action, actor, reason)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every promotion and rollback, oldest first (append-only)."""
+        path = self.root / HISTORY_FILE
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _now() -> str:
@@ -133,46 +203,69 @@ def _now() -> str:
 @dataclass(frozen=True)
 class RegisterParams:
     data_root: str
+    actor: str = "reviewops"
 
 
 def register_model(
-    params: RegisterParams, model_dir: Path, evaluation: dict[str, Any], training: dict[str, Any], dataset_version: str
+    params: RegisterParams,
+    candidate: Path,
+    evaluation: dict[str, Any],
+    decision: dict[str, Any],
+    training: dict[str, Any],
+    manifest: dict[str, Any],
 ) -> StepResult:
-    """Publish an evaluated model as a registry version; the first version becomes champion."""
+    """Publish an evaluated candidate as an immutable registry version, with its model
+    card, and make it champion when the gate said so and the champion is still the one
+    it was compared with."""
+    from reviewops.model_card import render_model_card
+
     registry = Registry(params.data_root)
     version = evaluation["model_version"]
-    size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
     metadata = {
         "version": version,
         "kind": "keras",
-        "dataset_version": dataset_version,
+        "dataset_version": manifest["version"],
         "params": training["params"],
+        "warm_start_from": training.get("warm_start_from"),
         "code_version": code_version(),
         "registered_at": _now(),
         "train_seconds": training["train_seconds"],
-        "size_bytes": size,
+        "size_bytes": sum(p.stat().st_size for p in candidate.iterdir() if p.is_file()),
         "classes": training["classes"],
-        "metrics": {k: evaluation[k] for k in ("accuracy", "macro_f1", "per_class")},
+        "metrics": {k: evaluation[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "rows")},
         "baselines": evaluation["baselines"],
+        "champion_at_evaluation": evaluation.get("champion"),
+        "gate": decision,
     }
-    folder, published = registry.register(model_dir, metadata)
-    became_champion = registry.promote_if_none(version, "first registered version")
+    (candidate / CARD_FILE).write_text(render_model_card(metadata, manifest), encoding="utf-8")
+    folder, published = registry.register(candidate, metadata)
+    promoted = False
+    if decision["promote"]:
+        promoted = registry.promote(version, _gate_reason(decision), params.actor, expected=decision["champion"])
+        if not promoted:
+            log.warning(
+                "not promoted: the champion changed while this run evaluated against %s; "
+                "re-run training to compare with the new champion",
+                decision["champion"],
+            )
     champion = registry.champion()
     log.info("model %s registered%s; champion is %s", version, "" if published else " (already)", champion)
     stored = registry.metadata(version)
     return StepResult(
         subject=version,
-        outputs=(
-            Artifact.of_file(folder / MODEL_FILE, "model"),
-            Artifact.of_file(folder / METADATA_FILE, "model"),
-        ),
+        outputs=tuple(Artifact.of_file(folder / name, "model") for name in (MODEL_FILE, METADATA_FILE, CARD_FILE)),
         metrics={
             "model_version": version,
             "dataset_version": stored["dataset_version"],
             "accuracy": stored["metrics"]["accuracy"],
             "macro_f1": stored["metrics"]["macro_f1"],
             "newly_registered": published,
-            "became_champion": became_champion,
+            "gate": decision["verdict"],
+            "promoted": promoted,
             "champion": champion,
         },
     )
+
+
+def _gate_reason(decision: dict[str, Any]) -> str:
+    return "gate: " + "; ".join(decision["reasons"])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,91 +25,143 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
+REPRESENTATIONS = ("tfidf", "embedding")
+_BUCKETS = 10_000
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyperparameters of the text classifier."""
+    """Hyperparameters of the text classifier.
 
+    ``representation`` is ``tfidf`` (a bag of n-grams weighted by TF-IDF) or
+    ``embedding`` (learned word embeddings, averaged over the review).
+    """
+
+    representation: str = "tfidf"
     max_tokens: int = 20_000
-    ngrams: int = 2
+    ngrams: int = 1
     hidden_units: int = 64
     dropout: float = 0.2
     learning_rate: float = 0.005
-    epochs: int = 15
+    epochs: int = 20
     batch_size: int = 32
     l2: float = 1e-4
-    class_weighting: bool = False
+    class_weighting: bool = True
+    embedding_dim: int = 64
+    sequence_length: int = 256
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation {self.representation!r}: use one of {', '.join(REPRESENTATIONS)}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     import tensorflow as tf
 
     spec = {
+        "review_id": tf.io.FixedLenFeature([], tf.string),
         "text": tf.io.FixedLenFeature([], tf.string),
         "label_id": tf.io.FixedLenFeature([], tf.int64),
     }
     parsed = tf.io.parse_single_example(record, spec)
-    return parsed["text"], parsed["label_id"]
+    return parsed["review_id"], parsed["text"], parsed["label_id"]
 
 
-def read_tfrecord(path: Path) -> tf.data.Dataset:
-    """(text, label_id) pairs from a dataset version's TFRecord split."""
+def read_tfrecord(path: Path, part: str = "all", validation_fraction: float = 0.0) -> tf.data.Dataset:
+    """(text, label_id) pairs from a dataset version's TFRecord split.
+
+    ``part`` carves a validation set out of the split deterministically by a hash of
+    review_id: ``fit`` is the rest, ``validation`` the carved part, ``all`` both.
+    """
     import tensorflow as tf
 
-    return tf.data.TFRecordDataset([str(path)]).map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    pairs = tf.data.TFRecordDataset([str(path)]).map(_parse_example)
+    if part != "all":
+        cut = int(validation_fraction * _BUCKETS)
+
+        def in_validation(review_id: tf.Tensor, text: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+            return tf.strings.to_hash_bucket_fast(review_id, _BUCKETS) < cut
+
+        if part == "validation":
+            pairs = pairs.filter(in_validation)
+        else:
+            pairs = pairs.filter(lambda i, t, y: tf.logical_not(in_validation(i, t, y)))
+    return pairs.map(lambda review_id, text, label: (text, label))
 
 
 def build_model(params: TrainParams, texts: tf.data.Dataset) -> keras.Model:
     import keras
 
-    vectorizer = keras.layers.TextVectorization(
-        max_tokens=params.max_tokens,
-        ngrams=params.ngrams,
-        output_mode="tf_idf",
-        standardize="lower_and_strip_punctuation",
-        name="vectorizer",
-    )
-    vectorizer.adapt(texts.batch(256))
+    regularizer = keras.regularizers.l2(params.l2)
     inputs = keras.Input(shape=(1,), dtype="string", name="text")
-    x = vectorizer(inputs)
+    if params.representation == "tfidf":
+        vectorizer = keras.layers.TextVectorization(
+            max_tokens=params.max_tokens, ngrams=params.ngrams, output_mode="tf_idf", name="vectorizer"
+        )
+        vectorizer.adapt(texts.batch(256))
+        x = vectorizer(inputs)
+    else:
+        vectorizer = keras.layers.TextVectorization(
+            max_tokens=params.max_tokens,
+            output_mode="int",
+            output_sequence_length=params.sequence_length,
+            name="vectorizer",
+        )
+        vectorizer.adapt(texts.batch(256))
+        x = vectorizer(inputs)
+        x = keras.layers.Embedding(params.max_tokens, params.embedding_dim, mask_zero=True, name="embedding")(x)
+        x = keras.layers.GlobalAveragePooling1D(name="pooling")(x)
     if params.dropout:
         x = keras.layers.Dropout(params.dropout, seed=params.seed)(x)
     if params.hidden_units:
-        x = keras.layers.Dense(
-            params.hidden_units, activation="relu", kernel_regularizer=keras.regularizers.l2(params.l2)
-        )(x)
+        x = keras.layers.Dense(params.hidden_units, activation="relu", kernel_regularizer=regularizer)(x)
         if params.dropout:
             x = keras.layers.Dropout(params.dropout, seed=params.seed)(x)
     outputs = keras.layers.Dense(
-        len(CLASSES), activation="softmax", kernel_regularizer=keras.regularizers.l2(params.l2), name="probabilities"
+        len(CLASSES), activation="softmax", kernel_regularizer=regularizer, name="probabilities"
     )(x)
-    model = keras.Model(inputs, outputs, name="review_classifier")
+    return keras.Model(inputs, outputs, name="review_classifier")
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """Which rows to fit on, and from which weights to start."""
+
+    validation_fraction: float = 0.0
+    init_model: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path, plan: FitPlan | None = None) -> dict[str, Any]:
+    """Train on a TFRecord split (minus the validation carve, when planned) and save
+    ``model.keras`` into ``out_dir``. With ``plan.init_model`` the saved model is
+    fine-tuned (its vectoriser and weights are kept) instead of built from scratch."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    plan = plan or FitPlan()
+    keras.utils.set_random_seed(params.seed)
+    tf.config.experimental.enable_op_determinism()
+    part = "fit" if plan.validation_fraction else "all"
+    pairs = read_tfrecord(train_tfrecord, part, plan.validation_fraction).cache()
+    labels = np.array([int(y) for _, y in pairs.as_numpy_iterator()])
+    if len(labels) == 0:
+        raise ValueError(f"{train_tfrecord}: nothing to train on")
+    if plan.init_model is not None:
+        model = load_model(plan.init_model)
+        log.info("fine-tuning from %s", plan.init_model)
+    else:
+        model = build_model(params, pairs.map(lambda text, _: text))
     model.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    return model
-
-
-def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path) -> dict[str, Any]:
-    """Train on a TFRecord split and save ``model.keras`` into ``out_dir``."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(params.seed)
-    tf.config.experimental.enable_op_determinism()
-    pairs = read_tfrecord(train_tfrecord).cache()
-    labels = np.array([int(y) for _, y in pairs.as_numpy_iterator()])
-    if len(labels) == 0:
-        raise ValueError(f"{train_tfrecord}: the train split is empty")
-    model = build_model(params, pairs.map(lambda text, _: text))
     class_weight = None
     if params.class_weighting:
         counts = np.bincount(labels, minlength=len(CLASSES))
@@ -139,6 +192,8 @@ def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path) -> dic
         "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
         "train_seconds": round(time.monotonic() - started, 1),
         "vocabulary_size": int(model.get_layer("vectorizer").vocabulary_size()),
+        "warm_start_from": str(plan.init_model) if plan.init_model else None,
+        **plan.extra,
     }
     (out_dir / "training.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
@@ -173,6 +228,11 @@ def predict_proba(model: keras.Model, texts: list[str]) -> Any:
     return np.asarray(predict(batch), dtype=np.float32)
 
 
+def predict_labels(model: keras.Model, texts: list[str]) -> list[str]:
+    probabilities = predict_proba(model, texts)
+    return [CLASSES[i] for i in probabilities.argmax(axis=1)] if len(texts) else []
+
+
 class _EpochLog:
     """Keras callback that logs progress every few epochs (long work shows progress)."""
 
@@ -201,21 +261,24 @@ class TrainStepParams:
     data_root: str
     dataset_dir: str
     train: TrainParams
+    warm_start_from: str | None = None
 
 
 def train_candidate(params: TrainStepParams) -> StepResult:
-    """Train a candidate on a dataset version's train split into a staging folder."""
-    import uuid
-
+    """Train a candidate on a dataset version's whole train split into the candidates
+    folder; with ``warm_start_from`` (a registered version) fine-tune that model."""
     from reviewops.datasets import read_manifest
     from reviewops.registry import Registry, model_version_id
 
+    registry = Registry(params.data_root)
     dataset_dir = Path(params.dataset_dir)
     dataset_version = read_manifest(dataset_dir)["version"]
-    version = model_version_id(dataset_version, params.train.as_dict(), code_version())
-    out_dir = Registry(params.data_root).candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
-    log.info("training %s on %s with %s", version, dataset_version, params.train.as_dict())
-    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir)
+    spec = {**params.train.as_dict(), "warm_start_from": params.warm_start_from}
+    version = model_version_id(dataset_version, spec, code_version())
+    out_dir = registry.candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
+    init = registry.path(params.warm_start_from) / MODEL_FILE if params.warm_start_from else None
+    log.info("training %s on %s with %s", version, dataset_version, spec)
+    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir, FitPlan(init_model=init))
     return StepResult(
         subject=version,
         outputs=(

@@ -33,12 +33,14 @@ class ReviewOpsOperator(BaseOperator):
         source: str = "{{ params.source }}",
         data_root: str = "{{ params.data_root }}",
         upstream: Mapping[str, str] | None = None,
+        upstream_many: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.data_root = data_root
         self.upstream = dict(upstream or {})
+        self.upstream_many = dict(upstream_many or {})
 
     def settings(self) -> Settings:
         from reviewops.config import Settings
@@ -56,16 +58,30 @@ class ReviewOpsOperator(BaseOperator):
             records[role] = LineageRecord.from_dict(value)
         return records
 
+    def upstream_record_lists(self, context: Context) -> dict[str, list[LineageRecord]]:
+        """Records of mapped upstream tasks (one per map index), by role."""
+        from reviewops.lineage import LineageRecord
+
+        lists = {}
+        for role, task_id in self.upstream_many.items():
+            value = context["ti"].xcom_pull(task_ids=task_id)
+            values = [value] if isinstance(value, dict) else [v for v in (value or []) if v]
+            if not values:
+                raise AirflowFailException(f"no lineage records from mapped upstream task {task_id!r} ({role})")
+            lists[role] = [LineageRecord.from_dict(v) for v in values]
+        return lists
+
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> tuple[StepResult, list[Artifact]]:
         """Run the domain step; return its result and the artifacts it read."""
         raise NotImplementedError
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Any:
         from reviewops.lineage import LineageError, LineageRecord, code_version, new_record_id, utcnow_iso
         from reviewops.lineage_store import LineageStore
 
         started = utcnow_iso()
         upstream = self.upstream_records(context)
+        self.many = self.upstream_record_lists(context)
         try:
             result, inputs = self.run_step(context, upstream)
         except LineageError as exc:
@@ -74,6 +90,7 @@ class ReviewOpsOperator(BaseOperator):
         # Parents: the upstream tasks of this run, then whoever produced the exact bytes
         # this step read in other runs and DAGs (a model, curated weeks, ...).
         parents = [r.record_id for r in upstream.values()]
+        parents += [r.record_id for records in self.many.values() for r in records]
         parents += [p for p in store.index().producer_ids(inputs, before=started) if p not in parents]
         ti = context["ti"]
         record = LineageRecord(
@@ -98,7 +115,12 @@ class ReviewOpsOperator(BaseOperator):
             context["outlet_events"][asset].extra = {"lineage": payload}
         self.log.info("%s: %s", result.subject, _summary(result.metrics))
         self.log.info("lineage record %s (%d inputs, %d outputs)", record.record_id, len(inputs), len(result.outputs))
-        return payload
+        return self.return_value(context, payload)
+
+    def return_value(self, context: Context, record: dict[str, Any]) -> Any:
+        """The XCom return value: the lineage record, unless a subclass must return
+        something Airflow maps over (it then pushes the record under key ``lineage``)."""
+        return record
 
     def effective_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.template_fields}

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     load = _run(dagbag.dags["reviews_initial_load"])
     training = _run(dagbag.dags["reviews_training"])
+    if Registry(settings.data_root).champion() is None:
+        decision = training["gate"]["metrics"]
+        print(f"demo: no champion model: {decision['verdict']}: {'; '.join(decision['reasons'])}", file=sys.stderr)
+        return 1
     weeks = [w for w, rows in curated_weeks(settings.data_root).items() if rows][-args.weeks :]
     scored = []
     for week in weeks:
@@ -80,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     dataset = training["snapshot_dataset"]["metrics"]
     model = training["register_model"]["metrics"]
     evaluation = training["evaluate_model"]["metrics"]
-    majority = evaluation["baselines"]["majority"]
     print("\nSummary")
     print(
         f"  rows read {validated['rows_read']}, valid {validated['rows_valid']}, quarantined {validated['rows_quarantined']}"
@@ -91,10 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{load['transform']['metrics']['weeks_with_reviews']} weeks"
     )
     print(f"  dataset {dataset['dataset_version']}: {dataset['train_rows']} train / {dataset['eval_rows']} eval rows")
+    best = training["select_best"]["metrics"]
+    print(f"  tuning: {best['trials']} trials, best on validation: {best['best']['label']}")
     print(
         f"  model {model['model_version']}: eval accuracy {model['accuracy']:.4f}, macro-F1 {model['macro_f1']:.4f}"
-        f" (majority-class baseline {majority['accuracy']:.4f} / {majority['macro_f1']:.4f})"
     )
+    for name, baseline in evaluation["baselines"].items():
+        print(f"    {name + ' baseline':26} accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f}")
+    print(f"  gate: {training['gate']['metrics']['verdict']}: {'; '.join(training['gate']['metrics']['reasons'])}")
+    if model["champion"] is None:
+        print("  no champion: the gate rejected the first model, so no week can be scored", file=sys.stderr)
+        return 1
     champion = Registry(settings.data_root).metadata(model["champion"])
     print(
         f"  champion {champion['version']}: eval accuracy {champion['metrics']['accuracy']:.4f},"

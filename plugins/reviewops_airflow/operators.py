@@ -146,43 +146,201 @@ class SnapshotDatasetOperator(ReviewOpsOperator):
             raise AirflowFailException(str(exc)) from exc
 
 
-class TrainModelOperator(ReviewOpsOperator):
-    """Train a text classifier candidate on the dataset version's TFRecord train split."""
+class PlanTrialsOperator(ReviewOpsOperator):
+    """Expand the search space into trials. Airflow maps only over return values, so this
+    task returns the trial list and pushes its lineage record under the XCom key
+    ``lineage`` (it is in the lineage store too)."""
 
-    template_fields = (*ReviewOpsOperator.template_fields, "hyperparameters")
+    template_fields = (*ReviewOpsOperator.template_fields, "search_space", "max_trials", "hyperparameters")
 
-    def __init__(self, *, hyperparameters: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        search_space: dict[str, list[Any]] | str | None = None,
+        max_trials: int | str | None = None,
+        hyperparameters: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.hyperparameters = hyperparameters or {}
+        self.search_space = search_space
+        self.max_trials = max_trials
+        self.hyperparameters = hyperparameters
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
+        from reviewops.lineage import StepResult
+        from reviewops.tuning import SearchSpaceError, plan_trials
+
+        space = dict(_as_mapping(self.search_space) or DEFAULT_SEARCH_SPACE)
+        # Fixed hyperparameters override every trial (e.g. fewer epochs for a quick run).
+        space.update({name: [value] for name, value in (_as_mapping(self.hyperparameters) or {}).items()})
+        budget = int(self.max_trials or DEFAULT_MAX_TRIALS)
+        try:
+            trials = plan_trials(space, budget)
+        except SearchSpaceError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info("planned %d trials: %s", len(trials), "; ".join(t["label"] for t in trials))
+        result = StepResult(
+            subject=upstream["dataset"].subject,
+            outputs=(),
+            metrics={"trials": trials, "search_space": space, "max_trials": budget},
+        )
+        return result, []
+
+    def return_value(self, context: Context, record: dict[str, Any]) -> Any:
+        context["ti"].xcom_push(key="lineage", value=record)
+        return record["metrics"]["trials"]
+
+
+class TrainTrialOperator(ReviewOpsOperator):
+    """One hyperparameter trial (mapped): fit on the train split minus the validation
+    carve, score on the carve. The UI labels each mapped instance with the trial."""
+
+    def __init__(self, *, trial: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trial = trial
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.tuning import TrialParams, run_trial
+
+        context["trial_label"] = self.trial["label"]  # type: ignore[typeddict-unknown-key]
+        train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
+        params = TrialParams(
+            data_root=self.settings().data_root, dataset_dir=str(train_file.path.parent), trial=self.trial
+        )
+        return run_trial(params), [train_file]
+
+    def effective_params(self) -> dict[str, Any]:
+        return {**super().effective_params(), "trial": self.trial}
+
+
+class SelectBestTrialOperator(ReviewOpsOperator):
+    """Choose the trial with the best validation macro-F1."""
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.lineage import StepResult
+        from reviewops.tuning import select_best
+
+        trials = [record.metrics for record in self.many["trials"]]
+        best = select_best(trials)
+        ranking = sorted(trials, key=lambda t: -t["validation_macro_f1"])
+        for trial in ranking:
+            self.log.info(
+                "%-40s validation macro-F1 %.4f accuracy %.4f%s",
+                trial["label"],
+                trial["validation_macro_f1"],
+                trial["validation_accuracy"],
+                "  <- best" if trial is best else "",
+            )
+        outputs = tuple(a for record in self.many["trials"] for a in record.outputs)
+        result = StepResult(
+            subject=best["label"],
+            outputs=(),
+            metrics={"best": best, "trials": len(trials), "ranking": [t["label"] for t in ranking]},
+        )
+        return result, list(outputs)
+
+
+class TrainModelOperator(ReviewOpsOperator):
+    """Retrain the best trial's parameters on the whole train split (or, with
+    ``warm_start``, fine-tune the champion on it)."""
+
+    template_fields = (*ReviewOpsOperator.template_fields, "hyperparameters", "warm_start")
+
+    def __init__(
+        self,
+        *,
+        hyperparameters: dict[str, Any] | str | None = None,
+        warm_start: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hyperparameters = hyperparameters
+        self.warm_start = warm_start
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.registry import MODEL_FILE, Registry
         from reviewops.training import TrainParams, TrainStepParams, train_candidate
 
         manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
         train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
+        chosen = dict(upstream["best"].metrics["best"]["params"]) if "best" in upstream else {}
+        chosen.update(_as_mapping(self.hyperparameters) or {})
+        settings = self.settings()
+        inputs = [manifest, train_file]
+        warm_from = None
+        if _truthy(self.warm_start):
+            from reviewops.lineage import Artifact
+
+            warm_from = Registry(settings.data_root).champion()
+            if warm_from is None:
+                self.log.warning("warm_start requested but there is no champion yet: training from scratch")
+            else:
+                inputs.append(Artifact.of_file(Registry(settings.data_root).path(warm_from) / MODEL_FILE, "model"))
         params = TrainStepParams(
-            data_root=self.settings().data_root,
+            data_root=settings.data_root,
             dataset_dir=str(manifest.path.parent),
-            train=TrainParams(**self.hyperparameters),
+            train=TrainParams(**chosen),
+            warm_start_from=warm_from,
         )
-        return train_candidate(params), [manifest, train_file]
+        return train_candidate(params), inputs
 
 
 class EvaluateModelOperator(ReviewOpsOperator):
-    """Evaluate the candidate on the eval split, beside the majority-class baseline."""
+    """Evaluate the challenger and the current champion on the same eval split, beside
+    the majority-class and TF-IDF + logistic regression baselines."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.evaluation import evaluate_candidate
+        from reviewops.lineage import Artifact
+        from reviewops.registry import MODEL_FILE, Registry
 
         model = verified(_model_file(upstream["candidate"]))
         eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
-        result = evaluate_candidate(model.path, eval_file.path.parent, upstream["candidate"].subject)
-        return result, [model, eval_file]
+        registry = Registry(self.settings().data_root)
+        inputs = [model, eval_file]
+        champion = registry.champion()
+        against = None
+        if champion is not None:
+            champion_file = registry.path(champion) / MODEL_FILE
+            inputs.append(Artifact.of_file(champion_file, "model"))
+            against = (champion, champion_file)
+        result = evaluate_candidate(model.path, eval_file.path.parent, upstream["candidate"].subject, against)
+        return result, inputs
+
+
+class GateModelOperator(ReviewOpsOperator):
+    """Decide whether the challenger may replace the champion. A rejection is a
+    decision, not an error: the task succeeds and its record says why."""
+
+    template_fields = (*ReviewOpsOperator.template_fields, "min_macro_f1_gain", "max_recall_drop")
+
+    def __init__(self, *, min_macro_f1_gain: float | str = 0.01, max_recall_drop: float | str = 0.05, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.min_macro_f1_gain = min_macro_f1_gain
+        self.max_recall_drop = max_recall_drop
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        import json
+
+        from reviewops.gate import GatePolicy, decide
+        from reviewops.lineage import Artifact, StepResult
+        from reviewops.storage import write_json
+
+        evaluation = verified(upstream["evaluation"].output("evaluation"))
+        policy = GatePolicy(float(self.min_macro_f1_gain), float(self.max_recall_drop))
+        decision = decide(json.loads(evaluation.path.read_text()), policy)
+        path = write_json(decision.to_dict(), evaluation.path.parent / "decision.json")
+        (self.log.info if decision.promote else self.log.warning)("gate: %s", decision.summary)
+        result = StepResult(
+            subject=decision.challenger, outputs=(Artifact.of_file(path, "decision"),), metrics=decision.to_dict()
+        )
+        return result, [evaluation]
 
 
 class RegisterModelOperator(ReviewOpsOperator):
-    """Publish the evaluated candidate as an immutable registry version; the first
-    registered version becomes champion."""
+    """Publish the candidate as an immutable registry version with its model card, and
+    promote it when the gate said so (and the champion is still the one it beat)."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         import json
@@ -191,15 +349,41 @@ class RegisterModelOperator(ReviewOpsOperator):
 
         model = verified(_model_file(upstream["candidate"]))
         evaluation = verified(upstream["evaluation"].output("evaluation"))
+        decision = verified(upstream["decision"].output("decision"))
+        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
         training = json.loads((model.path.parent / "training.json").read_text())
+        ti = context["ti"]
         result = register_model(
-            RegisterParams(data_root=self.settings().data_root),
+            RegisterParams(data_root=self.settings().data_root, actor=f"{ti.dag_id}/{ti.run_id}"),
             model.path.parent,
             json.loads(evaluation.path.read_text()),
+            json.loads(decision.path.read_text()),
             training,
-            upstream["candidate"].metrics["dataset_version"],
+            json.loads(manifest.path.read_text()),
         )
-        return result, [model, evaluation]
+        return result, [model, evaluation, decision, manifest]
+
+
+def _as_mapping(value: Any) -> dict[str, Any] | None:
+    """A dict Param, whether rendered natively or as its JSON/Python text."""
+    if value in (None, "", "None"):
+        return None
+    if isinstance(value, dict):
+        return value
+    import ast
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        parsed = ast.literal_eval(value)
+    if not isinstance(parsed, dict):
+        raise AirflowFailException(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
 def _window_of(record: LineageRecord) -> Window:

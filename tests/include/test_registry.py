@@ -116,34 +116,73 @@ def test_resolve_without_a_version_needs_a_champion(tmp_path: Path) -> None:
 
     with pytest.raises(RegistryError, match=r"no champion model .* run the reviews_training DAG first"):
         registry.resolve(None)
-    registry.promote_if_none("m-aaaaaaaaaaaa", "test")
+    assert registry.promote("m-aaaaaaaaaaaa", "test", "tester", expected=None)
     assert registry.resolve(None) == "m-aaaaaaaaaaaa"
     assert registry.resolve("m-aaaaaaaaaaaa") == "m-aaaaaaaaaaaa"
 
 
-def test_promote_if_none_makes_only_the_first_champion(tmp_path: Path) -> None:
+def test_a_version_the_gate_rejected_cannot_be_pinned_until_promoted_by_hand(tmp_path: Path) -> None:
     registry = Registry(str(tmp_path))
-    assert registry.champion() is None
+    stage = staged(registry, "m-bbbbbbbbbbbb", b"weights")
+    gate = {"promote": False, "verdict": "reject", "reasons": ["macro_f1 0.30 vs champion 0.50"]}
+    registry.register(stage, metadata("m-bbbbbbbbbbbb", gate=gate))
 
-    first = registry.promote_if_none("m-aaaaaaaaaaaa", "first registered version")
-    second = registry.promote_if_none("m-bbbbbbbbbbbb", "first registered version")
+    with pytest.raises(RegistryError, match=r"m-bbbbbbbbbbbb was not promoted \(macro_f1 0.30 vs champion 0.50\)"):
+        registry.resolve("m-bbbbbbbbbbbb")
+    registry.promote("m-bbbbbbbbbbbb", "ops override: known-good on last week", "alice")
+    assert registry.resolve("m-bbbbbbbbbbbb") == "m-bbbbbbbbbbbb"
 
-    assert (first, second) == (True, False)
-    assert registry.champion() == "m-aaaaaaaaaaaa"
+
+def test_promote_with_an_expected_champion_is_compare_and_swap(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    for version in ("m-aaaaaaaaaaaa", "m-bbbbbbbbbbbb", "m-cccccccccccc"):
+        registered(registry, version)
+
+    assert registry.promote("m-aaaaaaaaaaaa", "first", "run-1", expected=None)
+    assert not registry.promote("m-bbbbbbbbbbbb", "evaluated against nothing", "run-2", expected=None)
+    assert registry.promote("m-cccccccccccc", "beat m-aaaaaaaaaaaa", "run-3", expected="m-aaaaaaaaaaaa")
+    assert registry.champion() == "m-cccccccccccc"
     pointer = json.loads((registry.root / CHAMPION_FILE).read_text())
-    assert pointer["reason"] == "first registered version"
+    assert (pointer["version"], pointer["reason"], pointer["actor"]) == ("m-cccccccccccc", "beat m-aaaaaaaaaaaa", "run-3")
+
+
+def test_history_records_every_change_and_rollback_walks_back(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    for version in ("m-aaaaaaaaaaaa", "m-bbbbbbbbbbbb", "m-cccccccccccc"):
+        registered(registry, version)
+    registry.promote("m-aaaaaaaaaaaa", "first", "run-1")
+    registry.promote("m-bbbbbbbbbbbb", "better", "run-2")
+    registry.promote("m-cccccccccccc", "better still", "run-3")
+
+    assert registry.rollback("c is wrong on week 2024-06-03", "alice") == "m-bbbbbbbbbbbb"
+    assert registry.rollback("b too", "alice") == "m-aaaaaaaaaaaa"
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback("and a", "alice")
+
+    history = registry.history()
+    assert [(e["action"], e["version"], e["previous"]) for e in history] == [
+        ("promote", "m-aaaaaaaaaaaa", None),
+        ("promote", "m-bbbbbbbbbbbb", "m-aaaaaaaaaaaa"),
+        ("promote", "m-cccccccccccc", "m-bbbbbbbbbbbb"),
+        ("rollback", "m-bbbbbbbbbbbb", "m-cccccccccccc"),
+        ("rollback", "m-aaaaaaaaaaaa", "m-bbbbbbbbbbbb"),
+    ]
+    assert history[3]["actor"] == "alice" and history[3]["reason"] == "c is wrong on week 2024-06-03"
+    assert registry.champion() == "m-aaaaaaaaaaaa"
 
 
 @pytest.mark.parametrize("attempt", range(5))
-def test_promote_if_none_from_concurrent_callers_makes_exactly_one_champion(attempt: int, tmp_path: Path) -> None:
+def test_concurrent_promotions_against_the_same_champion_make_exactly_one_winner(attempt: int, tmp_path: Path) -> None:
     registry = Registry(str(tmp_path))
     versions = [f"m-{i:012x}" for i in range(8)]
+    for version in versions:
+        registered(registry, version)
     start = threading.Barrier(len(versions))
     won: dict[str, bool] = {}
 
     def promote(version: str) -> None:
         start.wait()
-        won[version] = registry.promote_if_none(version, f"attempt {attempt}")
+        won[version] = registry.promote(version, f"attempt {attempt}", "test", expected=None)
 
     threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
     for thread in threads:
@@ -155,6 +194,7 @@ def test_promote_if_none_from_concurrent_callers_makes_exactly_one_champion(atte
     assert len(won) == len(versions)
     assert len(winners) == 1
     assert registry.champion() == winners[0]
+    assert [e["version"] for e in registry.history()] == winners
     assert not list(registry.root.glob(".*.tmp")), "no temporary file is left behind"
 
 

@@ -1,0 +1,77 @@
+"""The promotion gate: a challenger replaces the champion only when it is better on the
+same held-out split; with no champion yet, it must beat the baselines."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """``min_macro_f1_gain``: how much the challenger's eval macro-F1 must exceed the
+    champion's. ``max_recall_drop``: how much recall any one class may lose."""
+
+    min_macro_f1_gain: float = 0.01
+    max_recall_drop: float = 0.05
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    verdict: str  # "promote", "reject" or "already_champion"
+    reasons: tuple[str, ...]
+    challenger: str
+    champion: str | None
+    policy: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        return data
+
+    @property
+    def summary(self) -> str:
+        head = {"promote": "promoted", "reject": "not promoted", "already_champion": "already champion"}[self.verdict]
+        return f"{self.challenger} {head}: " + "; ".join(self.reasons)
+
+
+def decide(report: dict[str, Any], policy: GatePolicy) -> GateDecision:
+    """Decide from an evaluation report (see ``evaluation.evaluate_candidate``)."""
+    challenger = report["model_version"]
+    champion = report.get("champion")
+    policy_dict = asdict(policy)
+    if champion and champion["model_version"] == challenger:
+        reason = "the challenger is the current champion (same dataset, parameters and code)"
+        return GateDecision(False, "already_champion", (reason,), challenger, challenger, policy_dict)
+    reasons: list[str] = []
+    failures: list[str] = []
+    if champion:
+        gain = report["macro_f1"] - champion["macro_f1"]
+        line = (
+            f"macro-F1 {report['macro_f1']:.4f} vs champion {champion['model_version']} "
+            f"{champion['macro_f1']:.4f} (gain {gain:+.4f}, needs >= {policy.min_macro_f1_gain:+.4f})"
+        )
+        (reasons if gain >= policy.min_macro_f1_gain else failures).append(line)
+        for name, stats in report["per_class"].items():
+            drop = champion["per_class"][name]["recall"] - stats["recall"]
+            if drop > policy.max_recall_drop:
+                failures.append(
+                    f"recall of {name} drops {drop:.4f} ({champion['per_class'][name]['recall']:.4f} -> "
+                    f"{stats['recall']:.4f}), more than the {policy.max_recall_drop:.4f} allowed"
+                )
+    else:
+        for name, baseline in report["baselines"].items():
+            for metric in ("macro_f1", "accuracy"):
+                ours, theirs = report[metric], baseline[metric]
+                line = f"{metric} {ours:.4f} vs {name} baseline {theirs:.4f}"
+                (reasons if ours > theirs else failures).append(line)
+    verdict = "reject" if failures else "promote"
+    return GateDecision(
+        verdict == "promote",
+        verdict,
+        tuple(failures or reasons),
+        challenger,
+        champion["model_version"] if champion else None,
+        policy_dict,
+    )

@@ -1,0 +1,87 @@
+"""The model card: what a registered version was trained on, how well it does, and
+what it is (not) for. Markdown, written into the version folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
+    metrics = meta["metrics"]
+    train = manifest["splits"]["train"]
+    evaluation = manifest["splits"]["eval"]
+    lines = [
+        f"# Model card: {meta['version']}",
+        "",
+        "A TensorFlow/Keras classifier of product-review sentiment (`negative`, `neutral`, `positive`) "
+        "that takes the raw review text; its text vectoriser is part of the saved model.",
+        "",
+        "## Data",
+        "",
+        f"- Dataset version `{manifest['version']}`: {manifest['rows']} curated reviews, weeks "
+        f"{manifest['weeks']['first']} to {manifest['weeks']['last']}.",
+        f"- Train split: {train['rows']} rows {_balance(train['class_counts'])}; eval split: "
+        f"{evaluation['rows']} rows {_balance(evaluation['class_counts'])}.",
+        f"- Split rule: `{manifest['split_rule']}`.",
+    ]
+    excluded = manifest.get("excluded", {})
+    lines.append(
+        "- Safety exclusions: "
+        + (
+            ", ".join(f"{count} {reason}" for reason, count in sorted(excluded.items()))
+            if excluded
+            else "none recorded"
+        )
+        + "."
+    )
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- Parameters: `{_params(meta['params'])}`.",
+        f"- Warm start from: {meta.get('warm_start_from') or 'none (trained from scratch)'}.",
+        f"- Code version `{meta['code_version']}`; trained in {meta['train_seconds']} s; {meta['size_bytes']} bytes.",
+        "",
+        "## Evaluation (eval split)",
+        "",
+        f"Accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}** on {metrics['rows']} reviews.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for name, stats in metrics["per_class"].items():
+        lines.append(
+            f"| {name} | {stats['precision']:.4f} | {stats['recall']:.4f} | {stats['f1']:.4f} | {stats['support']} |"
+        )
+    lines += ["", "| compared with | accuracy | macro-F1 |", "|---|---|---|"]
+    for name, baseline in meta["baselines"].items():
+        lines.append(f"| {name} baseline | {baseline['accuracy']:.4f} | {baseline['macro_f1']:.4f} |")
+    champion = meta.get("champion_at_evaluation")
+    if champion:
+        lines.append(
+            f"| champion {champion['model_version']} | {champion['accuracy']:.4f} | {champion['macro_f1']:.4f} |"
+        )
+    gate = meta["gate"]
+    lines += [
+        "",
+        f"Gate: **{gate['verdict']}**. " + "; ".join(gate["reasons"]) + ".",
+        "",
+        "## Intended use and limits",
+        "",
+        "- Intended use: weekly batch triage of incoming product reviews for ops dashboards and monitoring; "
+        "not for decisions about individual customers or patients.",
+        "- Trained on a small sample of English Drugs.com reviews: expect lower quality on other products, "
+        "languages or writing styles, and on the rare `neutral` class.",
+        "- Labels come from star ratings, which are a noisy proxy for sentiment.",
+        "- Watch the weekly monitoring (drift, accuracy against arriving ratings, slices) before trusting it on new data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _balance(counts: dict[str, int]) -> str:
+    return "(" + ", ".join(f"{name} {count}" for name, count in counts.items()) + ")"
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))

@@ -1,0 +1,142 @@
+"""Hyperparameter search: a search space expanded into trials, each trained on the
+train split minus a deterministic validation carve and scored on that carve."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import random
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
+from reviewops.lineage import Artifact, StepResult
+from reviewops.storage import write_json
+from reviewops.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
+
+log = logging.getLogger(__name__)
+
+VALIDATION_FRACTION = 0.2
+SELECTION_METRIC = "macro_f1"
+
+_SHORT = {
+    "representation": "",
+    "ngrams": "ng",
+    "hidden_units": "h",
+    "dropout": "do",
+    "class_weighting": "cw",
+    "learning_rate": "lr",
+    "epochs": "ep",
+    "max_tokens": "tok",
+    "embedding_dim": "emb",
+}
+
+
+class SearchSpaceError(ValueError):
+    """A search space that names unknown hyperparameters or has empty axes."""
+
+
+def plan_trials(search_space: dict[str, list[Any]], max_trials: int, seed: int = 42) -> list[dict[str, Any]]:
+    """The trials to run: the grid's combinations in a seeded random order, at most
+    ``max_trials``, each ``{"label": ..., "params": {...}}``."""
+    known = {f.name for f in fields(TrainParams)}
+    unknown = sorted(set(search_space) - known)
+    if unknown:
+        raise SearchSpaceError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    empty = [name for name, values in search_space.items() if not values]
+    if empty:
+        raise SearchSpaceError(f"empty axis {', '.join(empty)} in the search space")
+    if max_trials < 1:
+        raise SearchSpaceError("max_trials must be at least 1")
+    names = sorted(search_space)
+    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*(search_space[n] for n in names))]
+    random.Random(seed).shuffle(grid)
+    trials = []
+    for params in grid[:max_trials]:
+        TrainParams(**params)  # fails early on a bad value
+        trials.append({"label": trial_label(params), "params": params})
+    return trials
+
+
+def trial_label(params: dict[str, Any]) -> str:
+    """A short readable name for the UI: ``tfidf ng2 h64 do0.2 cw``."""
+    parts = []
+    for name in sorted(params, key=lambda n: (n != "representation", n)):
+        value = params[name]
+        short = _SHORT.get(name, name)
+        if isinstance(value, bool):
+            if value:
+                parts.append(short)
+        elif name == "representation":
+            parts.append(str(value))
+        else:
+            parts.append(f"{short}{value}")
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class TrialParams:
+    data_root: str
+    dataset_dir: str
+    trial: dict[str, Any]
+    validation_fraction: float = VALIDATION_FRACTION
+
+
+def run_trial(params: TrialParams) -> StepResult:
+    """Train one trial on the fit part of the train split and score it on the
+    validation carve; the report is written under ``models/trials/<dataset>/``."""
+    import tempfile
+
+    from reviewops.evaluation import classification_metrics
+    from reviewops.schema import CLASSES
+
+    dataset_dir = Path(params.dataset_dir)
+    train_file = dataset_dir / "train.tfrecord"
+    train = TrainParams(**params.trial["params"])
+    with tempfile.TemporaryDirectory(prefix="reviewops-trial-") as tmp:
+        summary = train_model(train, train_file, Path(tmp), FitPlan(validation_fraction=params.validation_fraction))
+        model = load_model(Path(tmp) / "model.keras")
+        pairs = list(read_tfrecord(train_file, "validation", params.validation_fraction).as_numpy_iterator())
+        texts = [t.decode() for t, _ in pairs]
+        truth = [CLASSES[int(y)] for _, y in pairs]
+        metrics = classification_metrics(truth, predict_labels(model, texts), CLASSES)
+    trial_id = hashlib.sha256(json.dumps(params.trial["params"], sort_keys=True).encode()).hexdigest()[:12]
+    report = {
+        "label": params.trial["label"],
+        "params": train.as_dict(),
+        "dataset_version": dataset_dir.name,
+        "validation_fraction": params.validation_fraction,
+        "fit_rows": summary["train_rows"],
+        "validation": metrics,
+        "train_seconds": summary["train_seconds"],
+    }
+    path = write_json(report, Path(params.data_root).joinpath("models", "trials", dataset_dir.name, f"{trial_id}.json"))
+    log.info(
+        "trial %s: validation accuracy %.4f macro-F1 %.4f",
+        params.trial["label"],
+        metrics["accuracy"],
+        metrics["macro_f1"],
+    )
+    return StepResult(
+        subject=params.trial["label"],
+        outputs=(Artifact.of_file(path, "trial"),),
+        metrics={
+            "label": params.trial["label"],
+            "params": train.as_dict(),
+            "validation_accuracy": metrics["accuracy"],
+            "validation_macro_f1": metrics["macro_f1"],
+            "validation_rows": metrics["rows"],
+            "fit_rows": summary["train_rows"],
+        },
+    )
+
+
+def select_best(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trial with the best validation macro-F1 (accuracy, then label, break ties)."""
+    if not trials:
+        raise SearchSpaceError("no trial finished: nothing to choose from")
+    return max(trials, key=lambda t: (t["validation_macro_f1"], t["validation_accuracy"], t["label"]))
+__all__ = ["DEFAULT_MAX_TRIALS", "DEFAULT_SEARCH_SPACE", "plan_trials", "run_trial", "select_best"]
