@@ -25,9 +25,10 @@ Every Monday at 06:00 UTC (after `reviews_weekly` has curated the week):
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
+
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
 from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
 from reviewops_airflow.operators import (
@@ -47,7 +48,7 @@ with DAG(
     doc_md=__doc__,
     # Training snapshots everything curated so far: it needs a time, not a data interval.
     schedule=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=timezone.utc),
+    start_date=datetime(2008, 1, 7, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "training"],
@@ -65,7 +66,7 @@ with DAG(
             {},
             type="object",
             title="Fixed hyperparameters",
-            description="Applied to every trial and the final model, e.g. {\"epochs\": 5} for a quick run.",
+            description='Applied to every trial and the final model, e.g. {"epochs": 5} for a quick run.',
         ),
         "warm_start": Param(False, type="boolean", title="Fine-tune the champion instead of training from scratch"),
         "min_macro_f1_gain": Param(0.01, type="number", title="Gate: macro-F1 gain over the champion"),

@@ -9,7 +9,14 @@ Every Monday at 00:00 UTC, process the calendar week that just ended
 3. **transform**: HTML entities decoded, scrape quotes and whitespace stripped, repeated
    reviews set aside; the curated week is written to `curated/week=…/reviews.parquet`.
 4. **score**: the week scored by the champion model (or conf `model_version`) into
-   `predictions/week=…/predictions.parquet`.
+   `predictions/week=…/predictions.parquet`, with each review's safety flags.
+5. **monitor**: volume, throughput and batch latency, predicted class mix, drift against
+   the model's training data, accuracy against the ratings that arrived, slices by
+   product and condition, unknown words, safety flags: `monitoring/week=…/metrics.json`
+   and `report.html`.
+6. **check_week**: fails (red in the UI, no retry) when a threshold is breached, with a
+   one-line message per metric; the predictions stay written. An alert goes to the
+   webhook of the `reviewops_alerts` Connection when it exists.
 
 Every output is keyed by the week, so re-running a week (manually, by backfill, or by
 clearing) replaces its outputs. Manual run for one week: conf `{"week": "2017-11-27"}`
@@ -23,8 +30,11 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from reviewops_airflow.assets import CURATED_REVIEWS, PREDICTIONS
+from reviewops_airflow.notifiers import ALERT_CONN_ID, WebhookAlertNotifier
 from reviewops_airflow.operators import (
+    CheckWeekOperator,
     IngestReviewsOperator,
+    MonitorWeekOperator,
     ScoreReviewsOperator,
     TransformReviewsOperator,
     ValidateReviewsOperator,
@@ -43,6 +53,12 @@ with DAG(
     default_args={"owner": "reviewops", "retries": 2, "retry_delay": timedelta(minutes=1)},
     params={
         "week": date_param("Monday of the week to process. Empty: the run's data interval.", "Week (Monday)"),
+        "thresholds": Param(
+            {},
+            type="object",
+            title="Monitoring thresholds",
+            description='Overrides of reviewops.monitoring.Thresholds, e.g. {"max_prediction_psi": 0.3}.',
+        ),
         "model_version": Param(
             "", type="string", title="Model version", description="Pin a registered model version. Empty: the champion."
         ),
@@ -61,5 +77,13 @@ with DAG(
         execution_timeout=timedelta(hours=2),
         outlets=[PREDICTIONS],
     )
+    monitor = MonitorWeekOperator(
+        task_id="monitor", upstream={"predictions": "score"}, thresholds="{{ params.thresholds }}"
+    )
+    check_week = CheckWeekOperator(
+        task_id="check_week",
+        upstream={"monitoring": "monitor"},
+        on_failure_callback=WebhookAlertNotifier(conn_id=ALERT_CONN_ID),
+    )
 
-    ingest >> validate >> transform >> score
+    ingest >> validate >> transform >> score >> monitor >> check_week

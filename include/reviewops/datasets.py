@@ -59,6 +59,22 @@ def load_curated(partitions: list[Path]) -> pd.DataFrame:
     return frame.sort_values("review_id", kind="stable").reset_index(drop=True)
 
 
+def exclude_flagged(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Leave out reviews with safety flags (personal data, abusive language): a model
+    must not learn from them. Returns the kept rows and counts by reason."""
+    from reviewops.safety import scan_texts
+
+    flags = scan_texts(frame["text"].tolist())
+    keep = [not f.flagged for f in flags]
+    excluded: dict[str, int] = {}
+    for f in flags:
+        for category in f.categories:
+            excluded[f"safety:{category}"] = excluded.get(f"safety:{category}", 0) + 1
+    if excluded:
+        log.info("left out %d flagged reviews: %s", len(keep) - sum(keep), excluded)
+    return frame[keep].reset_index(drop=True), dict(sorted(excluded.items()))
+
+
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = frame[list(DATASET_COLUMNS)].copy()
     out["review_date"] = out["review_date"].astype(str)
@@ -118,7 +134,7 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
     partitions = curated_partitions(params.data_root)
     inputs = [Artifact.of_file(p, "curated") for p in partitions]
     inputs = [a for a in inputs if a.rows]
-    frame = load_curated(partitions)
+    frame, excluded = exclude_flagged(load_curated(partitions))
     version = content_version(frame, params.eval_fraction)
     target = Layout(params.data_root).datasets() / version
     if target.exists():
@@ -134,6 +150,7 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
             "eval_fraction": params.eval_fraction,
             "weeks": {"first": str(frame["week"].min()), "last": str(frame["week"].max())},
             "sources": [{"uri": a.uri, "sha256": a.sha256, "rows": a.rows} for a in inputs],
+            "excluded": excluded,
             "splits": {
                 "train": _write_split(frame[~is_eval], staging, "train"),
                 "eval": _write_split(frame[is_eval], staging, "eval"),
@@ -171,4 +188,5 @@ def dataset_metrics(folder: Path) -> dict[str, Any]:
         "eval_rows": manifest["splits"]["eval"]["rows"],
         "train_class_counts": manifest["splits"]["train"]["class_counts"],
         "eval_class_counts": manifest["splits"]["eval"]["class_counts"],
+        "excluded": manifest.get("excluded", {}),
     }

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from reviewops.evaluation import classification_metrics
+from reviewops.lineage import Artifact, StepResult
 from reviewops.safety import CATEGORIES as SAFETY_CATEGORIES
 
 log = logging.getLogger(__name__)
@@ -704,3 +705,66 @@ def render_report_html(week: str, metrics: Mapping[str, Any], breaches: list[Bre
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_E(title)}</title><style>{_STYLE}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )
+
+
+# --- the monitoring step ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    data_root: str
+    thresholds: Thresholds = Thresholds()
+
+
+def monitor_week(
+    params: MonitorParams, predictions: Artifact, curated: Artifact, batch_seconds: Sequence[float]
+) -> tuple[StepResult, list[Artifact]]:
+    """Compute a scored week's metrics against the scoring model's training reference;
+    write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
+    in the metrics (the gate task fails on them), never raised here."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from reviewops.registry import Registry
+    from reviewops.storage import Layout, write_json
+    from reviewops.training import REFERENCE_FILE, VOCABULARY_FILE
+
+    scored = pq.read_table(predictions.path).to_pandas()
+    texts = pq.read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
+    frame = scored.merge(texts, on="review_id", how="left", validate="one_to_one")
+    registry = Registry(params.data_root)
+    versions = sorted(set(scored["model_version"])) or [registry.require_champion()]
+    if len(versions) != 1:
+        raise ValueError(f"{predictions.uri} mixes model versions {versions}: re-score the week")
+    model_dir = registry.path(versions[0])
+    reference = json.loads((model_dir / REFERENCE_FILE).read_text())
+    vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
+    classes = tuple(registry.metadata(versions[0])["classes"])
+    metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
+    breaches = check_thresholds(metrics, params.thresholds)
+    week = predictions.path.parent.name.removeprefix("week=")
+    metrics["week"] = week
+    metrics["model_version"] = versions[0]
+    metrics["breaches"] = [b.as_dict() for b in breaches]
+    folder = Layout(params.data_root).monitoring(week)
+    metrics_path = write_json(metrics, folder / "metrics.json")
+    report_path = folder / "report.html"
+    from reviewops.storage import atomic_path
+
+    with atomic_path(report_path) as tmp:
+        tmp.write_text(render_report_html(week, metrics, breaches), encoding="utf-8")
+    for breach in breaches:
+        log.warning("week %s: %s", week, breach.message)
+    result = StepResult(
+        subject=f"week={week}",
+        outputs=(Artifact.of_file(metrics_path, "report"), Artifact.of_file(report_path, "report")),
+        metrics=metrics,
+    )
+    model_file = model_dir / "model.keras"
+    return result, [
+        predictions,
+        curated,
+        Artifact.of_file(model_dir / REFERENCE_FILE, "model"),
+        Artifact.of_file(model_file, "model"),
+    ]

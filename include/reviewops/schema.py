@@ -59,7 +59,8 @@ QUARANTINE_SCHEMA = pa.schema(
 
 def prediction_schema(classes: tuple[str, ...] = CLASSES, with_context: bool = True) -> pa.Schema:
     """Schema of predictions by a model trained on ``classes``. Weekly partitions also
-    carry the week and the label that arrived with the review (for monitoring)."""
+    carry the week, the label that arrived with the review (for monitoring) and the
+    review's safety flags."""
     fields = [
         ("review_id", pa.string()),
         ("predicted_label", pa.string()),
@@ -67,7 +68,12 @@ def prediction_schema(classes: tuple[str, ...] = CLASSES, with_context: bool = T
         ("model_version", pa.string()),
     ]
     if with_context:
-        fields += [("week", pa.date32()), ("label", pa.string())]
+        fields += [
+            ("week", pa.date32()),
+            ("label", pa.string()),
+            ("safety_categories", pa.list_(pa.string())),
+            ("safety_score", pa.float32()),
+        ]
     return pa.schema(fields)
 
 

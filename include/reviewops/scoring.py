@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,17 +34,21 @@ def score_table_batches(
     classes: tuple[str, ...],
     out: Path,
     with_context: bool = True,
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """Score record batches (review_id, text, and with context week and label) into one
-    Parquet file, one batch in memory at a time."""
+    Parquet file, one batch in memory at a time. With context, each review also gets its
+    safety flags. Returns row count, total and per-batch seconds."""
+    from reviewops.safety import scan_texts
     from reviewops.training import load_model, predict_proba
 
     model = load_model(model_file)
     schema = prediction_schema(classes, with_context)
     rows = 0
+    batch_seconds: list[float] = []
     started = time.monotonic()
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for batch in batches:
+            batch_started = time.monotonic()
             texts = batch.column("text").to_pylist()
             probabilities = predict_proba(model, texts)
             predicted = [classes[i] for i in probabilities.argmax(axis=1)] if len(texts) else []
@@ -54,12 +59,16 @@ def score_table_batches(
                 "model_version": pa.array([model_version] * len(texts), pa.string()),
             }
             if with_context:
+                flags = scan_texts(texts)
                 columns["week"] = batch.column("week")
                 columns["label"] = batch.column("label")
+                columns["safety_categories"] = pa.array([list(f.categories) for f in flags], pa.list_(pa.string()))
+                columns["safety_score"] = pa.array([f.score for f in flags], pa.float32())
             writer.write_table(pa.Table.from_pydict(columns, schema=schema))
             rows += len(texts)
+            batch_seconds.append(round(time.monotonic() - batch_started, 4))
             log.info("scored %d rows", rows)
-    return {"rows_scored": rows, "score_seconds": round(time.monotonic() - started, 3)}
+    return {"rows_scored": rows, "score_seconds": round(time.monotonic() - started, 3), "batch_seconds": batch_seconds}
 
 
 def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list[Artifact]]:

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,13 +68,6 @@ def write_parquet(table: pa.Table, target: Path) -> Path:
 def write_json(payload: Any, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    return target
-
-
-def write_with(target: Path, writer: Callable[[Path], None]) -> Path:
-    """Write ``target`` atomically through ``writer(tmp_path)``."""
-    with atomic_path(target) as tmp:
-        writer(tmp)
     return target
 
 
@@ -137,5 +130,5 @@ class Layout:
     def predictions(self, week: str) -> Path:
         return self.root / "predictions" / f"week={week}" / "predictions.parquet"
 
-    def runs(self) -> Path:
-        return self.root / "runs"
+    def monitoring(self, week: str) -> Path:
+        return self.root / "monitoring" / f"week={week}"

@@ -136,7 +136,9 @@ class FitPlan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path, plan: FitPlan | None = None) -> dict[str, Any]:
+def train_model(
+    params: TrainParams, train_tfrecord: Path, out_dir: Path, plan: FitPlan | None = None
+) -> dict[str, Any]:
     """Train on a TFRecord split (minus the validation carve, when planned) and save
     ``model.keras`` into ``out_dir``. With ``plan.init_model`` the saved model is
     fine-tuned (its vectoriser and weights are kept) instead of built from scratch."""
@@ -256,6 +258,27 @@ class _EpochLog:
         return EpochLog()
 
 
+REFERENCE_FILE = "reference.json"
+VOCABULARY_FILE = "vocabulary.txt"
+
+
+def write_reference(model_dir: Path, dataset_dir: Path) -> None:
+    """What weekly monitoring compares each week with: the training data's class mix (of
+    labels and of the model's predictions), text lengths, and the model's vocabulary."""
+    import pyarrow.parquet as pq
+
+    from reviewops.monitoring import training_reference
+    from reviewops.storage import write_json
+
+    train = pq.read_table(dataset_dir / "train.parquet", columns=["text", "label"])
+    texts = train.column("text").to_pylist()
+    model = load_model(model_dir / MODEL_FILE)
+    reference = training_reference(texts, train.column("label").to_pylist(), predict_labels(model, texts), CLASSES)
+    write_json(reference, model_dir / REFERENCE_FILE)
+    vocabulary = [str(t) for t in model.get_layer("vectorizer").get_vocabulary()]
+    (model_dir / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class TrainStepParams:
     data_root: str
@@ -279,6 +302,7 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     init = registry.path(params.warm_start_from) / MODEL_FILE if params.warm_start_from else None
     log.info("training %s on %s with %s", version, dataset_version, spec)
     summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir, FitPlan(init_model=init))
+    write_reference(out_dir, dataset_dir)
     return StepResult(
         subject=version,
         outputs=(

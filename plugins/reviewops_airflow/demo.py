@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  dataset {dataset['dataset_version']}: {dataset['train_rows']} train / {dataset['eval_rows']} eval rows")
     best = training["select_best"]["metrics"]
     print(f"  tuning: {best['trials']} trials, best on validation: {best['best']['label']}")
-    print(
-        f"  model {model['model_version']}: eval accuracy {model['accuracy']:.4f}, macro-F1 {model['macro_f1']:.4f}"
-    )
+    print(f"  model {model['model_version']}: eval accuracy {model['accuracy']:.4f}, macro-F1 {model['macro_f1']:.4f}")
     for name, baseline in evaluation["baselines"].items():
         print(f"    {name + ' baseline':26} accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f}")
     print(f"  gate: {training['gate']['metrics']['verdict']}: {'; '.join(training['gate']['metrics']['reasons'])}")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from reviewops.lineage import Artifact, LineageRecord, StepResult
+    from reviewops.monitoring import Thresholds
     from reviewops.windows import Window
 
 StepOutput = tuple["StepResult", list["Artifact"]]
@@ -125,6 +126,51 @@ class ScoreReviewsOperator(ReviewOpsOperator):
             return score_week(params, partition)
         except RegistryError as exc:
             raise AirflowFailException(str(exc)) from exc
+
+
+class MonitorWeekOperator(ReviewOpsOperator):
+    """Compute the week's monitoring metrics (volume, latency, class mix, drift, accuracy
+    against arriving ratings, slices, unknown words, safety flags) and its HTML report."""
+
+    template_fields = (*ReviewOpsOperator.template_fields, "thresholds")
+
+    def __init__(self, *, thresholds: dict[str, Any] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.thresholds = thresholds
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.monitoring import MonitorParams, monitor_week
+
+        predictions = verified(upstream["predictions"].output("predictions"))
+        curated = next(a for a in upstream["predictions"].inputs if a.kind == "curated")
+        params = MonitorParams(data_root=self.settings().data_root, thresholds=_thresholds(self.thresholds))
+        batch_seconds = upstream["predictions"].metrics.get("batch_seconds", [])
+        return monitor_week(params, predictions, verified(curated), batch_seconds)
+
+
+class WeeklyGateBreached(AirflowFailException):
+    """A monitoring threshold was breached; carries the breaches for alerting."""
+
+    def __init__(self, message: str, breaches: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.breaches = breaches
+
+
+class CheckWeekOperator(ReviewOpsOperator):
+    """The monitoring gate: fail, without retry, when the week breached a threshold.
+    The predictions stay written; the run shows red so the ops engineer looks."""
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.lineage import StepResult
+
+        monitor = upstream["monitoring"]
+        metrics_file = verified(monitor.outputs[0])
+        breaches = monitor.metrics.get("breaches", [])
+        if breaches:
+            message = "; ".join(b["message"] for b in breaches)
+            raise WeeklyGateBreached(f"{monitor.subject}: {message}", breaches)
+        self.log.info("%s: every monitored metric is within its threshold", monitor.subject)
+        return StepResult(subject=monitor.subject, outputs=(), metrics={"breaches": 0}), [metrics_file]
 
 
 class SnapshotDatasetOperator(ReviewOpsOperator):
@@ -380,6 +426,19 @@ def _as_mapping(value: Any) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         raise AirflowFailException(f"expected a JSON object, got {value!r}")
     return parsed
+
+
+def _thresholds(value: Any) -> Thresholds:
+    import dataclasses
+
+    from reviewops.monitoring import Thresholds
+
+    overrides = _as_mapping(value) or {}
+    known = {f.name for f in dataclasses.fields(Thresholds)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise AirflowFailException(f"unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Thresholds(**overrides)
 
 
 def _truthy(value: Any) -> bool:

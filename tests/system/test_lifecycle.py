@@ -44,7 +44,14 @@ def lifecycle(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     conf = {"source": str(source), "data_root": str(data_root)}
     load = dagbag.dags["reviews_initial_load"].test(run_conf=conf)
     training = dagbag.dags["reviews_training"].test(run_conf={**conf, "search_space": QUICK_SEARCH, "max_trials": 1})
-    yield {"dagbag": dagbag, "conf": conf, "data_root": data_root, "records": records, "load": load, "training": training}
+    yield {
+        "dagbag": dagbag,
+        "conf": conf,
+        "data_root": data_root,
+        "records": records,
+        "load": load,
+        "training": training,
+    }
 
 
 def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
@@ -283,3 +290,60 @@ def test_lineage_store_holds_one_file_per_record_and_asset_events_carry_records(
             .where(AssetModel.name == "reviewops_model_versions")
         ).all()
     assert register["record_id"] in {e.extra.get("lineage", {}).get("record_id") for e in events}
+
+
+def test_weekly_monitoring_writes_metrics_and_report_for_the_week(lifecycle: dict[str, Any]) -> None:
+    week = _latest_week(lifecycle)
+    run = lifecycle["dagbag"].dags["reviews_weekly"].test(run_conf={**lifecycle["conf"], "week": week})
+    assert str(run.state) == "success"
+    folder = lifecycle["data_root"] / "monitoring" / f"week={week}"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    curated_rows = pq.read_metadata(lifecycle["data_root"] / "curated" / f"week={week}" / "reviews.parquet").num_rows
+    assert metrics["review_count"] == curated_rows
+    for key in (
+        "batch_latency_seconds",
+        "predicted_class_distribution",
+        "drift",
+        "accuracy",
+        "macro_f1",
+        "slices",
+        "unknown_word_share",
+        "safety",
+        "throughput_rows_per_second",
+    ):
+        assert key in metrics, key
+    assert metrics["breaches"] == []
+    assert metrics["model_version"] == _record(lifecycle["training"], "register_model")["metrics"]["champion"]
+    report = (folder / "report.html").read_text()
+    assert "<svg" in report and week in report
+    predictions = pq.read_table(lifecycle["data_root"] / "predictions" / f"week={week}" / "predictions.parquet")
+    assert {"safety_categories", "safety_score"} <= set(predictions.column_names)
+    assert _record(run, "monitor")["metrics"]["review_count"] == curated_rows
+
+
+def test_a_week_whose_class_mix_shifted_fails_the_gate_but_keeps_its_predictions(
+    lifecycle: dict[str, Any], tmp_path: Path
+) -> None:
+    """120 real negative reviews in one week: the predicted mix is far from training's."""
+    header, records = shipped_records()
+    negatives = [r for r in records if r[4] == "negative"][:120]
+    monday = dt.date(2018, 3, 5)
+    shifted = [
+        [f"77{i:04d}", *r[1:5], (monday + dt.timedelta(days=i % 7)).strftime("%B %d, %Y"), r[6]]
+        for i, r in enumerate(negatives)
+    ]
+    source = write_shipped_slice(tmp_path / "shifted.tsv", shifted, header)
+    run = (
+        lifecycle["dagbag"]
+        .dags["reviews_weekly"]
+        .test(run_conf={**lifecycle["conf"], "source": str(source), "week": monday.isoformat()})
+    )
+    assert str(run.state) == "failed"
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["score"] == "success" and states["monitor"] == "success" and states["check_week"] == "failed"
+    breaches = _record(run, "monitor")["metrics"]["breaches"]
+    assert "prediction_psi" in {b["metric"] for b in breaches}
+    message = next(b["message"] for b in breaches if b["metric"] == "prediction_psi")
+    assert message.startswith("prediction_psi ") and "> max 0.25" in message
+    predictions = pq.read_table(lifecycle["data_root"] / "predictions" / f"week={monday}" / "predictions.parquet")
+    assert predictions.num_rows == 120
