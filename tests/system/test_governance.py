@@ -1,0 +1,157 @@
+"""Model governance with real training: a worse challenger never replaces the champion,
+a registered version reproduces, warm start fine-tunes the champion, and concurrent
+promotions from separate processes leave one consistent champion."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reviewops.config import SHIPPED_REVIEWS
+from reviewops.datasets import SnapshotParams, snapshot_dataset
+from reviewops.evaluation import evaluate_candidate
+from reviewops.gate import GatePolicy, decide
+from reviewops.ingest import IngestParams, ingest_reviews
+from reviewops.registry import MODEL_FILE, RegisterParams, Registry, RegistryError, register_model
+from reviewops.reproduce import reproduce
+from reviewops.sources import source_window
+from reviewops.storage import write_json
+from reviewops.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.transform import TransformParams, transform_reviews
+from reviewops.validate import ValidateParams, validate_reviews
+
+pytestmark = pytest.mark.integration
+
+
+def evaluate_and_register(data_root: Path, candidate_model: Path, dataset_dir: Path, version: str) -> dict[str, Any]:
+    """The training DAG's last three steps, called directly."""
+    registry = Registry(str(data_root))
+    champion = registry.champion()
+    against = (champion, registry.path(champion) / MODEL_FILE) if champion else None
+    report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
+    decision = decide(report, GatePolicy()).to_dict()
+    write_json(decision, candidate_model.parent / "decision.json")
+    training = json.loads((candidate_model.parent / "training.json").read_text())
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    return register_model(
+        RegisterParams(str(data_root), "test"), candidate_model.parent, report, decision, training, manifest
+    ).metrics
+
+
+@pytest.fixture(scope="module")
+def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data_root = tmp_path_factory.mktemp("governance")
+    window = source_window(str(SHIPPED_REVIEWS))
+    ingest, _ = ingest_reviews(IngestParams(str(SHIPPED_REVIEWS), str(data_root), window))
+    validated = validate_reviews(ValidateParams(str(data_root), window.key), ingest.outputs[0])
+    transform_reviews(TransformParams(str(data_root), window), validated.outputs[0])
+    dataset, _ = snapshot_dataset(SnapshotParams(str(data_root)))
+    dataset_dir = data_root / "datasets" / dataset.subject
+    trained = train_candidate(TrainStepParams(str(data_root), str(dataset_dir), TrainParams()))
+    first = evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject)
+    assert first["promoted"], first
+    yield {"data_root": data_root, "dataset_dir": dataset_dir, "champion": trained.subject}
+
+
+def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_cannot_score(
+    governed: dict[str, Any], tmp_path: Path
+) -> None:
+    import tensorflow as tf
+
+    from reviewops.training import read_tfrecord
+
+    shuffled_dir = tmp_path / "ds-shuffled"
+    shutil.copytree(governed["dataset_dir"], shuffled_dir)
+    pairs = list(read_tfrecord(shuffled_dir / "train.tfrecord").as_numpy_iterator())
+    labels = [int(y) for _, y in pairs]
+    random.Random(7).shuffle(labels)
+    with tf.io.TFRecordWriter(str(shuffled_dir / "train.tfrecord")) as writer:
+        for i, ((text, _), label) in enumerate(zip(pairs, labels, strict=True)):
+            feature = {
+                "review_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"s{i}".encode()])),
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
+                "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    data_root = governed["data_root"]
+    worse = train_candidate(TrainStepParams(str(data_root), str(shuffled_dir), TrainParams(seed=7)))
+
+    # Evaluated on the champion's dataset: the same held-out eval split.
+    outcome = evaluate_and_register(data_root, worse.outputs[0].path, governed["dataset_dir"], worse.subject)
+
+    assert outcome["gate"] == "reject" and outcome["promoted"] is False
+    registry = Registry(str(data_root))
+    assert registry.champion() == governed["champion"]
+    assert [e["version"] for e in registry.history()] == [governed["champion"]]
+    with pytest.raises(RegistryError, match="was not promoted"):
+        registry.resolve(worse.subject)
+    card = (registry.path(worse.subject) / "model_card.md").read_text()
+    assert "Gate: **reject**" in card
+
+
+def test_a_registered_version_reproduces_from_its_lineage(governed: dict[str, Any]) -> None:
+    result = reproduce(str(governed["data_root"]), governed["champion"])
+    assert result.within_tolerance, result.as_dict()
+    assert result.dataset_version == governed["dataset_dir"].name
+
+
+def test_warm_start_fine_tunes_the_champion_keeping_its_vocabulary(governed: dict[str, Any]) -> None:
+    from reviewops.training import load_model
+
+    data_root = governed["data_root"]
+    champion = governed["champion"]
+    tuned = train_candidate(
+        TrainStepParams(str(data_root), str(governed["dataset_dir"]), TrainParams(epochs=3), warm_start_from=champion)
+    )
+    summary = json.loads((tuned.outputs[0].path.parent / "training.json").read_text())
+    assert summary["warm_start_from"].endswith(f"{champion}/model.keras")
+    assert tuned.subject != champion
+    vocabulary = load_model(tuned.outputs[0].path).get_layer("vectorizer").get_vocabulary()
+    original = load_model(Registry(str(data_root)).path(champion) / MODEL_FILE).get_layer("vectorizer").get_vocabulary()
+    assert vocabulary == original
+
+
+def _promote_from_process(data_root: str, version: str, expected: str, results: Any) -> None:
+    results[version] = Registry(data_root).promote(version, "race", f"process {version}", expected=expected)
+
+
+def test_two_promotions_at_once_from_separate_processes_leave_one_champion(
+    governed: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "race"
+    shutil.copytree(governed["data_root"] / "models", root / "models")
+    registry = Registry(str(root))
+    champion = registry.champion()
+    assert champion is not None
+    contenders = []
+    for name in ("m-race00000001", "m-race00000002"):
+        folder = registry.path(name)
+        shutil.copytree(registry.path(champion), folder)
+        meta = json.loads((folder / "metadata.json").read_text())
+        (folder / "metadata.json").write_text(json.dumps({**meta, "version": name}))
+        contenders.append(name)
+    with multiprocessing.Manager() as manager:
+        results = manager.dict()
+        processes = [
+            multiprocessing.get_context("spawn").Process(
+                target=_promote_from_process, args=(str(root), v, champion, results)
+            )
+            for v in contenders
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        outcome = dict(results)
+    assert sorted(outcome.values()) == [False, True]
+    winner = next(v for v, ok in outcome.items() if ok)
+    assert registry.champion() == winner
+    assert [e["version"] for e in registry.history()][-1] == winner
+    assert len(registry.history()) == 2
