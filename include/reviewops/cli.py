@@ -58,6 +58,39 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Validate a file or folder like the pipeline does, without writing to the data root."""
+    from reviewops.sources import RejectedFile, scan_source
+    from reviewops.validate import check_conservation, validation_report, write_quarantined
+
+    settings = Settings.from_env(data_root=args.data_root)
+    tables, rejected = [], []
+    for item in scan_source(args.input):
+        if isinstance(item, RejectedFile):
+            rejected.append(item)
+        else:
+            tables.append(item.table)
+    raw = pa.concat_tables(tables).to_pandas()
+    outcome = validate_frame(raw, settings.max_text_chars, dt.datetime.now(dt.UTC).date())
+    check_conservation(len(raw), outcome)
+    report = {"input": args.input, **validation_report(raw, outcome), "files_rejected": [r.as_dict() for r in rejected]}
+    if args.quarantine_out:
+        report["quarantine_out"] = str(write_quarantined(outcome, Path(args.quarantine_out)))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{'read':>8} {'valid':>8} {'quarantined':>11}  file (reasons)")
+    for entry in [*report["files"], {**report, "file": "total"}]:
+        reasons = ", ".join(f"{k}={v}" for k, v in entry["reasons"].items())
+        counts = f"{entry['rows_read']:8} {entry['rows_valid']:8} {entry['rows_quarantined']:11}"
+        print(f"{counts}  {entry['file']}" + (f" ({reasons})" if reasons else ""))
+    for item in rejected:
+        print(f"rejected: {item.error}")
+    if args.quarantine_out:
+        print(f"quarantined rows and their reasons: {report['quarantine_out']}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     registry = Registry(Settings.from_env(data_root=args.data_root).data_root)
     champion = registry.champion()
@@ -155,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--output", required=True, help="Parquet file to write")
     score.add_argument("--model", help="model version (default: the champion)")
     score.set_defaults(func=_score)
+    validate = sub.add_parser(
+        "validate", help="validate a file or folder of reviews like the pipeline, loading nothing"
+    )
+    validate.add_argument("--input", required=True, help="file, folder or glob of CSV/TSV/JSONL/Parquet reviews")
+    validate.add_argument(
+        "--quarantine-out", help="write the quarantined rows and their reasons here (Parquet; CSV if it ends in .csv)"
+    )
+    validate.add_argument("--json", action="store_true", help="print JSON: counts and reasons, in total and per file")
+    validate.set_defaults(func=_validate)
     models = sub.add_parser("models", help="list registered model versions")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import parse_dates
-from reviewops.sources import list_source_files, read_source_file
-from reviewops.storage import Layout, write_parquet
+from reviewops.sources import RejectedFile, SourceFile, scan_source
+from reviewops.storage import Layout, sha256_file, staging_dir, to_uri, write_parquet
 from reviewops.windows import Window
 
 log = logging.getLogger(__name__)
+
+ERROR_SUFFIX = ".error.txt"
 
 
 @dataclass(frozen=True)
@@ -23,36 +28,89 @@ class IngestParams:
     window: Window
 
 
+def rejected_files_dir(data_root: str | Path, batch_key: str) -> Path:
+    """Where the files of a batch's source that could not be read are kept, with their errors."""
+    return Layout(data_root).quarantine(batch_key).parent / "files"
+
+
 def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
     """Write the window's raw batch; return the result and the source files read.
 
     A row is in the batch when its date falls in the window, or when its date cannot
     be parsed: such a row belongs to no week, so every run quarantines it (with the
-    reason) rather than letting it vanish from all of them.
+    reason) rather than letting it vanish from all of them. Rows the reader could not
+    split into fields have no date either, so they travel the same way, with their
+    text in the ``malformed`` column, and validate quarantines them as malformed_row.
+
+    A file of a folder or glob source that cannot be read as a whole is copied, with
+    its error beside it, under ``quarantine/<batch>/files/`` and listed in the metrics
+    as ``files_rejected``; the other files are read. A single-file source that cannot
+    be read, or a source none of whose files can, fails before anything is written.
     """
     layout = Layout(params.data_root)
-    files = list_source_files(params.source)
     sources: list[Artifact] = []
     parts: list[pa.Table] = []
+    rejected: list[RejectedFile] = []
     rows_in_source = 0
-    for path in files:
-        table = read_source_file(path)
-        rows_in_source += table.num_rows
-        sources.append(Artifact.of_file(path, "source", rows=table.num_rows))
-        dates = parse_dates(table.column("review_date").to_pylist())
-        keep = [d is None or params.window.contains(d) for d in dates]
-        parts.append(table.filter(pa.array(keep, pa.bool_())))
-        log.info("read %s: %d rows, %d in window %s", path, table.num_rows, sum(keep), params.window.key)
+    for item in scan_source(params.source):
+        if isinstance(item, RejectedFile):
+            log.warning("file rejected, the others are read: %s", item.error)
+            rejected.append(item)
+            sources.append(_unread(item.path, "rejected_source"))
+            continue
+        rows_in_source += item.table.num_rows
+        sources.append(Artifact.of_file(item.path, "source", rows=item.table.num_rows))
+        parts.append(_in_window(item, params.window))
     batch = pa.concat_tables(parts)
+    copies = _keep_rejected(rejected_files_dir(params.data_root, params.window.key), rejected)
     raw = write_parquet(batch, layout.raw(params.window.key))
     result = StepResult(
         subject=params.window.key,
-        outputs=(Artifact.of_file(raw, "raw"),),
+        outputs=(Artifact.of_file(raw, "raw"), *[_unread(c, "rejected_file") for c in copies]),
         metrics={
-            "files_read": len(files),
+            "files_read": len(parts),
+            "files_rejected": [r.as_dict() for r in rejected],
             "rows_in_source": rows_in_source,
             "rows_read": batch.num_rows,
             "window": params.window.as_dict(),
         },
     )
     return result, sources
+
+
+def _in_window(item: SourceFile, window: Window) -> pa.Table:
+    table = item.table
+    dates = parse_dates(table.column("review_date").to_pylist())
+    keep = [d is None or window.contains(d) for d in dates]
+    log.info("read %s: %d rows, %d in window %s", item.path, table.num_rows, sum(keep), window.key)
+    return table.filter(pa.array(keep, pa.bool_()))
+
+
+def _unread(path: Path, kind: str) -> Artifact:
+    """A file that could not be read: described by its bytes alone (not as Parquet, even when so named)."""
+    return Artifact(uri=to_uri(path), kind=kind, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def _keep_rejected(target: Path, rejected: list[RejectedFile]) -> list[Path]:
+    """Replace ``target`` with copies of the rejected files and their errors; remove it
+    when there are none (a re-run after the source was fixed leaves no stale copies)."""
+    if not rejected:
+        shutil.rmtree(target, ignore_errors=True)
+        return []
+    base = Path(os.path.commonpath([r.path.parent for r in rejected]))
+    staging = staging_dir(target.parent, target.name)
+    copies = []
+    for item in rejected:
+        relative = item.path.relative_to(base)
+        copy = staging / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(item.path, copy)
+        copy.with_name(copy.name + ERROR_SUFFIX).write_text(item.error + "\n", encoding="utf-8")
+        copies.append(target / relative)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return copies

@@ -14,6 +14,8 @@ DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%Y-%m-%d", "%d %B %Y", "%Y/%m/%d")
 _LABEL_WORDS = {"negative": "negative", "neutral": "neutral", "positive": "positive"}
 
 _WHITESPACE = re.compile(r"\s+")
+_MAX_COUNT = 2**63 - 1  # stored as int64
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -73,8 +75,8 @@ def parse_count(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
     number = int(value.strip())
-    if number < 0:
-        raise ValueError(f"negative count {number}")
+    if not 0 <= number <= _MAX_COUNT:
+        raise ValueError(f"count {number} out of range")
     return number
 
 

@@ -2,29 +2,101 @@
 
 Every value is kept as the string found in the file, so validation sees exactly what
 arrived; each row carries its source file and 1-based row number for lineage.
+
+The reader reports what it saw and leaves the verdict to validation. Every row it reads
+is a row of the table it returns, in file order:
+
+- a row that cannot be split into the file's columns (a CSV/TSV line with the wrong
+  number of fields, a JSONL line that is not a JSON object) has null canonical fields
+  and its text as found, with what is wrong with it, in the ``malformed`` column;
+- a value that is a list or an object (JSONL, nested Parquet columns) is kept as its
+  JSON text and the field is named in the ``wrong_type`` column.
+
+A file that cannot be read as a whole raises a one-line :class:`SourceError` naming the
+file, the problem and what to do about it. In a folder or glob source such a file is
+yielded as a :class:`RejectedFile` and the other files are still read.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from reviewops.parsing import parse_dates
 from reviewops.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
 from reviewops.windows import Window
 
+log = logging.getLogger(__name__)
+
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+# Columns the reader adds beside the canonical ones and the lineage ones (null when
+# the row is fine); validation turns them into the malformed_row and bad_type reasons.
+MALFORMED = "malformed"
+WRONG_TYPE = "wrong_type"
+READ_SCHEMA = pa.schema(
+    [
+        *[(name, pa.string()) for name in CANONICAL],
+        (SOURCE_FILE, pa.string()),
+        (SOURCE_ROW, pa.int64()),
+        (MALFORMED, pa.string()),
+        (WRONG_TYPE, pa.string()),
+    ]
+)
+
+# Leading bytes of formats that are not text, and what they are.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"BZh", "bzip2-compressed data"),
+    (b"\xfd7zXZ\x00", "xz-compressed data"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+_DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
 class SourceError(ValueError):
-    """A source file that cannot be read as a whole; the message names file and problem."""
+    """A source file that cannot be read as a whole; the message names file and problem.
+
+    Always one line, so it reads well as a task failure, a CLI error and a metric.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split("\n")).replace("\r", " "))
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file of the source, read."""
+
+    path: Path
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A file of a folder or glob source that could not be read as a whole."""
+
+    path: Path
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": str(self.path), "error": self.error}
 
 
 def list_source_files(source: str) -> list[Path]:
@@ -44,90 +116,50 @@ def list_source_files(source: str) -> list[Path]:
     return files
 
 
+def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
+    """Read every file of a source, one at a time.
+
+    A source that names one file fails with that file's :class:`SourceError`. In a
+    folder or glob, a bad file is yielded as a :class:`RejectedFile` and the others are
+    read; when none of them can be read, a :class:`SourceError` follows the rejections.
+    """
+    files = list_source_files(source)
+    if Path(source).is_file():
+        yield SourceFile(files[0], read_source_file(files[0]))
+        return
+    rejected: list[RejectedFile] = []
+    for path in files:
+        try:
+            yield SourceFile(path, read_source_file(path))
+        except SourceError as exc:
+            rejected.append(RejectedFile(path, str(exc)))
+            yield rejected[-1]
+    if len(rejected) == len(files):
+        raise SourceError(f"{source}: none of its {len(files)} file(s) could be read; the first: {rejected[0].error}")
+
+
 def read_source_file(path: Path) -> pa.Table:
-    """One file as a table of canonical string columns plus source_file and source_row."""
+    """One file as a table of :data:`READ_SCHEMA`: canonical string columns, the row's
+    source file and row number, and what the reader found wrong with the row."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r} (use csv, tsv, jsonl or parquet)")
-    try:
-        table = _read(path, kind)
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: cannot be read as {kind}: {_first_line(exc)}") from exc
-    return _to_canonical(table, path)
-
-
-def _read(path: Path, kind: str) -> pa.Table:
-    if kind in ("csv", "tsv"):
-        delimiter = "\t" if kind == "tsv" else ","
-        names = _csv_header(path, delimiter)
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+    if kind == "parquet":
+        return _read_parquet(path)
+    data = _utf8_bytes(path, kind)
     if kind == "jsonl":
-        return pajson.read_json(path)
-    return pq.read_table(path)
-
-
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        first = handle.readline()
-    if not first.strip():
-        raise SourceError(f"{path}: empty file or empty header line")
-    header = next(csv.reader([first], delimiter=delimiter))
-    # Keep duplicate header names apart so pyarrow accepts them; only the first maps.
-    seen: dict[str, int] = {}
-    names = []
-    for name in header:
-        seen[name] = seen.get(name, 0) + 1
-        names.append(name if seen[name] == 1 else f"{name}.{seen[name] - 1}")
-    return names
-
-
-def _to_canonical(table: pa.Table, path: Path) -> pa.Table:
-    columns: dict[str, pa.Array] = {}
-    for name in table.column_names:
-        canonical = canonical_name(name)
-        if canonical is not None and canonical not in columns:
-            columns[canonical] = _as_string(table.column(name))
-    missing = [name for name in REQUIRED if name not in columns]
-    if missing:
-        raise SourceError(
-            f"{path}: missing required column(s) {', '.join(missing)} "
-            f"(found {', '.join(repr(c) for c in table.column_names)})"
-        )
-    n = table.num_rows
-    arrays = [columns.get(name, pa.nulls(n, pa.string())) for name in CANONICAL]
-    arrays.append(pa.array([str(path)] * n, pa.string()))
-    arrays.append(pa.array(range(1, n + 1), pa.int64()))
-    return pa.Table.from_arrays(arrays, names=[*CANONICAL, SOURCE_FILE, SOURCE_ROW])
-
-
-def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_string(column.type):
-        return column
-    if pa.types.is_large_string(column.type):
-        return column.cast(pa.string())
-    try:
-        return pc.cast(column, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.chunked_array([pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return _read_jsonl(path, data)
+    return _read_delimited(path, data, "\t" if kind == "tsv" else ",")
 
 
 def read_source(source: str) -> pa.Table:
-    """All files of a source, concatenated."""
-    tables = [read_source_file(path) for path in list_source_files(source)]
+    """All readable files of a source, concatenated; rejected files are logged."""
+    tables = []
+    for item in scan_source(source):
+        if isinstance(item, RejectedFile):
+            log.warning("file rejected: %s", item.error)
+        else:
+            tables.append(item.table)
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
@@ -137,3 +169,320 @@ def source_window(source: str) -> Window:
     if not dates:
         raise SourceError(f"{source}: no row has a parseable review date")
     return Window.covering(min(dates), max(dates))
+
+
+# -- text files: encoding ------------------------------------------------------------
+
+
+def _utf8_bytes(path: Path, kind: str) -> bytes:
+    """The file's text as UTF-8 without a byte-order mark, or a SourceError saying why not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be opened: {exc.strerror or exc}") from exc
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise SourceError(
+                f"{path}: holds {what}, not {kind} text: decompress it and deliver the plain {path.suffix} file"
+            )
+    if data.startswith(b"PAR1"):
+        raise SourceError(f"{path}: is a Parquet file, not {kind} text: rename it to .parquet")
+    if data.startswith(_UTF32_BOMS):
+        raise SourceError(f"{path}: is UTF-32 text, which is not read: re-export it as UTF-8")
+    if data.startswith(_UTF16_BOMS):
+        data = _transcode_utf16(path, data)
+    else:
+        data = data.removeprefix(_UTF8_BOM)
+        _check_utf8(path, data)
+    if not data.strip():
+        raise SourceError(f"{path}: is empty: nothing to read (deliver the export again)")
+    return data
+
+
+def _transcode_utf16(path: Path, data: bytes) -> bytes:
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeError as exc:
+        raise SourceError(
+            f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+            f"(at byte {getattr(exc, 'start', '?')}): re-export it as UTF-8"
+        ) from exc
+
+
+def _check_utf8(path: Path, data: bytes) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(
+            f"{path}: is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} cannot be decoded "
+            "(a Latin-1/Windows-1252 export, or not a text file): re-export it as UTF-8"
+        ) from exc
+
+
+# -- CSV and TSV -----------------------------------------------------------------------
+
+
+def _read_delimited(path: Path, data: bytes, delimiter: str) -> pa.Table:
+    header = _header_line(path, data)
+    names = _column_names(header, delimiter)
+    _require_columns(path, names, _delimiter_hint(header, delimiter))
+    if not data.endswith((b"\n", b"\r")):
+        data += b"\n"  # a header without a line end would otherwise not count as a row
+    malformed: list[tuple[int | None, str]] = []
+
+    def set_aside(row: Any) -> str:
+        # Numbers count the header as row 1; they are known because use_threads=False.
+        number = None if row.number is None else row.number - 1
+        malformed.append((number, f"{row.actual_columns} fields, expected {row.expected_columns}: {row.text}"))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, use_threads=False, block_size=max(1 << 20, min(len(data) + 1, 1 << 30))
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=set_aside
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowException as exc:
+        kind = "tsv" if delimiter == "\t" else "csv"
+        raise SourceError(f"{path}: cannot be read as {kind}: {_first_line(exc)}: re-export it") from exc
+    return _with_malformed(_to_canonical(table, path), path, malformed)
+
+
+def _header_line(path: Path, data: bytes) -> str:
+    end = len(data)
+    for terminator in (b"\n", b"\r"):
+        found = data.find(terminator, 0, end)
+        end = found if found >= 0 else end
+    header = data[:end].decode("utf-8")
+    if not header.strip():
+        raise SourceError(f"{path}: the first line is empty: it must name the columns")
+    if "\x00" in header:
+        raise SourceError(
+            f"{path}: the header holds NUL bytes (binary data, or UTF-16 without a byte-order mark): "
+            "re-export it as UTF-8 text"
+        )
+    return header
+
+
+def _column_names(header: str, delimiter: str) -> list[str]:
+    fields = next(csv.reader([header], delimiter=delimiter))
+    # Keep duplicate header names apart so pyarrow accepts them; only the first maps.
+    seen: dict[str, int] = {}
+    names = []
+    for name in fields:
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}.{seen[name] - 1}")
+    return names
+
+
+def _delimiter_hint(header: str, delimiter: str) -> str:
+    """What to do when the header splits into the required columns at another delimiter."""
+    for other, name in _DELIMITER_NAMES.items():
+        if other == delimiter or other not in header:
+            continue
+        if not _missing(_column_names(header, other)):
+            if other == "\t":
+                return "the header is tab-separated: name the file .tsv"
+            if other == ",":
+                return "the header is comma-separated: name the file .csv"
+            return f"the header is {name}-separated: re-export it with {_DELIMITER_NAMES[delimiter]}s"
+    return ""
+
+
+def _with_malformed(table: pa.Table, path: Path, malformed: list[tuple[int | None, str]]) -> pa.Table:
+    """Put the rows set aside by the parser back in their place among the parsed ones."""
+    if not malformed:
+        return table
+    total = table.num_rows + len(malformed)
+    numbers = [n for n, _ in malformed]
+    known = [n for n in numbers if n is not None]
+    if len(set(known)) != len(known) or not all(1 <= n <= total for n in known):
+        numbers = [None] * len(numbers)  # not trustworthy: place them after the parsed rows
+    taken = {n for n in numbers if n is not None}
+    free = iter(n for n in range(1, total + 1) if n not in taken)
+    parsed_rows = [next(free) for _ in range(table.num_rows)]
+    numbers = [n if n is not None else next(free) for n in numbers]
+    bad = _table(
+        {name: [None] * len(malformed) for name in CANONICAL},
+        [str(path)] * len(malformed),
+        numbers,
+        malformed=[text for _, text in malformed],
+    )
+    parsed = table.set_column(table.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, pa.array(parsed_rows, pa.int64()))
+    return pa.concat_tables([parsed, bad]).sort_by(SOURCE_ROW)
+
+
+# -- JSON Lines ------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path, data: bytes) -> pa.Table:
+    """JSON Lines read with the json module: values keep their JSON meaning (a date string
+    stays the string found; a number becomes its JSON text), and a line that is not a
+    JSON object is a malformed row, not the end of the file."""
+    columns: dict[str, list[str | None]] = {name: [] for name in CANONICAL}
+    malformed: list[str | None] = []
+    wrong: list[str | None] = []
+    found: set[str] = set()
+    first = ""
+    for line in data.split(b"\n"):
+        text = line.decode("utf-8")
+        if not text.strip(" \t\r"):
+            continue
+        first = first or text
+        record, problem = _json_object(text)
+        malformed.append(problem)
+        values, wrong_fields = _canonical_values(record)
+        found.update(record)
+        for name in CANONICAL:
+            columns[name].append(values.get(name))
+        wrong.append(", ".join(wrong_fields) or None)
+    if all(problem is not None for problem in malformed):
+        raise SourceError(
+            f"{path}: no line is a JSON object, so this is not JSON Lines (line 1: {first[:60]!r}): "
+            "write one JSON object per line"
+        )
+    _require_columns(path, sorted(found), "")
+    n = len(malformed)
+    return _table(columns, [str(path)] * n, list(range(1, n + 1)), malformed=malformed, wrong_type=wrong)
+
+
+def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return {}, f"not valid JSON ({_first_line(exc)}): {text}"
+    if not isinstance(value, dict):
+        return {}, f"a JSON {_json_kind(value)}, not an object: {text}"
+    return value, None
+
+
+def _canonical_values(record: dict[str, Any]) -> tuple[dict[str, str | None], list[str]]:
+    values: dict[str, str | None] = {}
+    wrong: list[str] = []
+    for key, value in record.items():
+        name = canonical_name(key)
+        if name is None or name in values:
+            continue
+        if value is None or isinstance(value, str):
+            values[name] = value
+            continue
+        values[name] = json.dumps(value, ensure_ascii=False)
+        if isinstance(value, list | dict):
+            wrong.append(f"{name}: {_json_kind(value)}")
+    return values, wrong
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return kinds.get(type(value), "null")
+
+
+# -- Parquet -----------------------------------------------------------------------------
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)  # string values that are not UTF-8
+        _ = table.column_names  # names that are not UTF-8
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        why = _first_line(exc).replace(f" '{path}'", "")
+        not_utf8 = isinstance(exc, UnicodeDecodeError) or "utf8" in why.lower().replace("-", "")
+        what = "re-export it with UTF-8 text" if not_utf8 else "it is truncated or not Parquet; re-export it"
+        raise SourceError(f"{path}: cannot be read as Parquet ({why}): {what}") from exc
+    return _to_canonical(table, path)
+
+
+# -- the canonical table -------------------------------------------------------------------
+
+
+def _to_canonical(table: pa.Table, path: Path) -> pa.Table:
+    _require_columns(path, table.column_names, "")
+    columns: dict[str, Sequence[str | None] | pa.ChunkedArray] = {}
+    wrong: list[list[str]] = [[] for _ in range(table.num_rows)]
+    for name in table.column_names:
+        canonical = canonical_name(name)
+        if canonical is not None and canonical not in columns:
+            columns[canonical] = _as_string(table.column(name), canonical, wrong)
+    n = table.num_rows
+    return _table(
+        {name: columns.get(name, pa.nulls(n, pa.string())) for name in CANONICAL},
+        pa.repeat(pa.scalar(str(path), pa.string()), n),
+        pa.array(range(1, n + 1), pa.int64()),
+        wrong_type=[", ".join(fields) or None for fields in wrong] if any(wrong) else None,
+    )
+
+
+def _as_string(column: pa.ChunkedArray, name: str, wrong: list[list[str]]) -> pa.ChunkedArray | list[str | None]:
+    """A column as strings; values of a nested type become their JSON text and are noted in ``wrong``."""
+    if pa.types.is_string(column.type):
+        return column
+    if pa.types.is_nested(column.type):
+        values = column.to_pylist()
+        for i, value in enumerate(values):
+            if value is not None:
+                wrong[i].append(f"{name}: {column.type}")
+        return [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values]
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out: list[str | None] = []
+        for i, value in enumerate(column.to_pylist()):
+            out.append(None if value is None else str(value))
+            if isinstance(value, bytes):
+                wrong[i].append(f"{name}: {column.type} that is not UTF-8")
+        return out
+
+
+def _missing(names: Sequence[str]) -> list[str]:
+    found = {canonical_name(name) for name in names}
+    return [name for name in REQUIRED if name not in found]
+
+
+def _require_columns(path: Path, names: Sequence[str], hint: str) -> None:
+    missing = _missing(names)
+    if missing:
+        shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+        raise SourceError(
+            f"{path}: missing required column(s) {', '.join(missing)} (found {shown or 'none'})"
+            + (f": {hint}" if hint else "")
+        )
+
+
+def _table(
+    columns: dict[str, Any],
+    files: Any,
+    rows: Any,
+    malformed: list[str | None] | None = None,
+    wrong_type: list[str | None] | None = None,
+) -> pa.Table:
+    n = len(rows)
+    arrays = [
+        *[_string_array(columns[name]) for name in CANONICAL],
+        _string_array(files),
+        rows if isinstance(rows, pa.Array) else pa.array(rows, pa.int64()),
+        pa.array(malformed, pa.string()) if malformed is not None else pa.nulls(n, pa.string()),
+        pa.array(wrong_type, pa.string()) if wrong_type is not None else pa.nulls(n, pa.string()),
+    ]
+    return pa.Table.from_arrays(arrays, schema=READ_SCHEMA)
+
+
+def _string_array(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values
+    return pa.array(values, pa.string())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,20 +7,27 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
 from reviewops.schema import CANONICAL, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
-from reviewops.storage import Layout, write_parquet
+from reviewops.sources import MALFORMED, WRONG_TYPE
+from reviewops.storage import Layout, atomic_path, write_parquet
 from reviewops.windows import monday_of
 
 log = logging.getLogger(__name__)
 
 # Reasons, in the order they are checked: a row is quarantined for the first that applies.
+# bad_type is checked twice: for a list or object where a value belongs (as the reader
+# found it), and later for a useful_count that is not a non-negative integer.
+MALFORMED_ROW = "malformed_row"
 MISSING_FIELD = "missing_field"
 BAD_DATE = "bad_date"
 FUTURE_DATE = "future_date"
@@ -73,9 +80,10 @@ def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> Va
     frame = raw.reset_index(drop=True)
     # pandas reads Arrow string columns as the ``str`` dtype, whose missing value is NaN:
     # give the parsers None for a missing value (nulls come from JSONL, Parquet and
-    # optional columns a file does not have).
-    for name in CANONICAL:
-        column = frame[name].astype(object)
+    # optional columns a file does not have). Raw batches written before the reader
+    # reported malformed rows and wrong types have no such columns: nothing to report.
+    for name in (*CANONICAL, MALFORMED, WRONG_TYPE):
+        column = frame[name].astype(object) if name in frame else pd.Series([None] * len(frame), dtype=object)
         frame[name] = column.where(column.notna(), None)
     reason = pd.Series([None] * len(frame), dtype=object)
     detail = pd.Series([""] * len(frame), dtype=object)
@@ -85,6 +93,8 @@ def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> Va
         reason[hit] = why
         detail[hit] = what[hit] if isinstance(what, pd.Series) else what
 
+    mark(frame[MALFORMED].notna(), MALFORMED_ROW, frame[MALFORMED])
+    mark(frame[WRONG_TYPE].notna(), BAD_TYPE, frame[WRONG_TYPE])
     for field in REQUIRED:
         values = frame[field]
         mark(values.isna() | (values.fillna("").str.strip() == ""), MISSING_FIELD, field)
@@ -123,10 +133,17 @@ def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> Va
             SOURCE_ROW: frame[SOURCE_ROW],
         }
     )[ok].reset_index(drop=True)
-    quarantined = frame[~ok].copy()
+    quarantined = frame[~ok].drop(columns=[MALFORMED, WRONG_TYPE])
     quarantined.insert(0, "detail", detail[~ok].astype(str))
     quarantined.insert(0, "reason", reason[~ok])
     return ValidationOutcome(valid=valid, quarantined=quarantined.reset_index(drop=True))
+
+
+def check_conservation(rows_read: int, outcome: ValidationOutcome) -> None:
+    """Fail unless every row read ended valid or quarantined, exactly once."""
+    valid, quarantined = len(outcome.valid), len(outcome.quarantined)
+    if rows_read != valid + quarantined:
+        raise AssertionError(f"validation lost rows: {rows_read} read, {valid} valid, {quarantined} quarantined")
 
 
 def _safe_count(value: str | None) -> int | str | None:
@@ -166,22 +183,12 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     today = params.today or dt.datetime.now(dt.UTC).date()
     outcome = validate_frame(frame, params.max_text_chars, today)
     rows_read = len(frame)
-    if rows_read != len(outcome.valid) + len(outcome.quarantined):
-        raise AssertionError(
-            f"validation lost rows: {rows_read} read, {len(outcome.valid)} valid, {len(outcome.quarantined)} quarantined"
-        )
+    check_conservation(rows_read, outcome)
     valid_path = write_parquet(
         pa.Table.from_pandas(outcome.valid, schema=VALIDATED_SCHEMA, preserve_index=False),
         layout.validated(params.batch_key),
     )
-    quarantine_path = write_parquet(
-        pa.Table.from_pandas(
-            outcome.quarantined[[f.name for f in QUARANTINE_SCHEMA]],
-            schema=QUARANTINE_SCHEMA,
-            preserve_index=False,
-        ),
-        layout.quarantine(params.batch_key),
-    )
+    quarantine_path = write_quarantined(outcome, layout.quarantine(params.batch_key))
     if len(outcome.quarantined):
         log.warning("quarantined %d of %d rows: %s", len(outcome.quarantined), rows_read, outcome.reasons)
     return StepResult(
@@ -194,3 +201,33 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
             "reasons": outcome.reasons,
         },
     )
+
+
+def write_quarantined(outcome: ValidationOutcome, target: Path) -> Path:
+    """The quarantined rows with their reasons as Parquet, or as CSV when ``target`` ends in .csv."""
+    table = pa.Table.from_pandas(
+        outcome.quarantined[QUARANTINE_SCHEMA.names], schema=QUARANTINE_SCHEMA, preserve_index=False
+    )
+    if target.suffix.lower() != ".csv":
+        return write_parquet(table, target)
+    with atomic_path(target) as tmp:
+        pacsv.write_csv(table, tmp)
+    return target
+
+
+def validation_report(raw: pd.DataFrame, outcome: ValidationOutcome) -> dict[str, Any]:
+    """Rows read, valid and quarantined with the reasons: in total, and per source file."""
+    files = []
+    for name in dict.fromkeys(raw[SOURCE_FILE]):
+        quarantined = outcome.quarantined[outcome.quarantined[SOURCE_FILE] == name]
+        files.append({"file": str(name), **_counts(int((raw[SOURCE_FILE] == name).sum()), quarantined)})
+    return {**_counts(len(raw), outcome.quarantined), "files": files}
+
+
+def _counts(rows_read: int, quarantined: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "rows_read": rows_read,
+        "rows_valid": rows_read - len(quarantined),
+        "rows_quarantined": len(quarantined),
+        "reasons": dict(sorted(Counter(str(r) for r in quarantined["reason"]).items())),
+    }

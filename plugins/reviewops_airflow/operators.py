@@ -68,11 +68,15 @@ class IngestReviewsOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.ingest import IngestParams, ingest_reviews
+        from reviewops.sources import SourceError
 
         settings = self.settings()
         window = self.resolve_window(context, settings.source)
         self.log.info("ingesting %s from %s", window.key, settings.source)
-        return ingest_reviews(IngestParams(source=settings.source, data_root=settings.data_root, window=window))
+        try:
+            return ingest_reviews(IngestParams(source=settings.source, data_root=settings.data_root, window=window))
+        except SourceError as exc:  # an unreadable source does not get better by retrying
+            raise AirflowFailException(str(exc)) from exc
 
 
 class ValidateReviewsOperator(ReviewOpsOperator):
@@ -87,9 +91,10 @@ class ValidateReviewsOperator(ReviewOpsOperator):
             data_root=settings.data_root, batch_key=upstream["raw"].subject, max_text_chars=settings.max_text_chars
         )
         result = validate_reviews(params, raw)
-        # The window travels on, so transform knows which week partitions to write.
-        window = upstream["raw"].metrics["window"]
-        return dataclasses.replace(result, metrics={**result.metrics, "window": window}), [raw]
+        # The window travels on, so transform knows which week partitions to write, and
+        # files rejected whole are reported beside the rows quarantined one by one.
+        carried = {k: upstream["raw"].metrics[k] for k in ("window", "files_rejected") if k in upstream["raw"].metrics}
+        return dataclasses.replace(result, metrics={**result.metrics, **carried}), [raw]
 
 
 class TransformReviewsOperator(ReviewOpsOperator):

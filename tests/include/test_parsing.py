@@ -123,13 +123,16 @@ def test_parse_label_reads_every_shipped_label_unchanged() -> None:
     assert [parse_label(v) for v in labels] == labels
 
 
-@pytest.mark.parametrize(("text", "count"), [("12", 12), (" 3 ", 3), ("0", 0), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    ("text", "count"), [("12", 12), (" 3 ", 3), ("0", 0), (str(2**63 - 1), 2**63 - 1), ("", None), (None, None)]
+)
 def test_parse_count_reads_non_negative_integers(text: str | None, count: int | None) -> None:
     assert parse_count(text) == count
 
 
-@pytest.mark.parametrize("text", ["-1", "1.5", "many"])
+@pytest.mark.parametrize("text", ["-1", "1.5", "many", str(2**63), "9" * 5000])
 def test_parse_count_raises_on_what_is_not_a_count(text: str) -> None:
+    # Counts are stored as int64; a longer number is not a count either.
     with pytest.raises(ValueError):
         parse_count(text)
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
+import io
 import json
+import random
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,12 +18,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from reviewops.config import SHIPPED_REVIEWS
+from reviewops.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
 from reviewops.parsing import parse_dates
 from reviewops.schema import CANONICAL, SOURCE_FILE, SOURCE_ROW
-from reviewops.sources import SourceError, list_source_files, read_source, read_source_file, source_window
+from reviewops.sources import (
+    MALFORMED,
+    READ_SCHEMA,
+    WRONG_TYPE,
+    RejectedFile,
+    SourceError,
+    SourceFile,
+    list_source_files,
+    read_source,
+    read_source_file,
+    scan_source,
+    source_window,
+)
+from reviewops.storage import Layout
 
 from .conftest import AppendRows
-from .samples import HEADER, SLICE_ROWS, Record, as_row, monday, shipped_records, shipped_text, source_date
+from .samples import HEADER, SLICE_ROWS, Record, as_row, monday, shipped_records, shipped_text, source_date, tsv_line
 
 # Source column of the shipped file -> canonical column.
 SHIPPED_TO_CANONICAL = {
@@ -84,7 +102,7 @@ def test_shipped_file_reads_as_600_reviews_with_canonical_columns() -> None:
     table = read_source(str(SHIPPED_REVIEWS))
 
     assert table.num_rows == 600 == len(shipped_records())
-    assert table.column_names == [*CANONICAL, SOURCE_FILE, SOURCE_ROW]
+    assert table.column_names == READ_SCHEMA.names
     assert all(f.type == pa.string() for f in table.schema if f.name != SOURCE_ROW)
 
 
@@ -179,7 +197,7 @@ def test_optional_columns_may_be_absent(tmp_path: Path, slice_records: list[Reco
 
     table = read_source_file(path)
 
-    assert table.column_names == [*CANONICAL, SOURCE_FILE, SOURCE_ROW]
+    assert table.column_names == READ_SCHEMA.names
     assert table.column("condition").null_count == table.column("useful_count").null_count == SLICE_ROWS
     assert table.column("review_id").to_pylist() == [r[""] for r in slice_records]
 
@@ -241,16 +259,12 @@ def test_missing_source_and_empty_folder_are_refused(tmp_path: Path) -> None:
         read_source(str(tmp_path / "empty"))
 
 
-def test_unsupported_and_unreadable_files_are_refused_naming_the_file(tmp_path: Path) -> None:
+def test_unsupported_files_are_refused_naming_the_file(tmp_path: Path) -> None:
     text = tmp_path / "reviews.txt"
     text.write_text("hello\n")
-    broken = tmp_path / "reviews.parquet"
-    broken.write_bytes(b"PAR1 this is not parquet")
 
-    with pytest.raises(SourceError, match=re.escape("unsupported file type '.txt'")):
+    with pytest.raises(SourceError, match=re.escape(f"{text}: unsupported file type '.txt'")):
         read_source_file(text)
-    with pytest.raises(SourceError, match=re.escape(f"{broken}: cannot be read as parquet")):
-        read_source_file(broken)
 
 
 def test_source_window_covers_the_first_and_last_review_dates(
@@ -276,3 +290,376 @@ def test_source_window_of_a_source_without_dates_is_refused(tmp_path: Path, slic
 
     with pytest.raises(SourceError, match="no row has a parseable review date"):
         source_window(str(path))
+
+
+# -- files that cannot be read as a whole ------------------------------------------------
+
+BROKEN_ROWS = 12  # real reviews in each broken file
+
+
+def _slice_bytes() -> bytes:
+    return shipped_text(BROKEN_ROWS).encode("utf-8")
+
+
+def _delimited(delimiter: str, columns: tuple[str, ...] = HEADER) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([r[c] for c in columns] for r in shipped_records(BROKEN_ROWS))
+    return out.getvalue().encode("utf-8")
+
+
+def _latin1() -> bytes:
+    # A Windows export: "é" as the single byte 0xE9, in the third review.
+    data = _slice_bytes()
+    third = data.index(shipped_records(3)[2]["review"][:20].encode())
+    return data[:third] + b"Caf\xe9 " + data[third:]
+
+
+def _latin1_line() -> int:
+    data = _latin1()
+    return data[: data.index(b"\xe9")].count(b"\n") + 1
+
+
+def _zip(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _parquet_bytes(extra: str = "extra") -> bytes:
+    out = io.BytesIO()
+    table = pa.table({"id": ["1"], "drugName": ["a"], "review": ["zzzz"], "rating": ["9"], "date": ["x"], extra: ["y"]})
+    pq.write_table(table, out, compression="none")
+    return out.getvalue()
+
+
+def _not_utf8_parquet(text: bytes) -> bytes:
+    """Parquet holding ``text`` with its first byte replaced by one that is not UTF-8."""
+    return _parquet_bytes("qqqq").replace(text, b"\x80" + text[1:])
+
+
+def _jsonl_lines(records: list[Record], drop: str = "") -> bytes:
+    rows = [{("id" if k == "" else k): v for k, v in r.items() if k != drop} for r in records]
+    return "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
+
+
+# name -> (file name, content, fragments the one-line error must hold besides the path)
+BROKEN: dict[str, tuple[str, Callable[[], bytes], tuple[str, ...]]] = {
+    "empty": ("reviews.csv", lambda: b"", ("is empty",)),
+    "blank lines only": ("reviews.tsv", lambda: b"\n \r\n\t\n", ("is empty",)),
+    "garbage bytes": ("reviews.tsv", lambda: random.Random(7).randbytes(4096), ("is not UTF-8 text", "re-export")),
+    "tab-separated named .csv": (
+        "reviews.csv",
+        _slice_bytes,
+        ("missing required column(s) review_id, product, text", "tab-separated: name the file .tsv"),
+    ),
+    "comma-separated named .tsv": ("reviews.tsv", lambda: _delimited(","), ("comma-separated: name the file .csv",)),
+    "semicolon-separated": ("reviews.csv", lambda: _delimited(";"), ("re-export it with commas",)),
+    "missing date column": (
+        "reviews.tsv",
+        lambda: _delimited("\t", tuple(c for c in HEADER if c != "date")),
+        ("missing required column(s) review_date",),
+    ),
+    "latin-1": ("reviews.tsv", _latin1, (f"byte 0xe9 on line {_latin1_line()}", "re-export it as UTF-8")),
+    "gzip under .csv": ("reviews.csv", lambda: gzip.compress(_delimited(",")), ("gzip-compressed", "decompress")),
+    "zip under .tsv": ("reviews.tsv", lambda: _zip("reviews.tsv", _slice_bytes()), ("zip archive", "decompress")),
+    "gzip under .jsonl": (
+        "reviews.jsonl",
+        lambda: gzip.compress(_jsonl_lines(shipped_records(3))),
+        ("gzip-compressed", "decompress"),
+    ),
+    "truncated parquet": (
+        "reviews.parquet",
+        lambda: _parquet_bytes()[: len(_parquet_bytes()) // 2],
+        ("cannot be read as Parquet", "truncated"),
+    ),
+    "parquet with text that is not UTF-8": (
+        "reviews.parquet",
+        lambda: _not_utf8_parquet(b"zzzz"),
+        ("cannot be read as Parquet", "Invalid UTF8", "re-export it with UTF-8 text"),
+    ),
+    "parquet with a column name that is not UTF-8": (
+        "reviews.parquet",
+        lambda: _not_utf8_parquet(b"qqqq"),
+        ("cannot be read as Parquet", "re-export it with UTF-8 text"),
+    ),
+    "parquet named .csv": ("reviews.csv", _parquet_bytes, ("is a Parquet file", "rename it to .parquet")),
+    "utf-16 without a byte-order mark": (
+        "reviews.tsv",
+        lambda: shipped_text(BROKEN_ROWS).encode("utf-16-le"),
+        ("UTF-16 without a byte-order mark",),
+    ),
+    "utf-32": ("reviews.tsv", lambda: shipped_text(3).encode("utf-32"), ("UTF-32", "re-export it as UTF-8")),
+    "a JSON array, not JSON Lines": (
+        "reviews.json",
+        lambda: json.dumps(shipped_records(3), indent=2).encode(),
+        ("not JSON Lines", "one JSON object per line"),
+    ),
+    "jsonl without review texts": (
+        "reviews.jsonl",
+        lambda: _jsonl_lines(shipped_records(3), drop="review"),
+        ("missing required column(s) text",),
+    ),
+}
+
+
+def write_broken(case: str, folder: Path) -> Path:
+    name, content, _ = BROKEN[case]
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content())
+    return path.resolve()
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_file_that_cannot_be_read_gives_one_line_naming_the_file_and_the_fix(case: str, tmp_path: Path) -> None:
+    path = write_broken(case, tmp_path)
+
+    with pytest.raises(SourceError) as raised:
+        read_source_file(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message and "\r" not in message
+    for fragment in BROKEN[case][2]:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"), id="utf-8 with BOM"),
+        pytest.param(lambda text: text.encode("utf-16"), id="utf-16 LE with BOM"),
+        pytest.param(lambda text: b"\xfe\xff" + text.encode("utf-16-be"), id="utf-16 BE with BOM"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".tsv", ".jsonl"])
+def test_text_with_a_byte_order_mark_reads_like_utf_8(
+    encode: Callable[[str], bytes], suffix: str, tmp_path: Path, slice_records: list[Record]
+) -> None:
+    if suffix == ".tsv":
+        text = shipped_text(SLICE_ROWS)
+    else:
+        text = write_jsonl(slice_records, tmp_path / "plain.jsonl").read_text(encoding="utf-8")
+    path = tmp_path / f"encoded{suffix}"
+    path.write_bytes(encode(text))
+
+    table = read_source_file(path)
+
+    assert values(table) == canonical(slice_records)
+    assert table.column(MALFORMED).null_count == SLICE_ROWS
+
+
+# -- rows that cannot be split into fields ----------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ","])
+def test_rows_with_the_wrong_number_of_fields_are_kept_in_place_with_their_text(
+    delimiter: str, tmp_path: Path, slice_records: list[Record]
+) -> None:
+    # Between real (some multi-line) reviews: a row cut short and a row with a field too many.
+    short = [slice_records[0][""], slice_records[0]["drugName"], "cut short"]
+    extra = [*as_row(slice_records[1]), "one field too many"]
+    rows = [as_row(r) for r in slice_records[:10]] + [short] + [as_row(r) for r in slice_records[10:20]] + [extra]
+    path = tmp_path / ("reviews.tsv" if delimiter == "\t" else "reviews.csv")
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+
+    table = read_source_file(path)
+
+    assert table.column(SOURCE_ROW).to_pylist() == list(range(1, 23))
+    read = table.to_pylist()
+    assert [r[MALFORMED] is not None for r in read] == [i in (10, 21) for i in range(22)]
+    assert read[10][MALFORMED] == f"3 fields, expected 7: {delimiter.join(short)}"
+    assert read[21][MALFORMED].startswith("8 fields, expected 7: ")
+    assert read[21][MALFORMED].endswith(f"{delimiter}one field too many")
+    assert all(read[i][name] is None for i in (10, 21) for name in CANONICAL)
+    good = [r for r in read if r[MALFORMED] is None]
+    assert [r["review_id"] for r in good] == [r[""] for r in slice_records[:20]]
+    assert [r["text"] for r in good] == [r["review"] for r in slice_records[:20]]
+
+
+def test_a_file_whose_every_row_is_malformed_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.tsv"
+    path.write_text(tsv_line(HEADER) + "just one field\nand\tthree\tfields\n", encoding="utf-8")
+
+    table = read_source_file(path)
+
+    assert table.column(SOURCE_ROW).to_pylist() == [1, 2]
+    assert table.column(MALFORMED).to_pylist() == [
+        "1 fields, expected 7: just one field",
+        "3 fields, expected 7: and\tthree\tfields",
+    ]
+
+
+def test_a_header_alone_is_a_file_without_rows(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.tsv"
+    path.write_text("\t".join(HEADER), encoding="utf-8")  # no line end either
+
+    table = read_source_file(path)
+
+    assert table.num_rows == 0
+    assert table.schema.equals(READ_SCHEMA)
+
+
+def test_a_review_longer_than_a_read_block_is_read_whole(tmp_path: Path, slice_records: list[Record]) -> None:
+    record = dict(slice_records[0], review="word " * 300_000)  # 1.5 MB in one field
+    path = tmp_path / "reviews.tsv"
+    path.write_text(tsv_line(HEADER) + tsv_line(as_row(record)) + tsv_line(as_row(slice_records[1])), encoding="utf-8")
+
+    table = read_source_file(path)
+
+    assert table.column("text").to_pylist() == [record["review"], slice_records[1]["review"]]
+
+
+# -- JSON Lines and Parquet values of other types -------------------------------------------
+
+
+def test_jsonl_values_are_read_as_found_and_lines_that_are_not_objects_are_kept(
+    tmp_path: Path, slice_records: list[Record]
+) -> None:
+    base = {"id": "1", "drugName": "Valsartan", "review": slice_records[0]["review"], "rating": 9}
+    lines = [
+        json.dumps({**base, "date": "2011-05-30"}),
+        json.dumps({**base, "id": 2, "date": "2011-05-30T18:45:00Z", "usefulCount": 7.0}),
+        "",  # blank lines are not rows
+        json.dumps({**base, "id": "3", "review": 42, "date": "May 30, 2011"}),
+        json.dumps({**base, "id": "4", "review": ["a", "list"], "condition": {"name": "x"}, "date": "2011-05-30"}),
+        '{"id": "5", "review": "unterminated',
+        "[1, 2]",
+        json.dumps({**base, "id": "7", "rating": True, "date": None}),
+    ]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    rows = read_source_file(path).to_pylist()
+
+    assert [r[SOURCE_ROW] for r in rows] == list(range(1, 8))
+    assert [r["review_id"] for r in rows] == ["1", "2", "3", "4", None, None, "7"]
+    assert [r["review_date"] for r in rows] == ["2011-05-30", "2011-05-30T18:45:00Z", "May 30, 2011", "2011-05-30"] + [
+        None
+    ] * 3
+    assert (rows[0]["label"], rows[1]["useful_count"], rows[2]["text"], rows[6]["label"]) == ("9", "7.0", "42", "true")
+    assert [r[WRONG_TYPE] for r in rows] == [None, None, None, "text: list, condition: object", None, None, None]
+    assert rows[3]["text"] == '["a", "list"]'
+    assert rows[4][MALFORMED].startswith("not valid JSON (Unterminated string")
+    assert rows[4][MALFORMED].endswith(lines[5])
+    assert rows[5][MALFORMED] == "a JSON list, not an object: [1, 2]"
+
+
+def test_nested_parquet_columns_are_kept_as_json_text_and_noted(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["1", "2"],
+                "drugName": ["a", "b"],
+                "review": pa.array([["good", "drug"], None], pa.list_(pa.string())),
+                "rating": [9, 2],
+                "date": ["2011-05-30", "2011-05-30"],
+            }
+        ),
+        path,
+    )
+
+    rows = read_source_file(path).to_pylist()
+
+    assert [r["text"] for r in rows] == ['["good", "drug"]', None]
+    assert [r[WRONG_TYPE] for r in rows] == ["text: list<element: string>", None]
+    assert [r["label"] for r in rows] == ["9", "2"]
+
+
+# -- folders with a bad file ----------------------------------------------------------------
+
+
+def test_a_bad_file_in_a_folder_is_rejected_and_the_good_ones_are_read(
+    tmp_path: Path, slice_records: list[Record]
+) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.tsv").write_text(shipped_text(SLICE_ROWS), encoding="utf-8", newline="")
+    bad = write_broken("gzip under .csv", folder / "b")
+    write_jsonl(slice_records[:5], folder / "c.jsonl")
+
+    items = list(scan_source(str(folder)))
+
+    assert [type(i) for i in items] == [SourceFile, RejectedFile, SourceFile]
+    rejected = items[1]
+    assert isinstance(rejected, RejectedFile)
+    assert rejected.path == bad
+    with pytest.raises(SourceError) as raised:
+        read_source_file(bad)
+    assert rejected.as_dict() == {"file": str(bad), "error": str(raised.value)}
+    assert read_source(str(folder)).num_rows == SLICE_ROWS + 5
+
+
+def test_a_folder_without_a_readable_file_and_a_bad_single_file_are_refused(tmp_path: Path) -> None:
+    for case in ("empty", "latin-1"):
+        write_broken(case, tmp_path / "drop" / case)
+
+    with pytest.raises(SourceError, match=r"drop: none of its 2 file\(s\) could be read; the first: .*is empty"):
+        read_source(str(tmp_path / "drop"))
+    single = tmp_path / "drop" / "latin-1" / "reviews.tsv"
+    with pytest.raises(SourceError, match=re.escape(f"{single.resolve()}: is not UTF-8 text")):
+        read_source(str(single))
+
+
+# -- ingest: rejected files are quarantined whole, and nothing is written for a bad source ----
+
+
+def test_ingest_quarantines_a_rejected_file_with_its_error_and_reads_the_others(
+    tmp_path: Path, slice_records: list[Record]
+) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.tsv").write_text(shipped_text(SLICE_ROWS), encoding="utf-8", newline="")
+    bad = write_broken("latin-1", folder / "late")
+    broken_parquet = write_broken("truncated parquet", folder / "late")
+    data_root = tmp_path / "data"
+    window = source_window(str(folder))
+
+    result, inputs = ingest_reviews(IngestParams(str(folder), str(data_root), window))
+
+    errors = {}
+    for path in (broken_parquet, bad):
+        with pytest.raises(SourceError) as raised:
+            read_source_file(path)
+        errors[path] = str(raised.value)
+    assert result.metrics["files_rejected"] == [{"file": str(p), "error": e} for p, e in errors.items()]
+    assert (result.metrics["files_read"], result.metrics["rows_read"]) == (1, SLICE_ROWS)
+    kept = rejected_files_dir(data_root, window.key)
+    for path, error in errors.items():
+        assert (kept / path.name).read_bytes() == path.read_bytes()
+        assert (kept / (path.name + ERROR_SUFFIX)).read_text(encoding="utf-8") == error + "\n"
+    assert [(a.kind, a.path) for a in result.outputs] == [
+        ("raw", Layout(data_root).raw(window.key)),
+        ("rejected_file", kept / "reviews.parquet"),
+        ("rejected_file", kept / "reviews.tsv"),
+    ]
+    assert sorted(a.kind for a in inputs) == ["rejected_source", "rejected_source", "source"]
+    assert pq.read_table(Layout(data_root).raw(window.key)).column("review_id").to_pylist() == [
+        r[""] for r in slice_records
+    ]
+
+    bad.unlink()  # the source is fixed: a re-run of the same batch leaves no stale copies
+    broken_parquet.unlink()
+    result, _ = ingest_reviews(IngestParams(str(folder), str(data_root), window))
+
+    assert result.metrics["files_rejected"] == []
+    assert not rejected_files_dir(data_root, window.key).exists()
+
+
+@pytest.mark.parametrize("source", ["single", "folder"])
+def test_ingest_of_a_source_that_cannot_be_read_writes_nothing(source: str, tmp_path: Path) -> None:
+    bad = write_broken("gzip under .csv", tmp_path / "drop")
+    data_root = tmp_path / "data"
+    window = source_window(str(SHIPPED_REVIEWS))
+
+    with pytest.raises(SourceError, match="gzip-compressed"):
+        ingest_reviews(IngestParams(str(bad if source == "single" else bad.parent), str(data_root), window))
+
+    assert not data_root.exists()

@@ -9,20 +9,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from reviewops import validate as v
 from reviewops.config import SHIPPED_REVIEWS, Settings
+from reviewops.ingest import IngestParams, ingest_reviews
 from reviewops.lineage import Artifact
 from reviewops.parsing import clean_text
 from reviewops.schema import CLASSES, QUARANTINE_SCHEMA, SOURCE_ROW
-from reviewops.sources import read_source, read_source_file
+from reviewops.sources import MALFORMED, WRONG_TYPE, read_source, read_source_file, source_window
 from reviewops.storage import Layout, write_parquet
-from reviewops.validate import VALIDATED_SCHEMA, ValidateParams, ValidationOutcome, validate_frame, validate_reviews
+from reviewops.validate import (
+    VALIDATED_SCHEMA,
+    ValidateParams,
+    ValidationOutcome,
+    check_conservation,
+    validate_frame,
+    validate_reviews,
+    validation_report,
+    write_quarantined,
+)
 
 from .conftest import AppendRows
-from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, source_date
+from .samples import HEADER, SLICE_ROWS, TODAY, Record, as_row, monday, source_date, tsv_line
 
 MAX_CHARS = Settings().max_text_chars
 NEW_ROW = SLICE_ROWS + 1  # source_row of the first row appended to the slice
@@ -317,3 +329,136 @@ def test_validate_reviews_of_a_clean_batch_writes_an_empty_quarantine(tmp_path: 
     assert quarantined.schema.equals(QUARANTINE_SCHEMA)
     assert result.metrics["reasons"] == {}
     assert result.metrics["rows_valid"] == SLICE_ROWS
+
+
+# -- rows the reader could not split, and values of the wrong type ---------------------------
+
+
+def test_a_malformed_row_is_quarantined_with_its_text_and_row_number(
+    review_slice: Path, slice_records: list[Record]
+) -> None:
+    with open(review_slice, "a", encoding="utf-8", newline="") as handle:
+        handle.write("900001\tValsartan\tonly three fields\n")
+        handle.write(tsv_line(fresh(slice_records, "900002")))
+        handle.write(tsv_line([*fresh(slice_records, "900003"), "an eighth field"]))
+
+    _, outcome = check(review_slice)
+
+    assert outcome.reasons == {v.MALFORMED_ROW: 2}
+    quarantined = outcome.quarantined.sort_values(SOURCE_ROW).to_dict(orient="records")
+    assert [q[SOURCE_ROW] for q in quarantined] == [NEW_ROW, NEW_ROW + 2]
+    assert quarantined[0]["detail"] == "3 fields, expected 7: 900001\tValsartan\tonly three fields"
+    assert quarantined[1]["detail"].endswith("\tan eighth field")
+    assert quarantined[0]["review_id"] is None
+    assert list(outcome.valid[SOURCE_ROW]) == [*range(1, NEW_ROW), NEW_ROW + 1]
+    assert MALFORMED not in outcome.quarantined.columns and WRONG_TYPE not in outcome.quarantined.columns
+
+
+def test_lists_and_objects_are_bad_type_and_numbers_are_their_text(tmp_path: Path, slice_records: list[Record]) -> None:
+    first = slice_records[0]
+    base = {"id": "1", "drugName": first["drugName"], "review": first["review"], "rating": 8, "date": first["date"]}
+    rows = [
+        base,
+        {**base, "id": 2, "review": 12345, "usefulCount": 3},  # numbers where strings are expected: fine
+        {**base, "id": "3", "review": ["a", "list"]},
+        {**base, "id": "4", "drugName": {"name": "Valsartan"}},
+        {**base, "id": "5", "review": ["a list"], "drugName": None},  # the type is reported before the gap
+        "not an object",
+    ]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    raw = read_source_file(path).to_pandas()
+    outcome = validate_frame(raw, MAX_CHARS, TODAY)
+
+    assert outcome.quarantined[[SOURCE_ROW, "reason", "detail"]].to_dict(orient="records") == [
+        {SOURCE_ROW: 3, "reason": v.BAD_TYPE, "detail": "text: list"},
+        {SOURCE_ROW: 4, "reason": v.BAD_TYPE, "detail": "product: object"},
+        {SOURCE_ROW: 5, "reason": v.BAD_TYPE, "detail": "text: list"},
+        {SOURCE_ROW: 6, "reason": v.MALFORMED_ROW, "detail": 'a JSON string, not an object: "not an object"'},
+    ]
+    assert list(outcome.valid["text"]) == [first["review"], "12345"]
+    assert list(outcome.valid["label"]) == ["positive", "positive"]
+    assert [None if pd.isna(c) else int(c) for c in outcome.valid["useful_count"]] == [None, 3]
+
+
+def test_a_batch_written_before_the_reader_marked_rows_still_validates(review_slice: Path) -> None:
+    raw = read_source_file(review_slice).drop_columns([MALFORMED, WRONG_TYPE]).to_pandas()
+
+    outcome = validate_frame(raw, MAX_CHARS, TODAY)
+
+    assert (len(outcome.valid), len(outcome.quarantined)) == (SLICE_ROWS, 0)
+
+
+def test_ingest_carries_malformed_rows_into_every_batch_and_validate_quarantines_them(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, date="30/05/2011")])
+    with open(review_slice, "a", encoding="utf-8", newline="") as handle:
+        handle.write("only\ttwo\n")
+    data_root = tmp_path / "data"
+    window = source_window(str(review_slice))
+
+    ingested, _ = ingest_reviews(IngestParams(str(review_slice), str(data_root), window))
+    result = validate_reviews(ValidateParams(str(data_root), ingested.subject, today=TODAY), ingested.outputs[0])
+
+    metrics = result.metrics
+    assert ingested.metrics["rows_read"] == metrics["rows_read"] == SLICE_ROWS + 2
+    assert metrics["rows_read"] == metrics["rows_valid"] + metrics["rows_quarantined"]
+    assert metrics["reasons"] == {v.BAD_DATE: 1, v.MALFORMED_ROW: 1}
+    written = pq.read_table(Layout(data_root).quarantine(ingested.subject)).to_pylist()
+    malformed = next(q for q in written if q["reason"] == v.MALFORMED_ROW)
+    assert (malformed[SOURCE_ROW], malformed["detail"]) == (NEW_ROW + 1, "2 fields, expected 7: only\ttwo")
+    assert malformed["source_file"] == str(review_slice.resolve())
+
+
+def test_rows_read_must_equal_valid_plus_quarantined(review_slice: Path) -> None:
+    _, outcome = check(review_slice)
+
+    check_conservation(SLICE_ROWS, outcome)
+    with pytest.raises(AssertionError, match=f"validation lost rows: {SLICE_ROWS + 1} read, {SLICE_ROWS} valid"):
+        check_conservation(SLICE_ROWS + 1, outcome)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_quarantined_rows_are_written_with_their_reasons_as_parquet_or_csv(
+    suffix: str, tmp_path: Path, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, rating="great"), fresh(slice_records, "900002", date="soon")])
+    _, outcome = check(review_slice)
+
+    path = write_quarantined(outcome, tmp_path / "out" / f"quarantine{suffix}")
+
+    read = pq.read_table(path) if suffix == ".parquet" else pacsv.read_csv(path)
+    assert read.column_names == QUARANTINE_SCHEMA.names
+    assert read.column("reason").to_pylist() == [v.UNKNOWN_LABEL, v.BAD_DATE]
+    assert read.column(SOURCE_ROW).to_pylist() == [NEW_ROW, NEW_ROW + 1]
+    assert read.column("detail").to_pylist() == ["great", "soon"]
+
+
+def test_the_report_counts_rows_and_reasons_in_total_and_per_file(
+    tmp_path: Path, review_slice: Path, slice_records: list[Record], append_rows: AppendRows
+) -> None:
+    append_rows(review_slice, [fresh(slice_records, rating="great")])
+    other = tmp_path / "other.tsv"
+    other.write_text(tsv_line(HEADER) + tsv_line(fresh(slice_records, "900002", date="soon")), encoding="utf-8")
+    raw = pa.concat_tables([read_source_file(review_slice), read_source_file(other)]).to_pandas()
+
+    report = validation_report(raw, validate_frame(raw, MAX_CHARS, TODAY))
+
+    assert report == {
+        "rows_read": NEW_ROW + 1,
+        "rows_valid": SLICE_ROWS,
+        "rows_quarantined": 2,
+        "reasons": {v.BAD_DATE: 1, v.UNKNOWN_LABEL: 1},
+        "files": [
+            {
+                "file": str(review_slice),
+                "rows_read": NEW_ROW,
+                "rows_valid": SLICE_ROWS,
+                "rows_quarantined": 1,
+                "reasons": {v.UNKNOWN_LABEL: 1},
+            },
+            {"file": str(other), "rows_read": 1, "rows_valid": 0, "rows_quarantined": 1, "reasons": {v.BAD_DATE: 1}},
+        ],
+    }
