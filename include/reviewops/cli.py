@@ -121,6 +121,67 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(Settings.from_env(data_root=args.data_root).data_root)
+
+
+def _actor() -> str:
+    import getpass
+
+    return f"{getpass.getuser()} (reviewops CLI)"
+
+
+def _promote(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    previous = registry.champion()
+    if not registry.promote(args.version, args.reason, _actor()):
+        print(f"{args.version} is already the champion: nothing changed")
+        return 0
+    print(f"champion: {previous} -> {args.version} ({args.reason})")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    previous = registry.champion()
+    version = registry.rollback(args.reason, _actor())
+    print(f"champion: {previous} -> {version} (rollback: {args.reason})")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    history = _registry(args).history()
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0
+    if not history:
+        print("no promotions yet")
+        return 0
+    for entry in history:
+        print(
+            f"{entry['at']}  {entry['action']:8} {entry['previous'] or '-':16} -> {entry['version']:16} "
+            f"by {entry['actor']}: {entry['reason']}"
+        )
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from reviewops.reproduce import TOLERANCE, reproduce
+
+    result = reproduce(_registry(args).data_root, args.version, args.tolerance or TOLERANCE)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        for metric, recorded in result.recorded.items():
+            print(
+                f"{metric:9} recorded {recorded:.4f}  reproduced {result.reproduced[metric]:.4f}"
+                f"  difference {result.differences[metric]:+.4f}"
+            )
+        verdict = "within" if result.within_tolerance else "OUTSIDE"
+        print(f"{args.version} on {result.dataset_version}: {verdict} the tolerance of {result.tolerance}")
+    return 0 if result.within_tolerance else 1
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from reviewops.lineage_store import LineageStore, impact
     from reviewops.storage import to_uri
@@ -197,9 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--json", action="store_true", help="print JSON: counts and reasons, in total and per file")
     validate.set_defaults(func=_validate)
-    models = sub.add_parser("models", help="list registered model versions")
+    models = sub.add_parser("models", help="list registered model versions (or promote, rollback, history)")
+    actions = models.add_subparsers(dest="action")
+    promote = actions.add_parser("promote", help="make VERSION the champion by hand")
+    promote.add_argument("version")
+    promote.add_argument("--reason", required=True, help="why (kept in the promotion history)")
+    promote.set_defaults(func=_promote)
+    rollback = actions.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.add_argument("--reason", required=True, help="why (kept in the promotion history)")
+    rollback.set_defaults(func=_rollback)
+    history = actions.add_parser("history", help="every promotion and rollback: who, why, when")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(func=_history)
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)
+    reproduce = sub.add_parser("reproduce", help="retrain a version from its recorded lineage and compare metrics")
+    reproduce.add_argument("version")
+    reproduce.add_argument("--tolerance", type=float, help="largest metric difference accepted (default 0.02)")
+    reproduce.add_argument("--json", action="store_true", help="print JSON")
+    reproduce.set_defaults(func=_reproduce)
     lineage = sub.add_parser("lineage", help="trace an artifact to its sources, or (--down) to what was built from it")
     lineage.add_argument("target", help="artifact path or URI (a file or a partition folder), or a record id")
     lineage.add_argument("--json", action="store_true", help="print JSON: {'records': [...]} in chain order")

@@ -93,7 +93,9 @@ class ValidateReviewsOperator(ReviewOpsOperator):
         result = validate_reviews(params, raw)
         # The window travels on, so transform knows which week partitions to write, and
         # files rejected whole are reported beside the rows quarantined one by one.
-        carried = {k: upstream["raw"].metrics[k] for k in ("window", "files_rejected") if k in upstream["raw"].metrics}
+        carried: dict[str, Any] = {
+            k: upstream["raw"].metrics[k] for k in ("window", "files_rejected") if k in upstream["raw"].metrics
+        }
         return dataclasses.replace(result, metrics={**result.metrics, **carried}), [raw]
 
 
@@ -382,7 +384,7 @@ class GateModelOperator(ReviewOpsOperator):
         policy = GatePolicy(float(self.min_macro_f1_gain), float(self.max_recall_drop))
         decision = decide(json.loads(evaluation.path.read_text()), policy)
         path = write_json(decision.to_dict(), evaluation.path.parent / "decision.json")
-        (self.log.info if decision.promote else self.log.warning)("gate: %s", decision.summary)
+        (self.log.warning if decision.verdict == "reject" else self.log.info)("gate: %s", decision.summary)
         result = StepResult(
             subject=decision.challenger, outputs=(Artifact.of_file(path, "decision"),), metrics=decision.to_dict()
         )

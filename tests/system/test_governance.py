@@ -97,9 +97,18 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_cannot_score(
 
 
 def test_a_registered_version_reproduces_from_its_lineage(governed: dict[str, Any]) -> None:
-    result = reproduce(str(governed["data_root"]), governed["champion"])
-    assert result.within_tolerance, result.as_dict()
-    assert result.dataset_version == governed["dataset_dir"].name
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "reviewops"), "--data-root", str(governed["data_root"])]
+    done = subprocess.run([*command, "reproduce", governed["champion"], "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["within_tolerance"] and result["dataset_version"] == governed["dataset_dir"].name
+    assert set(result["differences"]) == {"accuracy", "macro_f1"}
+    # A tolerance no reproduction can meet is reported as a failure, not hidden.
+    strict = reproduce(str(governed["data_root"]), governed["champion"], tolerance=-1.0)
+    assert not strict.within_tolerance
 
 
 def test_warm_start_fine_tunes_the_champion_keeping_its_vocabulary(governed: dict[str, Any]) -> None:
