@@ -347,3 +347,12 @@ def test_a_week_whose_class_mix_shifted_fails_the_gate_but_keeps_its_predictions
     assert message.startswith("prediction_psi ") and "> max 0.25" in message
     predictions = pq.read_table(lifecycle["data_root"] / "predictions" / f"week={monday}" / "predictions.parquet")
     assert predictions.num_rows == 120
+
+
+def test_nothing_under_the_data_root_is_world_writable(lifecycle: dict[str, Any]) -> None:
+    import stat
+
+    paths = [lifecycle["data_root"], *lifecycle["data_root"].rglob("*")]
+    assert len(paths) > 100
+    writable = [str(p) for p in paths if p.stat().st_mode & stat.S_IWOTH]
+    assert writable == []

@@ -1,0 +1,141 @@
+"""A worker killed with SIGKILL in the middle of writing leaves no partial artifact where
+readers look, and the retry produces the same result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from reviewops.config import SHIPPED_REVIEWS
+from reviewops.datasets import SnapshotParams, snapshot_dataset
+from reviewops.ingest import IngestParams, ingest_reviews
+from reviewops.lineage import Artifact
+from reviewops.registry import Registry
+from reviewops.schema import CURATED_SCHEMA
+from reviewops.scoring import ScoreParams, score_week
+from reviewops.sources import source_window
+from reviewops.storage import sha256_file, write_parquet
+from reviewops.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.transform import TransformParams, transform_reviews
+from reviewops.validate import ValidateParams, validate_reviews
+
+pytestmark = pytest.mark.integration
+
+WEEK = dt.date(2019, 1, 7)
+ROWS = 60_000
+
+
+@pytest.fixture(scope="module")
+def scoring_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A registered champion (a quick model: this test is about files, not quality) and a
+    large curated week built by resampling the shipped reviews."""
+    import json
+
+    from reviewops.registry import RegisterParams, register_model
+
+    root = tmp_path_factory.mktemp("faults")
+    window = source_window(str(SHIPPED_REVIEWS))
+    raw, _ = ingest_reviews(IngestParams(str(SHIPPED_REVIEWS), str(root), window))
+    validated = validate_reviews(ValidateParams(str(root), window.key), raw.outputs[0])
+    transform_reviews(TransformParams(str(root), window), validated.outputs[0])
+    dataset, _ = snapshot_dataset(SnapshotParams(str(root)))
+    dataset_dir = root / "datasets" / dataset.subject
+    trained = train_candidate(TrainStepParams(str(root), str(dataset_dir), TrainParams(epochs=2)))
+    candidate = trained.outputs[0].path.parent
+    evaluation = {
+        "model_version": trained.subject,
+        "accuracy": 0.0,
+        "macro_f1": 0.0,
+        "per_class": {},
+        "confusion_matrix": [],
+        "rows": 0,
+        "baselines": {},
+    }
+    decision = {"promote": False, "verdict": "reject", "reasons": ["fault test setup"], "champion": None}
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    training = json.loads((candidate / "training.json").read_text())
+    register_model(RegisterParams(str(root)), candidate, evaluation, decision, training, manifest)
+    Registry(str(root)).promote(trained.subject, "fault test setup", "test")
+
+    texts = pq.read_table(dataset_dir / "train.parquet").to_pandas()
+    big = texts.sample(n=ROWS, replace=True, random_state=1).reset_index(drop=True)
+    big["review_id"] = [f"f{i:07d}" for i in range(ROWS)]
+    big["review_date"] = [WEEK + dt.timedelta(days=i % 7) for i in range(ROWS)]
+    big["week"] = WEEK
+    big["useful_count"] = 0
+    big["source_file"] = "resampled"
+    big["source_row"] = range(1, ROWS + 1)
+    curated = write_parquet(
+        pa.Table.from_pandas(big[[f.name for f in CURATED_SCHEMA]], schema=CURATED_SCHEMA, preserve_index=False),
+        root / "curated" / f"week={WEEK}" / "reviews.parquet",
+    )
+    yield {"root": root, "curated": Artifact.of_file(curated, "curated")}
+
+
+def _start_scoring(root: Path, curated: Path) -> subprocess.Popen[str]:
+    code = textwrap.dedent(
+        f"""
+        from reviewops.lineage import Artifact
+        from reviewops.scoring import ScoreParams, score_week
+        from pathlib import Path
+        score_week(ScoreParams({str(root)!r}, batch_size=256), Artifact.of_file(Path({str(curated)!r}), "curated"))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, text=True)
+
+
+def _kill_mid_write(root: Path, curated: Path) -> list[Path]:
+    """Start a scoring process, SIGKILL it while its temporary file is being written;
+    return the temporary files it left."""
+    partition = root / "predictions" / f"week={WEEK}"
+    process = _start_scoring(root, curated)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            temporary = list(partition.glob(".predictions.parquet.*.tmp")) if partition.exists() else []
+            if temporary and temporary[0].stat().st_size > 0:
+                time.sleep(0.3)  # well inside the write: it spans many batches
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the scoring process ended before it could be killed mid-write"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    return list(partition.glob(".predictions.parquet.*.tmp"))
+
+
+def test_sigkill_during_scoring_leaves_no_partial_partition_and_the_retry_matches(
+    scoring_setup: dict[str, Any],
+) -> None:
+    root, curated = scoring_setup["root"], scoring_setup["curated"]
+    target = root / "predictions" / f"week={WEEK}" / "predictions.parquet"
+
+    leftovers = _kill_mid_write(root, curated.path)
+    assert leftovers, "the kill should have interrupted a write in progress"
+    assert not target.exists(), "a reader must never find a partial predictions partition"
+
+    result, _ = score_week(ScoreParams(str(root), batch_size=256), curated)  # the retry
+    first = pq.read_table(target)
+    assert first.num_rows == ROWS and result.metrics["rows_scored"] == ROWS
+    published = sha256_file(target)
+
+    # Killed again while re-scoring over a complete partition: the old one stays intact.
+    _kill_mid_write(root, curated.path)
+    assert sha256_file(target) == published
+
+    score_week(ScoreParams(str(root), batch_size=256), curated)
+    assert pq.read_table(target).equals(first)
