@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
-from reviewops.schema import CANONICAL, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from reviewops.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.sources import MALFORMED, WRONG_TYPE
 from reviewops.storage import Layout, atomic_path, write_parquet
 from reviewops.windows import monday_of
@@ -41,20 +41,8 @@ EXACT_DUPLICATE = "exact_duplicate"
 
 Marker = Callable[[pd.Series, str, "pd.Series | str"], None]
 
-VALIDATED_SCHEMA = pa.schema(
-    [
-        ("review_id", pa.string()),
-        ("product", pa.string()),
-        ("condition", pa.string()),
-        ("text", pa.string()),
-        ("label", pa.string()),
-        ("review_date", pa.date32()),
-        ("week", pa.date32()),
-        ("useful_count", pa.int64()),
-        (SOURCE_FILE, pa.string()),
-        (SOURCE_ROW, pa.int64()),
-    ]
-)
+# Valid rows are typed like curated rows; transform only cleans text and drops repeats.
+VALIDATED_SCHEMA = CURATED_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -14,46 +14,18 @@ from typing import Any
 
 import pytest
 
-from reviewops.config import SHIPPED_REVIEWS
-from reviewops.datasets import SnapshotParams, snapshot_dataset
-from reviewops.evaluation import evaluate_candidate
-from reviewops.gate import GatePolicy, decide
-from reviewops.ingest import IngestParams, ingest_reviews
-from reviewops.registry import MODEL_FILE, RegisterParams, Registry, RegistryError, register_model
+from reviewops.registry import MODEL_FILE, Registry, RegistryError
 from reviewops.reproduce import reproduce
-from reviewops.sources import source_window
-from reviewops.storage import write_json
 from reviewops.training import TrainParams, TrainStepParams, train_candidate
-from reviewops.transform import TransformParams, transform_reviews
-from reviewops.validate import ValidateParams, validate_reviews
+from tests.system.pipeline import curate_shipped_history, evaluate_and_register
 
 pytestmark = pytest.mark.integration
-
-
-def evaluate_and_register(data_root: Path, candidate_model: Path, dataset_dir: Path, version: str) -> dict[str, Any]:
-    """The training DAG's last three steps, called directly."""
-    registry = Registry(str(data_root))
-    champion = registry.champion()
-    against = (champion, registry.path(champion) / MODEL_FILE) if champion else None
-    report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
-    decision = decide(report, GatePolicy()).to_dict()
-    write_json(decision, candidate_model.parent / "decision.json")
-    training = json.loads((candidate_model.parent / "training.json").read_text())
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    return register_model(
-        RegisterParams(str(data_root), "test"), candidate_model.parent, report, decision, training, manifest
-    ).metrics
 
 
 @pytest.fixture(scope="module")
 def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_root = tmp_path_factory.mktemp("governance")
-    window = source_window(str(SHIPPED_REVIEWS))
-    ingest, _ = ingest_reviews(IngestParams(str(SHIPPED_REVIEWS), str(data_root), window))
-    validated = validate_reviews(ValidateParams(str(data_root), window.key), ingest.outputs[0])
-    transform_reviews(TransformParams(str(data_root), window), validated.outputs[0])
-    dataset, _ = snapshot_dataset(SnapshotParams(str(data_root)))
-    dataset_dir = data_root / "datasets" / dataset.subject
+    dataset_dir = curate_shipped_history(data_root)
     trained = train_candidate(TrainStepParams(str(data_root), str(dataset_dir), TrainParams()))
     first = evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject)
     assert first["promoted"], first
