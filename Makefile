@@ -14,7 +14,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "reviewops needs Python 3.11 ($(PYTHON) not found): set PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --python $(VENV)/bin/python requirements.txt
+	$(VENV)/bin/uv pip sync --compile-bytecode --python $(VENV)/bin/python requirements.txt
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -27,7 +27,11 @@ demo: airflow-db  ## Run the whole lifecycle through Airflow on the shipped revi
 	@$(ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=$${DEMO_LOG_LEVEL:-WARNING} $(VENV)/bin/python -m reviewops_airflow.demo
 
 test: $(STAMP)  ## Run the whole test suite
+	bin/services start
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## Run the benchmarks (about 25 min; PostgreSQL at 127.0.0.1:5432) and write bench/RESULTS.md
+	$(VENV)/bin/python -m bench.run_all
 
 lint: $(STAMP)  ## ruff and mypy on include/ and plugins/
 	$(VENV)/bin/ruff check include plugins dags tests
@@ -43,4 +47,4 @@ lock:  ## Recompile requirements.txt from requirements.in
 clean-artifacts:  ## Delete the local data root and Airflow home (the demo's results)
 	rm -rf artifacts .airflow
 
-.PHONY: help install airflow-db demo test lint airflow lock clean-artifacts
+.PHONY: help install airflow-db demo test bench lint airflow lock clean-artifacts
