@@ -3,8 +3,10 @@
 
 Load a whole history of reviews in one run: the same **ingest -> validate -> transform**
 as `reviews_weekly`, over every week from `window_start` to `window_end` (by default,
-all the weeks the source has reviews for). It writes one curated partition per week,
-identical to what `reviews_weekly` writes for that week, so running both is safe.
+all the weeks the source has reviews for, up to the current week). The bounds must be
+Mondays: only whole weeks are written, one curated partition per week, replacing what
+was there. Duplicates are found across the whole window, so a review repeated in a later
+week is set aside here but kept by a `reviews_weekly` run of that week alone.
 
 Triggered by hand (or by `make demo`); it has no schedule.
 """

@@ -71,7 +71,7 @@ with DAG(
         "warm_start": Param(False, type="boolean", title="Fine-tune the champion instead of training from scratch"),
         "min_macro_f1_gain": Param(0.01, type="number", title="Gate: macro-F1 gain over the champion"),
         "max_recall_drop": Param(0.05, type="number", title="Gate: largest recall loss allowed for any class"),
-        **location_params(),
+        **location_params(source=False),  # training reads curated data, not the source
     },
     render_template_as_native_obj=True,
 ) as dag:

@@ -11,7 +11,9 @@ from reviewops_airflow.ui import app
 
 class ReviewOpsPlugin(AirflowPlugin):
     name = "reviewops"
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"app": app, "url_prefix": "/reviewops", "name": "reviewops monitoring"}]
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": app, "url_prefix": "/reviewops", "name": "reviewops monitoring"}
+    ]
     external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "Weekly monitoring",

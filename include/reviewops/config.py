@@ -28,8 +28,6 @@ class Settings:
     source: str = str(SHIPPED_REVIEWS)
     data_root: str = str(_project_root() / "artifacts")
     max_text_chars: int = 10_000
-    eval_fraction: float = 0.2
-    seed: int = 42
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

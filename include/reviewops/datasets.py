@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewops.lineage import Artifact, StepResult
+from reviewops.lineage import Artifact, StepResult, schema_fingerprint
 from reviewops.schema import CLASSES, CURATED_SCHEMA
-from reviewops.storage import Layout, publish_dir, sha256_file, staging_dir, write_json
+from reviewops.storage import Layout, publish_dir, sha256_file, staging_dir, to_uri, write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,31 @@ def curated_partitions(data_root: str) -> list[Path]:
     return sorted(Layout(data_root).curated_dir().glob("week=*/reviews.parquet"))
 
 
-def load_curated(partitions: list[Path]) -> pd.DataFrame:
-    tables = [pq.read_table(p) for p in partitions]
+def read_partitions(partitions: list[Path]) -> tuple[list[Artifact], list[pa.Table]]:
+    """Each non-empty partition read once: its artifact (hash of the bytes read) and its
+    table parsed from those same bytes, so a concurrent rewrite cannot make the recorded
+    input differ from the data used."""
+    inputs, tables = [], []
+    for path in partitions:
+        data = path.read_bytes()
+        table = pq.read_table(pa.BufferReader(data))
+        if not table.num_rows:
+            continue
+        inputs.append(
+            Artifact(
+                uri=to_uri(path),
+                kind="curated",
+                sha256=hashlib.sha256(data).hexdigest(),
+                rows=table.num_rows,
+                bytes=len(data),
+                schema_fingerprint=schema_fingerprint(table.schema),
+            )
+        )
+        tables.append(table)
+    return inputs, tables
+
+
+def load_curated(tables: list[pa.Table]) -> pd.DataFrame:
     tables = [t for t in tables if t.num_rows]
     if not tables:
         raise DatasetError("no curated reviews yet: run reviews_initial_load or reviews_weekly first")
@@ -131,10 +154,8 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
 
     Returns the result and the curated partitions it was built from (its inputs).
     """
-    partitions = curated_partitions(params.data_root)
-    inputs = [Artifact.of_file(p, "curated") for p in partitions]
-    inputs = [a for a in inputs if a.rows]
-    frame, excluded = exclude_flagged(load_curated(partitions))
+    inputs, tables = read_partitions(curated_partitions(params.data_root))
+    frame, excluded = exclude_flagged(load_curated(tables))
     version = content_version(frame, params.eval_fraction)
     target = Layout(params.data_root).datasets() / version
     if target.exists():

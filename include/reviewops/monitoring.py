@@ -717,7 +717,11 @@ class MonitorParams:
 
 
 def monitor_week(
-    params: MonitorParams, predictions: Artifact, curated: Artifact, batch_seconds: Sequence[float]
+    params: MonitorParams,
+    predictions: Artifact,
+    curated: Artifact,
+    batch_seconds: Sequence[float],
+    model_version: str,
 ) -> tuple[StepResult, list[Artifact]]:
     """Compute a scored week's metrics against the scoring model's training reference;
     write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
@@ -734,9 +738,12 @@ def monitor_week(
     texts = pq.read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
     frame = scored.merge(texts, on="review_id", how="left", validate="one_to_one")
     registry = Registry(params.data_root)
-    versions = sorted(set(scored["model_version"])) or [registry.require_champion()]
-    if len(versions) != 1:
-        raise ValueError(f"{predictions.uri} mixes model versions {versions}: re-score the week")
+    found = set(scored["model_version"])
+    if found - {model_version}:
+        raise ValueError(
+            f"{predictions.uri} holds predictions of {sorted(found)}, not {model_version}: re-score the week"
+        )
+    versions = [model_version]
     model_dir = registry.path(versions[0])
     reference = json.loads((model_dir / REFERENCE_FILE).read_text())
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}

@@ -178,14 +178,16 @@ class Registry:
             "reason": reason,
             "actor": actor,
         }
-        write_json(
-            {"version": version, "promoted_at": entry["at"], "reason": reason, "actor": actor},
-            self.root / CHAMPION_FILE,
-        )
+        # History first: a crash in between leaves an entry for a change that did not
+        # happen (visible, harmless), never a champion the history cannot explain.
         with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        write_json(
+            {"version": version, "promoted_at": entry["at"], "reason": reason, "actor": actor},
+            self.root / CHAMPION_FILE,
+        )
         log.info("champion %s -> %s (%s by %s: %s)", previous, version, action, actor, reason)
 
     def history(self) -> list[dict[str, Any]]:
@@ -227,7 +229,7 @@ def register_model(
         "dataset_version": manifest["version"],
         "params": training["params"],
         "warm_start_from": training.get("warm_start_from"),
-        "code_version": code_version(),
+        "code_version": training.get("code_version") or code_version(),
         "registered_at": _now(),
         "train_seconds": training["train_seconds"],
         "size_bytes": sum(p.stat().st_size for p in candidate.iterdir() if p.is_file()),
@@ -251,9 +253,11 @@ def register_model(
     champion = registry.champion()
     log.info("model %s registered%s; champion is %s", version, "" if published else " (already)", champion)
     stored = registry.metadata(version)
+    registered = tuple(Artifact.of_file(folder / name, "model") for name in (MODEL_FILE, METADATA_FILE, CARD_FILE))
     return StepResult(
         subject=version,
-        outputs=tuple(Artifact.of_file(folder / name, "model") for name in (MODEL_FILE, METADATA_FILE, CARD_FILE)),
+        # A version registered before keeps its original producer: this run only read it.
+        outputs=registered if published else (),
         metrics={
             "model_version": version,
             "dataset_version": stored["dataset_version"],

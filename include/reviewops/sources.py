@@ -20,6 +20,7 @@ yielded as a :class:`RejectedFile` and the other files are still read.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import glob
 import json
 import logging
@@ -164,10 +165,14 @@ def read_source(source: str) -> pa.Table:
 
 
 def source_window(source: str) -> Window:
-    """The whole weeks covering every parseable review date in the source."""
+    """The whole weeks covering every parseable review date in the source, up to the
+    current week (a typo like 2099 is quarantined as a future date, not a reason to
+    write empty partitions for every week until then)."""
+    today = dt.datetime.now(dt.UTC).date()
     dates = [d for d in parse_dates(read_source(source).column("review_date").to_pylist()) if d is not None]
+    dates = [d for d in dates if d <= today]
     if not dates:
-        raise SourceError(f"{source}: no row has a parseable review date")
+        raise SourceError(f"{source}: no row has a parseable review date up to today")
     return Window.covering(min(dates), max(dates))
 
 

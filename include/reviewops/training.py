@@ -301,7 +301,8 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     out_dir = registry.candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
     init = registry.path(params.warm_start_from) / MODEL_FILE if params.warm_start_from else None
     log.info("training %s on %s with %s", version, dataset_version, spec)
-    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir, FitPlan(init_model=init))
+    plan = FitPlan(init_model=init, extra={"warm_start_from": params.warm_start_from, "code_version": code_version()})
+    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir, plan)
     write_reference(out_dir, dataset_dir)
     return StepResult(
         subject=version,

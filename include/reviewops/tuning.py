@@ -139,4 +139,6 @@ def select_best(trials: list[dict[str, Any]]) -> dict[str, Any]:
     if not trials:
         raise SearchSpaceError("no trial finished: nothing to choose from")
     return max(trials, key=lambda t: (t["validation_macro_f1"], t["validation_accuracy"], t["label"]))
+
+
 __all__ = ["DEFAULT_MAX_TRIALS", "DEFAULT_SEARCH_SPACE", "plan_trials", "run_trial", "select_best"]

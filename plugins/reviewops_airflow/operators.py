@@ -53,7 +53,11 @@ class IngestReviewsOperator(ReviewOpsOperator):
             if self.window_start or self.window_end:
                 if not (self.window_start and self.window_end):
                     raise WindowError("give both window_start and window_end (YYYY-MM-DD), or neither")
-                return Window(parse_day(self.window_start, "window_start"), parse_day(self.window_end, "window_end"))
+                # Whole weeks only: a partial week would replace that week's curated
+                # partition with part of its rows.
+                start = Window.week(parse_day(self.window_start, "window_start")).start
+                end = Window.week(parse_day(self.window_end, "window_end")).start
+                return Window(start, end)
             if self.week or not self.whole_source:
                 dag_run = context.get("dag_run")
                 return resolve_week(
@@ -152,7 +156,8 @@ class MonitorWeekOperator(ReviewOpsOperator):
         curated = next(a for a in upstream["predictions"].inputs if a.kind == "curated")
         params = MonitorParams(data_root=self.settings().data_root, thresholds=_thresholds(self.thresholds))
         batch_seconds = upstream["predictions"].metrics.get("batch_seconds", [])
-        return monitor_week(params, predictions, verified(curated), batch_seconds)
+        model_version = upstream["predictions"].metrics["model_version"]
+        return monitor_week(params, predictions, verified(curated), batch_seconds, model_version)
 
 
 class WeeklyGateBreached(AirflowFailException):
@@ -445,7 +450,10 @@ def _thresholds(value: Any) -> Thresholds:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise AirflowFailException(f"unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return Thresholds(**overrides)
+    try:
+        return Thresholds(**overrides)
+    except ValueError as exc:
+        raise AirflowFailException(f"thresholds: {exc}") from exc
 
 
 def _truthy(value: Any) -> bool:

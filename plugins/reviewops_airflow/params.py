@@ -9,10 +9,10 @@ from airflow.sdk import Param
 DATE_PATTERN = r"^(\d{4}-\d{2}-\d{2})?$"
 
 
-def location_params() -> dict[str, Any]:
-    """``source`` and ``data_root``: empty means REVIEWOPS_SOURCE / REVIEWOPS_DATA_ROOT,
-    else the shipped reviews and ./artifacts."""
-    return {
+def location_params(source: bool = True) -> dict[str, Any]:
+    """``source`` (unless the DAG reads no source) and ``data_root``: empty means
+    REVIEWOPS_SOURCE / REVIEWOPS_DATA_ROOT, else the shipped reviews and ./artifacts."""
+    params = {
         "source": Param(
             "",
             type="string",
@@ -26,6 +26,9 @@ def location_params() -> dict[str, Any]:
             description="Root folder of every artifact. Empty: $REVIEWOPS_DATA_ROOT or ./artifacts in the project.",
         ),
     }
+    if not source:
+        del params["source"]
+    return params
 
 
 def date_param(description: str, title: str) -> Param:

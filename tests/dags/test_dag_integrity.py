@@ -47,7 +47,8 @@ def test_dag_is_declared_on_purpose(dagbag: Any, path: Path) -> None:
     for task in dag.tasks:
         assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
         assert task.owner == "reviewops"
-    assert "source" in dag.params and "data_root" in dag.params
+    assert "data_root" in dag.params
+    assert ("source" in dag.params) == (dag.dag_id != "reviews_training")
 
 
 def test_weekly_window_is_a_real_week(dagbag: Any) -> None:
