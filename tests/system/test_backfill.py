@@ -276,6 +276,28 @@ def test_every_run_processed_its_own_week(first: Backfill) -> None:
         assert score["outputs"][0]["uri"].endswith(f"/predictions/week={week}/predictions.parquet")
 
 
+def test_each_weeks_lineage_chain_is_complete_and_its_own(setup: Setup, first: Backfill) -> None:
+    """Runs in parallel never mix lineage: from each week's predictions the chain walks up
+    through that run's own tasks to the source file and the champion's training."""
+    from reviewops.lineage_store import LineageStore
+
+    index = LineageStore(setup.stack.data_root).index()
+    own_records = []
+    for run in first.runs:
+        week = run["data_interval_start"].date().isoformat()
+        target = setup.stack.data_root / "predictions" / f"week={week}" / "predictions.parquet"
+        chain = index.upstream(index.resolve(str(target)))
+        mine = {r.task_id for r in chain if r.run_id == run["run_id"]}
+        assert mine == {"ingest", "validate", "transform", "score"}, (week, mine)
+        assert not {r.run_id for r in chain if r.dag_id == DAG_ID} - {run["run_id"]}, week
+        # The champion was built without Airflow (no records of its own): the score step
+        # names the exact model file it used.
+        assert any(a.kind == "model" and f"/models/{setup.champion}/" in a.uri for r in chain for a in r.inputs)
+        assert any(a.kind == "source" for r in chain for a in r.inputs), week
+        own_records.append({r.record_id for r in chain if r.run_id == run["run_id"]})
+    assert len(set().union(*own_records)) == sum(len(records) for records in own_records)
+
+
 def test_two_runs_ran_at_once_and_never_more(first: Backfill) -> None:
     run_intervals = [(r["start_date"], r["end_date"]) for r in first.runs]
     assert max_overlap(run_intervals) == MAX_ACTIVE_RUNS, run_intervals
