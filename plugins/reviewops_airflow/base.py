@@ -30,7 +30,7 @@ class ReviewOpsOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str = "{{ params.source }}",
+        source: str = "",
         data_root: str = "{{ params.data_root }}",
         upstream: Mapping[str, str] | None = None,
         upstream_many: Mapping[str, str] | None = None,

@@ -37,9 +37,10 @@ class IngestReviewsOperator(ReviewOpsOperator):
         window_start: str | None = None,
         window_end: str | None = None,
         whole_source: bool = False,
+        source: str = "{{ params.source }}",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(source=source, **kwargs)
         self.week = week
         self.window_start = window_start
         self.window_end = window_end

@@ -43,7 +43,10 @@ def lifecycle(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     assert dagbag.import_errors == {}
     conf = {"source": str(source), "data_root": str(data_root)}
     load = dagbag.dags["reviews_initial_load"].test(run_conf=conf)
-    training = dagbag.dags["reviews_training"].test(run_conf={**conf, "search_space": QUICK_SEARCH, "max_trials": 1})
+    # Training reads curated data only: its conf has no source (as in make demo).
+    training = dagbag.dags["reviews_training"].test(
+        run_conf={"data_root": str(data_root), "search_space": QUICK_SEARCH, "max_trials": 1}
+    )
     yield {
         "dagbag": dagbag,
         "conf": conf,
