@@ -20,7 +20,6 @@ from typing import Any
 from bench.common import (
     BENCH_WEEK,
     SHIPPED,
-    curate_source,
     emit,
     peak_rss_mb,
     rss_mb,
@@ -29,6 +28,7 @@ from bench.common import (
     synthetic_curated,
     work_dir,
 )
+from reviewops.pipeline import curate_source
 
 ROWS = 100_000
 MODULE = "bench.bench_training"

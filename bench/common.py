@@ -318,56 +318,18 @@ def only_output(artifacts: Any, kind: str) -> Any:
     return artifact
 
 
-def curate_source(data_root: str, source: str) -> None:
-    """ingest -> validate -> transform of a whole source, by the operators' domain functions."""
-    from reviewops.ingest import IngestParams, ingest_reviews
-    from reviewops.sources import source_window
-    from reviewops.transform import TransformParams, transform_reviews
-    from reviewops.validate import ValidateParams, validate_reviews
-
-    window = source_window(source)
-    raw, _ = ingest_reviews(IngestParams(source=source, data_root=data_root, window=window))
-    validated = validate_reviews(
-        ValidateParams(data_root=data_root, batch_key=raw.subject), only_output(raw.outputs, "raw")
-    )
-    transform_reviews(TransformParams(data_root=data_root, window=window), only_output(validated.outputs, "validated"))
-
-
 def build_champion(data_root: Path, epochs: int = 3) -> str:
     """The shipped reviews curated, snapshotted, trained on (``TrainParams`` defaults but
-    ``epochs``), evaluated, gated and registered, as the training DAG's operators chain
-    them; a model the gate rejects is promoted by hand so there is a champion. Returns it."""
-    from reviewops.datasets import SnapshotParams, snapshot_dataset
-    from reviewops.evaluation import evaluate_candidate
-    from reviewops.gate import GatePolicy, decide
-    from reviewops.registry import RegisterParams, Registry, register_model
-    from reviewops.storage import Layout
-    from reviewops.training import TrainParams, TrainStepParams, train_candidate
+    ``epochs``), evaluated, gated and registered; a model the gate rejects is promoted by
+    hand so there is a champion. Returns it (an existing champion is kept)."""
+    from reviewops.pipeline import build_champion as build
+    from reviewops.registry import Registry
+    from reviewops.training import TrainParams
 
-    root = str(data_root)
-    registry = Registry(root)
-    if registry.champion():
-        return str(registry.champion())
-    curate_source(root, str(SHIPPED))
-    dataset, _ = snapshot_dataset(SnapshotParams(data_root=root))
-    dataset_dir = Layout(root).datasets() / dataset.subject
-    candidate = train_candidate(
-        TrainStepParams(data_root=root, dataset_dir=str(dataset_dir), train=TrainParams(epochs=epochs))
-    )
-    model_dir = next(a.path for a in candidate.outputs if a.path.name == "model.keras").parent
-    evaluation = evaluate_candidate(model_dir / "model.keras", dataset_dir, candidate.subject)
-    report = json.loads(only_output(evaluation.outputs, "evaluation").path.read_text())
-    register_model(
-        RegisterParams(data_root=root, actor="bench"),
-        model_dir,
-        report,
-        decide(report, GatePolicy()).to_dict(),
-        json.loads((model_dir / "training.json").read_text()),
-        json.loads((dataset_dir / "manifest.json").read_text()),
-    )
-    if registry.champion() is None:
-        registry.promote(candidate.subject, "benchmark: a quick model", "bench")
-    return str(registry.champion())
+    champion = Registry(str(data_root)).champion()
+    if champion:
+        return champion
+    return build(data_root, TrainParams(epochs=epochs), "bench", promote_if_rejected=True)[0]
 
 
 def copy_registry(source_root: Path, target_root: Path) -> None:

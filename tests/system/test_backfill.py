@@ -81,54 +81,12 @@ class Setup:
 
 
 def build_champion(data_root: Path) -> str:
-    """The whole shipped history curated, snapshotted, trained on (5 epochs), evaluated,
-    gated and registered, by the domain functions the operators call; returns the champion.
+    """A champion on the whole shipped history (5 epochs). This test is about backfills,
+    not model quality: a quick model the gate rejects is promoted by hand."""
+    from reviewops.pipeline import build_champion as build
+    from reviewops.training import TrainParams
 
-    This test is about backfills, not model quality: a quick model the gate rejects is
-    promoted by hand (as ``reviewops models promote`` would), so there is a champion.
-    """
-    from reviewops.datasets import SnapshotParams, snapshot_dataset
-    from reviewops.evaluation import evaluate_candidate
-    from reviewops.gate import GatePolicy, decide
-    from reviewops.ingest import IngestParams, ingest_reviews
-    from reviewops.registry import RegisterParams, Registry, register_model
-    from reviewops.sources import source_window
-    from reviewops.storage import Layout
-    from reviewops.training import TrainParams, TrainStepParams, train_candidate
-    from reviewops.transform import TransformParams, transform_reviews
-    from reviewops.validate import ValidateParams, validate_reviews
-
-    root, source = str(data_root), str(SHIPPED)
-    window = source_window(source)
-    raw, _ = ingest_reviews(IngestParams(source=source, data_root=root, window=window))
-    validated = validate_reviews(ValidateParams(data_root=root, batch_key=raw.subject), _output(raw.outputs, "raw"))
-    transform_reviews(TransformParams(data_root=root, window=window), _output(validated.outputs, "validated"))
-    dataset, _ = snapshot_dataset(SnapshotParams(data_root=root))
-    dataset_dir = Layout(root).datasets() / dataset.subject
-    candidate = train_candidate(
-        TrainStepParams(data_root=root, dataset_dir=str(dataset_dir), train=TrainParams(epochs=5))
-    )
-    model_dir = next(a.path for a in candidate.outputs if a.path.name == "model.keras").parent
-    evaluation = evaluate_candidate(model_dir / "model.keras", dataset_dir, candidate.subject)
-    report = json.loads(_output(evaluation.outputs, "evaluation").path.read_text())
-    register_model(
-        RegisterParams(data_root=root, actor="test_backfill"),
-        model_dir,
-        report,
-        decide(report, GatePolicy()).to_dict(),
-        json.loads((model_dir / "training.json").read_text()),
-        json.loads((dataset_dir / "manifest.json").read_text()),
-    )
-    registry = Registry(root)
-    if registry.champion() is None:
-        registry.promote(candidate.subject, "backfill system test: a quick model", "test_backfill")
-    assert registry.champion() == candidate.subject
-    return candidate.subject
-
-
-def _output(artifacts: Any, kind: str) -> Any:
-    (artifact,) = [a for a in artifacts if a.kind == kind]
-    return artifact
+    return build(data_root, TrainParams(epochs=5), "test_backfill", promote_if_rejected=True)[0]
 
 
 def _start_champion_build(stack: AirflowStack) -> subprocess.Popen[str]:

@@ -19,12 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from reviewops.lineage import Artifact
-from reviewops.registry import Registry
+from reviewops.pipeline import build_champion
 from reviewops.schema import CURATED_SCHEMA
 from reviewops.scoring import ScoreParams, score_week
 from reviewops.storage import sha256_file, write_parquet
-from reviewops.training import TrainParams, TrainStepParams, train_candidate
-from tests.system.pipeline import curate_shipped_history, evaluate_and_register
+from reviewops.training import TrainParams
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +36,7 @@ def scoring_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     """A registered champion (a quick model: this test is about files, not quality) and a
     large curated week built by resampling the shipped reviews."""
     root = tmp_path_factory.mktemp("faults")
-    dataset_dir = curate_shipped_history(root)
-    trained = train_candidate(TrainStepParams(str(root), str(dataset_dir), TrainParams(epochs=2)))
-    evaluate_and_register(root, trained.outputs[0].path, dataset_dir, trained.subject)
-    registry = Registry(str(root))
-    if registry.champion() != trained.subject:  # two epochs may not pass the gate: promote by hand
-        registry.promote(trained.subject, "fault test setup", "test")
+    _, dataset_dir = build_champion(root, TrainParams(epochs=2), "test_faults", promote_if_rejected=True)
 
     texts = pq.read_table(dataset_dir / "train.parquet").to_pandas()
     big = texts.sample(n=ROWS, replace=True, random_state=1).reset_index(drop=True)

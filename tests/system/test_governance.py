@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from reviewops.pipeline import curate_and_snapshot, evaluate_and_register
 from reviewops.registry import MODEL_FILE, Registry, RegistryError
 from reviewops.reproduce import reproduce
 from reviewops.training import TrainParams, TrainStepParams, train_candidate
-from tests.system.pipeline import curate_shipped_history, evaluate_and_register
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_root = tmp_path_factory.mktemp("governance")
-    dataset_dir = curate_shipped_history(data_root)
+    dataset_dir = curate_and_snapshot(data_root)
     trained = train_candidate(TrainStepParams(str(data_root), str(dataset_dir), TrainParams()))
-    first = evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject)
+    first = evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject, "test")
     assert first["promoted"], first
     yield {"data_root": data_root, "dataset_dir": dataset_dir, "champion": trained.subject}
 
@@ -56,7 +56,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_cannot_score(
     worse = train_candidate(TrainStepParams(str(data_root), str(shuffled_dir), TrainParams(seed=7)))
 
     # Evaluated on the champion's dataset: the same held-out eval split.
-    outcome = evaluate_and_register(data_root, worse.outputs[0].path, governed["dataset_dir"], worse.subject)
+    outcome = evaluate_and_register(data_root, worse.outputs[0].path, governed["dataset_dir"], worse.subject, "test")
 
     assert outcome["gate"] == "reject" and outcome["promoted"] is False
     registry = Registry(str(data_root))

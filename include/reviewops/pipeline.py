@@ -1,0 +1,70 @@
+"""The lifecycle's steps chained directly, without Airflow, for the tests and benchmarks
+that need a curated history or a registered model but not the DAG runs around them. The
+DAGs chain the same functions through their operators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reviewops.config import SHIPPED_REVIEWS
+from reviewops.datasets import SnapshotParams, snapshot_dataset
+from reviewops.evaluation import evaluate_candidate
+from reviewops.gate import GatePolicy, decide
+from reviewops.ingest import IngestParams, ingest_reviews
+from reviewops.registry import MODEL_FILE, RegisterParams, Registry, register_model
+from reviewops.sources import source_window
+from reviewops.storage import Layout, write_json
+from reviewops.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.transform import TransformParams, transform_reviews
+from reviewops.validate import ValidateParams, validate_reviews
+
+
+def curate_source(data_root: str | Path, source: str | Path = SHIPPED_REVIEWS) -> None:
+    """ingest -> validate -> transform over every week of the source."""
+    root, source = str(data_root), str(source)
+    window = source_window(source)
+    raw, _ = ingest_reviews(IngestParams(source=source, data_root=root, window=window))
+    validated = validate_reviews(ValidateParams(data_root=root, batch_key=window.key), raw.outputs[0])
+    transform_reviews(TransformParams(data_root=root, window=window), validated.outputs[0])
+
+
+def curate_and_snapshot(data_root: str | Path, source: str | Path = SHIPPED_REVIEWS) -> Path:
+    """The source curated and snapshotted; returns the dataset version's folder."""
+    curate_source(data_root, source)
+    dataset, _ = snapshot_dataset(SnapshotParams(data_root=str(data_root)))
+    return Layout(data_root).datasets() / dataset.subject
+
+
+def evaluate_and_register(
+    data_root: str | Path, candidate_model: Path, dataset_dir: Path, version: str, actor: str
+) -> dict[str, Any]:
+    """The training DAG's evaluate, gate and register steps; returns the register metrics."""
+    registry = Registry(str(data_root))
+    champion = registry.champion()
+    against = (champion, registry.path(champion) / MODEL_FILE) if champion else None
+    report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
+    decision = decide(report, GatePolicy()).to_dict()
+    write_json(decision, candidate_model.parent / "decision.json")
+    training = json.loads((candidate_model.parent / "training.json").read_text())
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    return register_model(
+        RegisterParams(str(data_root), actor), candidate_model.parent, report, decision, training, manifest
+    ).metrics
+
+
+def build_champion(
+    data_root: str | Path, train: TrainParams, actor: str, promote_if_rejected: bool = False
+) -> tuple[str, Path]:
+    """Curate the shipped reviews, train, evaluate, gate and register. With
+    ``promote_if_rejected`` a model the gate rejects is promoted by hand (as
+    ``reviewops models promote`` would), for callers that need any champion quickly.
+    Returns the champion and the dataset folder."""
+    dataset_dir = curate_and_snapshot(data_root)
+    trained = train_candidate(TrainStepParams(str(data_root), str(dataset_dir), train))
+    evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject, actor)
+    registry = Registry(str(data_root))
+    if registry.champion() is None and promote_if_rejected:
+        registry.promote(trained.subject, f"{actor}: a quick model, promoted by hand", actor)
+    return registry.require_champion(), dataset_dir
