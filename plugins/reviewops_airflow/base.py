@@ -21,7 +21,9 @@ class ReviewOpsOperator(BaseOperator):
 
     :param source: review source (file, folder or glob); empty means the configured default.
     :param data_root: root of all artifacts; empty means the configured default.
-    :param upstream: role -> task_id of the tasks whose lineage records this step consumes.
+    :param upstream: role -> task_id of the tasks whose lineage records this step consumes;
+        a tuple of task_ids names alternatives (branches of which exactly one ran): the
+        record of the one that returned one is used.
     """
 
     template_fields: tuple[str, ...] = ("source", "data_root")
@@ -32,7 +34,7 @@ class ReviewOpsOperator(BaseOperator):
         *,
         source: str = "",
         data_root: str = "{{ params.data_root }}",
-        upstream: Mapping[str, str] | None = None,
+        upstream: Mapping[str, str | tuple[str, ...]] | None = None,
         upstream_many: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -51,11 +53,14 @@ class ReviewOpsOperator(BaseOperator):
         from reviewops.lineage import LineageRecord
 
         records = {}
-        for role, task_id in self.upstream.items():
-            value = context["ti"].xcom_pull(task_ids=task_id)
-            if not value:
-                raise AirflowFailException(f"no lineage record from upstream task {task_id!r} ({role})")
-            records[role] = LineageRecord.from_dict(value)
+        for role, task_ids in self.upstream.items():
+            candidates = (task_ids,) if isinstance(task_ids, str) else tuple(task_ids)
+            values = [context["ti"].xcom_pull(task_ids=task_id) for task_id in candidates]
+            found = [v for v in values if v]
+            if len(found) != 1:
+                what = "no lineage record" if not found else f"{len(found)} lineage records (expected one branch)"
+                raise AirflowFailException(f"{what} from upstream task {' or '.join(map(repr, candidates))} ({role})")
+            records[role] = LineageRecord.from_dict(found[0])
         return records
 
     def upstream_record_lists(self, context: Context) -> dict[str, list[LineageRecord]]:
