@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -20,7 +19,7 @@ from reviewops.parsing import clean_text
 from reviewops.registry import MODEL_FILE, Registry, RegistryError
 from reviewops.scoring import score_table_batches
 from reviewops.sources import SourceError, read_source
-from reviewops.storage import atomic_path
+from reviewops.storage import StoragePath, as_path, atomic_path, sort_paths
 from reviewops.validate import validate_frame
 
 
@@ -40,7 +39,7 @@ def _score(args: argparse.Namespace) -> int:
             "text": pa.array(outcome.valid["text"].map(clean_text).tolist(), pa.string()),
         }
     )
-    output = Path(args.output)
+    output = as_path(args.output)
     with atomic_path(output) as tmp:
         stats = score_table_batches(
             table.to_batches(max_chunksize=4096),
@@ -75,7 +74,7 @@ def _validate(args: argparse.Namespace) -> int:
     check_conservation(len(raw), outcome)
     report = {"input": args.input, **validation_report(raw, outcome), "files_rejected": [r.as_dict() for r in rejected]}
     if args.quarantine_out:
-        report["quarantine_out"] = str(write_quarantined(outcome, Path(args.quarantine_out)))
+        report["quarantine_out"] = str(write_quarantined(outcome, as_path(args.quarantine_out)))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -189,7 +188,8 @@ def _lineage(args: argparse.Namespace) -> int:
     index = LineageStore(Settings.from_env(data_root=args.data_root).data_root).index()
     if args.down:
         target = args.target
-        uris = [target] if "://" in target else [to_uri(p) for p in _files_under(Path(target))]
+        path = as_path(target)
+        uris = [to_uri(p) for p in _files_under(path)] if "://" not in target or path.is_dir() else [target.rstrip("/")]
         records = index.downstream(uris)
         built = impact(records)
         if args.json:
@@ -232,9 +232,9 @@ def _hop(artifact: Artifact) -> str:
     return f"{artifact.kind:16} {artifact.uri}  {artifact.sha256[:12]}  {rows}"
 
 
-def _files_under(path: Path) -> list[Path]:
+def _files_under(path: StoragePath) -> list[StoragePath]:
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
+        return sort_paths(p for p in path.rglob("*") if p.is_file())
     if not path.exists():
         raise LineageNotFound(f"{path}: no such file or folder")
     return [path]

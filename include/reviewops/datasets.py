@@ -20,7 +20,18 @@ import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult, schema_fingerprint
 from reviewops.schema import CLASSES, CURATED_SCHEMA
-from reviewops.storage import Layout, publish_dir, sha256_file, staging_dir, to_uri, write_json
+from reviewops.storage import (
+    Layout,
+    StoragePath,
+    glob,
+    is_published,
+    publish_dir,
+    read_json,
+    sha256_file,
+    staging_dir,
+    to_uri,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +55,11 @@ def eval_bucket(review_id: str) -> float:
     return int(hashlib.sha256(review_id.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def curated_partitions(data_root: str) -> list[Path]:
-    return sorted(Layout(data_root).curated_dir().glob("week=*/reviews.parquet"))
+def curated_partitions(data_root: str) -> list[StoragePath]:
+    return glob(Layout(data_root).curated_dir(), "week=*/reviews.parquet")
 
 
-def read_partitions(partitions: list[Path]) -> tuple[list[Artifact], list[pa.Table]]:
+def read_partitions(partitions: list[StoragePath]) -> tuple[list[Artifact], list[pa.Table]]:
     """Each non-empty partition read once: its artifact (hash of the bytes read) and its
     table parsed from those same bytes, so a concurrent rewrite cannot make the recorded
     input differ from the data used."""
@@ -158,7 +169,7 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
     frame, excluded = exclude_flagged(load_curated(tables))
     version = content_version(frame, params.eval_fraction)
     target = Layout(params.data_root).datasets() / version
-    if target.exists():
+    if is_published(target):
         log.info("dataset %s already exists: nothing to write", version)
     else:
         staging = staging_dir(target.parent, version)
@@ -183,7 +194,7 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
     return StepResult(subject=version, outputs=dataset_artifacts(target), metrics=dataset_metrics(target)), inputs
 
 
-def dataset_artifacts(folder: Path) -> tuple[Artifact, ...]:
+def dataset_artifacts(folder: StoragePath) -> tuple[Artifact, ...]:
     manifest = read_manifest(folder)
     files = [folder / "manifest.json"]
     for split in SPLITS:
@@ -192,15 +203,15 @@ def dataset_artifacts(folder: Path) -> tuple[Artifact, ...]:
     return tuple(Artifact.of_file(p, "dataset", rows=rows.get(p.name)) for p in files)
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: StoragePath) -> dict[str, Any]:
     path = folder / "manifest.json"
-    if not path.exists():
+    if not (is_published(folder) and path.exists()):
         raise DatasetError(f"{folder}: not a dataset version (no manifest.json)")
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = read_json(path)
     return data
 
 
-def dataset_metrics(folder: Path) -> dict[str, Any]:
+def dataset_metrics(folder: StoragePath) -> dict[str, Any]:
     manifest = read_manifest(folder)
     return {
         "dataset_version": manifest["version"],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from reviewops.lineage import StepResult
+    from reviewops.storage import StoragePath
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +87,21 @@ def tfidf_logreg_baseline(
 
 
 def evaluate_candidate(
-    model_file: Path, dataset_dir: Path, model_version: str, champion: tuple[str, Path] | None = None
+    model_file: StoragePath,
+    dataset_dir: StoragePath,
+    model_version: str,
+    champion: tuple[str, StoragePath] | None = None,
 ) -> StepResult:
     """Score the eval split with the challenger, the champion (when there is one) and
     two baselines trained on the same train split; write ``evaluation.json`` beside the
     challenger."""
-    import pyarrow.parquet as pq
-
     from reviewops.lineage import Artifact, StepResult
     from reviewops.schema import CLASSES
-    from reviewops.storage import write_json
+    from reviewops.storage import read_table, write_json
     from reviewops.training import load_model, predict_labels
 
-    train = pq.read_table(dataset_dir / "train.parquet", columns=["text", "label"])
-    evaluation = pq.read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
+    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
+    evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()
     labels = evaluation.column("label").to_pylist()
     metrics = classification_metrics(labels, predict_labels(load_model(model_file), texts), CLASSES)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +11,18 @@ import pyarrow as pa
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import parse_dates
 from reviewops.sources import RejectedFile, SourceFile, scan_source
-from reviewops.storage import Layout, sha256_file, staging_dir, to_uri, write_parquet
+from reviewops.storage import (
+    Layout,
+    StoragePath,
+    fetch,
+    remove_tree,
+    replace_dir,
+    sha256_file,
+    size_of,
+    staging_dir,
+    to_uri,
+    write_parquet,
+)
 from reviewops.windows import Window
 
 log = logging.getLogger(__name__)
@@ -28,7 +37,7 @@ class IngestParams:
     window: Window
 
 
-def rejected_files_dir(data_root: str | Path, batch_key: str) -> Path:
+def rejected_files_dir(data_root: str | Path, batch_key: str) -> StoragePath:
     """Where the files of a batch's source that could not be read are kept, with their errors."""
     return Layout(data_root).quarantine(batch_key).parent / "files"
 
@@ -86,31 +95,27 @@ def _in_window(item: SourceFile, window: Window) -> pa.Table:
     return table.filter(pa.array(keep, pa.bool_()))
 
 
-def _unread(path: Path, kind: str) -> Artifact:
+def _unread(path: StoragePath, kind: str) -> Artifact:
     """A file that could not be read: described by its bytes alone (not as Parquet, even when so named)."""
-    return Artifact(uri=to_uri(path), kind=kind, sha256=sha256_file(path), bytes=path.stat().st_size)
+    return Artifact(uri=to_uri(path), kind=kind, sha256=sha256_file(path), bytes=size_of(path))
 
 
-def _keep_rejected(target: Path, rejected: list[RejectedFile]) -> list[Path]:
+def _keep_rejected(target: StoragePath, rejected: list[RejectedFile]) -> list[StoragePath]:
     """Replace ``target`` with copies of the rejected files and their errors; remove it
     when there are none (a re-run after the source was fixed leaves no stale copies)."""
     if not rejected:
-        shutil.rmtree(target, ignore_errors=True)
+        remove_tree(target)
         return []
-    base = Path(os.path.commonpath([r.path.parent for r in rejected]))
+    folders = [tuple(r.path.parent.parts) for r in rejected]
+    common = 0
+    while all(len(f) > common and f[common] == folders[0][common] for f in folders):
+        common += 1
     staging = staging_dir(target.parent, target.name)
-    copies = []
+    copies: list[StoragePath] = []
     for item in rejected:
-        relative = item.path.relative_to(base)
-        copy = staging / relative
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(item.path, copy)
+        relative = (*item.path.parent.parts[common:], item.path.name)
+        copy = fetch(item.path, staging.joinpath(*relative))
         copy.with_name(copy.name + ERROR_SUFFIX).write_text(item.error + "\n", encoding="utf-8")
-        copies.append(target / relative)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+        copies.append(target.joinpath(*relative))
+    replace_dir(staging, target)
     return copies

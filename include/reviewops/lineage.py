@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from reviewops import __version__
-from reviewops.storage import from_uri, sha256_file, to_uri
+from reviewops.storage import StoragePath, from_uri, read_parquet_metadata, sha256_file, size_of, to_uri
 
 
 class LineageError(RuntimeError):
@@ -40,11 +39,11 @@ class Artifact:
     schema_fingerprint: str | None = None
 
     @classmethod
-    def of_file(cls, path: Path, kind: str, rows: int | None = None) -> Artifact:
-        """Describe a written file; Parquet files also get their row count and schema."""
+    def of_file(cls, path: StoragePath, kind: str, rows: int | None = None) -> Artifact:
+        """Describe a written file or object; Parquet files also get their row count and schema."""
         fingerprint = None
         if path.suffix == ".parquet":
-            meta = pq.read_metadata(path)
+            meta = read_parquet_metadata(path)
             rows = meta.num_rows if rows is None else rows
             fingerprint = schema_fingerprint(meta.schema.to_arrow_schema())
         return cls(
@@ -52,12 +51,12 @@ class Artifact:
             kind=kind,
             sha256=sha256_file(path),
             rows=rows,
-            bytes=path.stat().st_size,
+            bytes=size_of(path),
             schema_fingerprint=fingerprint,
         )
 
     @property
-    def path(self) -> Path:
+    def path(self) -> StoragePath:
         return from_uri(self.uri)
 
     def verify(self) -> None:

@@ -14,10 +14,9 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reviewops.lineage import Artifact, LineageRecord
-from reviewops.storage import Layout, from_uri, sha256_file, to_uri, write_json
+from reviewops.storage import Layout, StoragePath, as_path, read_texts, sha256_file, sort_paths, to_uri, write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +28,15 @@ class LineageNotFound(LookupError):
 
 
 class LineageStore:
-    def __init__(self, data_root: str | Path) -> None:
+    def __init__(self, data_root: str | StoragePath) -> None:
         self.root = Layout(data_root).root / "lineage" / "records"
 
-    def write(self, record: LineageRecord) -> Path:
+    def write(self, record: LineageRecord) -> StoragePath:
         return write_json(record.to_dict(), self.root / f"{record.record_id}.json")
 
     def records(self) -> list[LineageRecord]:
         """All records, oldest first."""
-        found = [LineageRecord.from_dict(json.loads(p.read_text())) for p in self.root.glob("*.json")]
+        found = [LineageRecord.from_dict(json.loads(text)) for text in read_texts(self.root.glob("*.json"))]
         return sorted(found, key=lambda r: (r.ended_at, r.record_id))
 
     def index(self) -> LineageIndex:
@@ -88,8 +87,8 @@ class LineageIndex:
         URI, a file path or a partition folder (matched against the bytes on disk)."""
         if target in self.by_id:
             return [self.by_id[target]]
-        path = from_uri(target) if target.startswith("file://") else Path(target)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        path = as_path(target)
+        files = sort_paths(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         found: list[LineageRecord] = []
         for file in files:
             if not file.exists():

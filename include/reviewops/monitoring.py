@@ -726,16 +726,12 @@ def monitor_week(
     """Compute a scored week's metrics against the scoring model's training reference;
     write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
     in the metrics (the gate task fails on them), never raised here."""
-    import json
-
-    import pyarrow.parquet as pq
-
     from reviewops.registry import Registry
-    from reviewops.storage import Layout, write_json
+    from reviewops.storage import Layout, read_json, read_table, write_json, write_text
     from reviewops.training import REFERENCE_FILE, VOCABULARY_FILE
 
-    scored = pq.read_table(predictions.path).to_pandas()
-    texts = pq.read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
+    scored = read_table(predictions.path).to_pandas()
+    texts = read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
     frame = scored.merge(texts, on="review_id", how="left", validate="one_to_one")
     registry = Registry(params.data_root)
     found = set(scored["model_version"])
@@ -745,7 +741,7 @@ def monitor_week(
         )
     versions = [model_version]
     model_dir = registry.path(versions[0])
-    reference = json.loads((model_dir / REFERENCE_FILE).read_text())
+    reference = read_json(model_dir / REFERENCE_FILE)
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
     classes = tuple(registry.metadata(versions[0])["classes"])
     metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
@@ -756,11 +752,7 @@ def monitor_week(
     metrics["breaches"] = [b.as_dict() for b in breaches]
     folder = Layout(params.data_root).monitoring(week)
     metrics_path = write_json(metrics, folder / "metrics.json")
-    report_path = folder / "report.html"
-    from reviewops.storage import atomic_path
-
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(render_report_html(week, metrics, breaches), encoding="utf-8")
+    report_path = write_text(render_report_html(week, metrics, breaches), folder / "report.html")
     for breach in breaches:
         log.warning("week %s: %s", week, breach.message)
     result = StepResult(

@@ -4,8 +4,6 @@ DAGs chain the same functions through their operators."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from reviewops.config import SHIPPED_REVIEWS
@@ -15,13 +13,13 @@ from reviewops.gate import GatePolicy, decide
 from reviewops.ingest import IngestParams, ingest_reviews
 from reviewops.registry import MODEL_FILE, RegisterParams, Registry, register_model
 from reviewops.sources import source_window
-from reviewops.storage import Layout, write_json
+from reviewops.storage import Layout, StoragePath, read_json, write_json
 from reviewops.training import TrainParams, TrainStepParams, train_candidate
 from reviewops.transform import TransformParams, transform_reviews
 from reviewops.validate import ValidateParams, validate_reviews
 
 
-def curate_source(data_root: str | Path, source: str | Path = SHIPPED_REVIEWS) -> None:
+def curate_source(data_root: str | StoragePath, source: str | StoragePath = SHIPPED_REVIEWS) -> None:
     """ingest -> validate -> transform over every week of the source."""
     root, source = str(data_root), str(source)
     window = source_window(source)
@@ -30,7 +28,7 @@ def curate_source(data_root: str | Path, source: str | Path = SHIPPED_REVIEWS) -
     transform_reviews(TransformParams(data_root=root, window=window), validated.outputs[0])
 
 
-def curate_and_snapshot(data_root: str | Path, source: str | Path = SHIPPED_REVIEWS) -> Path:
+def curate_and_snapshot(data_root: str | StoragePath, source: str | StoragePath = SHIPPED_REVIEWS) -> StoragePath:
     """The source curated and snapshotted; returns the dataset version's folder."""
     curate_source(data_root, source)
     dataset, _ = snapshot_dataset(SnapshotParams(data_root=str(data_root)))
@@ -38,7 +36,7 @@ def curate_and_snapshot(data_root: str | Path, source: str | Path = SHIPPED_REVI
 
 
 def evaluate_and_register(
-    data_root: str | Path, candidate_model: Path, dataset_dir: Path, version: str, actor: str
+    data_root: str | StoragePath, candidate_model: StoragePath, dataset_dir: StoragePath, version: str, actor: str
 ) -> dict[str, Any]:
     """The training DAG's evaluate, gate and register steps; returns the register metrics."""
     registry = Registry(str(data_root))
@@ -47,16 +45,16 @@ def evaluate_and_register(
     report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
     decision = decide(report, GatePolicy()).to_dict()
     write_json(decision, candidate_model.parent / "decision.json")
-    training = json.loads((candidate_model.parent / "training.json").read_text())
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    training = read_json(candidate_model.parent / "training.json")
+    manifest = read_json(dataset_dir / "manifest.json")
     return register_model(
         RegisterParams(str(data_root), actor), candidate_model.parent, report, decision, training, manifest
     ).metrics
 
 
 def build_champion(
-    data_root: str | Path, train: TrainParams, actor: str, promote_if_rejected: bool = False
-) -> tuple[str, Path]:
+    data_root: str | StoragePath, train: TrainParams, actor: str, promote_if_rejected: bool = False
+) -> tuple[str, StoragePath]:
     """Curate the shipped reviews, train, evaluate, gate and register. With
     ``promote_if_rejected`` a model the gate rejects is promoted by hand (as
     ``reviewops models promote`` would), for callers that need any champion quickly.

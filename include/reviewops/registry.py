@@ -3,6 +3,11 @@
 ``models/<version>/`` holds the saved model and its metadata; once published it never
 changes. ``models/champion.json`` names the version that scores new weeks; it is only
 ever replaced in one atomic step, so readers see the old champion or the new one.
+
+Champion changes are serialised: locally with ``flock`` on ``models/.registry.lock``; on
+an object store, which has no locks, with a lock object created only if absent (GCS's
+``ifGenerationMatch=0`` precondition). A change that cannot take the lock within
+``LOCK_WAIT_SECONDS`` fails, naming the lock, rather than racing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.storage import Layout, publish_dir, staging_dir, write_json
+from reviewops.storage import (
+    Layout,
+    StoragePath,
+    create_exclusive,
+    fetch,
+    files_in,
+    is_published,
+    is_remote,
+    publish_dir,
+    read_json,
+    remove,
+    size_of,
+    staging_dir,
+    to_uri,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +54,7 @@ ANY = object()
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.md"
+LOCK_WAIT_SECONDS = 30.0
 
 
 class RegistryError(RuntimeError):
@@ -49,39 +72,40 @@ class Registry:
     data_root: str
 
     @property
-    def root(self) -> Path:
+    def root(self) -> StoragePath:
         return Layout(self.data_root).models()
 
-    def staging(self) -> Path:
+    def staging(self) -> StoragePath:
         return self.root / ".staging"
 
-    def candidates(self) -> Path:
+    def candidates(self) -> StoragePath:
         """Where training writes candidates; they stay there for audit after registration."""
         return self.root / "candidates"
 
-    def path(self, version: str) -> Path:
+    def path(self, version: str) -> StoragePath:
         return self.root / version
 
     def versions(self) -> list[dict[str, Any]]:
-        """Metadata of every registered version, oldest first."""
+        """Metadata of every registered (published) version, oldest first."""
         found = []
         for meta in self.root.glob(f"m-*/{METADATA_FILE}"):
-            found.append(json.loads(meta.read_text()))
+            if is_published(meta.parent):
+                found.append(read_json(meta))
         return sorted(found, key=lambda m: (m["registered_at"], m["version"]))
 
     def metadata(self, version: str) -> dict[str, Any]:
         meta = self.path(version) / METADATA_FILE
-        if not meta.exists():
+        if not (is_published(meta.parent) and meta.exists()):
             known = ", ".join(m["version"] for m in self.versions()) or "none"
             raise RegistryError(f"model version {version} is not registered (registered: {known})")
-        data: dict[str, Any] = json.loads(meta.read_text())
+        data: dict[str, Any] = read_json(meta)
         return data
 
     def champion(self) -> str | None:
         pointer = self.root / CHAMPION_FILE
         if not pointer.exists():
             return None
-        version: str = json.loads(pointer.read_text())["version"]
+        version: str = read_json(pointer)["version"]
         return version
 
     def require_champion(self) -> str:
@@ -114,16 +138,15 @@ class Registry:
             return True
         return any(entry["version"] == version for entry in self.history())
 
-    def register(self, candidate: Path, metadata: dict[str, Any]) -> tuple[Path, bool]:
+    def register(self, candidate: StoragePath, metadata: dict[str, Any]) -> tuple[StoragePath, bool]:
         """Publish a copy of a candidate folder as a version; returns (folder, newly_published).
 
         Versions are immutable: when the version already exists the copy is dropped and
         the registered one is kept.
         """
         staging = staging_dir(self.staging(), metadata["version"])
-        for item in candidate.iterdir():
-            if item.is_file():
-                shutil.copy2(item, staging / item.name)
+        for item in files_in(candidate):
+            fetch(item, staging / item.name)
         write_json(metadata, staging / METADATA_FILE)
         target = self.path(metadata["version"])
         published = publish_dir(staging, target)
@@ -133,7 +156,12 @@ class Registry:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """Serialise champion changes between processes on this file system."""
+        """Serialise champion changes between processes (and, on an object store, machines)."""
+        if is_remote(self.root):
+            with self._lock_object():
+                yield
+            return
+        assert isinstance(self.root, Path)
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / LOCK_FILE, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -141,6 +169,28 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _lock_object(self) -> Iterator[None]:
+        lock = self.root / LOCK_FILE
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "at": _now()}
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while not create_exclusive(lock, json.dumps(holder).encode()):
+            if time.monotonic() > deadline:
+                try:
+                    held = lock.read_text(encoding="utf-8")
+                except FileNotFoundError:
+                    held = "(released just now)"
+                raise RegistryError(
+                    f"the registry lock {to_uri(lock)} is held ({held}) for more than {LOCK_WAIT_SECONDS:.0f} s: "
+                    "another promotion is running, or one died holding it. If none is running, delete the "
+                    "lock object and run again"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            remove(lock)
 
     def promote(self, version: str, reason: str, actor: str, expected: str | object | None = ANY) -> bool:
         """Point the champion at ``version`` in one atomic step and append the change to
@@ -180,15 +230,25 @@ class Registry:
         }
         # History first: a crash in between leaves an entry for a change that did not
         # happen (visible, harmless), never a champion the history cannot explain.
-        with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._append_history(json.dumps(entry, sort_keys=True) + "\n")
         write_json(
             {"version": version, "promoted_at": entry["at"], "reason": reason, "actor": actor},
             self.root / CHAMPION_FILE,
         )
         log.info("champion %s -> %s (%s by %s: %s)", previous, version, action, actor, reason)
+
+    def _append_history(self, line: str) -> None:
+        """Append under the lock: in place locally, a whole new object on an object store
+        (which cannot append)."""
+        path = self.root / HISTORY_FILE
+        if isinstance(path, Path):
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        write_text(before + line, path)
 
     def history(self) -> list[dict[str, Any]]:
         """Every promotion and rollback, oldest first (append-only)."""
@@ -210,7 +270,7 @@ class RegisterParams:
 
 def register_model(
     params: RegisterParams,
-    candidate: Path,
+    candidate: StoragePath,
     evaluation: dict[str, Any],
     decision: dict[str, Any],
     training: dict[str, Any],
@@ -232,14 +292,14 @@ def register_model(
         "code_version": training.get("code_version") or code_version(),
         "registered_at": _now(),
         "train_seconds": training["train_seconds"],
-        "size_bytes": sum(p.stat().st_size for p in candidate.iterdir() if p.is_file()),
+        "size_bytes": sum(size_of(p) for p in files_in(candidate)),
         "classes": training["classes"],
         "metrics": {k: evaluation[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "rows")},
         "baselines": evaluation["baselines"],
         "champion_at_evaluation": evaluation.get("champion"),
         "gate": decision,
     }
-    (candidate / CARD_FILE).write_text(render_model_card(metadata, manifest), encoding="utf-8")
+    write_text(render_model_card(metadata, manifest), candidate / CARD_FILE)
     folder, published = registry.register(candidate, metadata)
     promoted = False
     if decision["promote"]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewops.registry import MODEL_FILE, Registry
-from reviewops.storage import Layout
+from reviewops.storage import Layout, is_published, read_table
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,13 @@ def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Rep
     registry = Registry(data_root)
     meta = registry.metadata(version)
     dataset_dir = Layout(data_root).datasets() / meta["dataset_version"]
-    if not dataset_dir.exists():
+    if not is_published(dataset_dir):
         raise FileNotFoundError(f"dataset {meta['dataset_version']} of {version} is gone from {dataset_dir}")
     warm = meta.get("warm_start_from")
     init = registry.path(warm) / MODEL_FILE if warm else None
     with tempfile.TemporaryDirectory(prefix="reviewops-reproduce-") as tmp:
         train_model(TrainParams(**meta["params"]), dataset_dir / "train.tfrecord", Path(tmp), FitPlan(init_model=init))
-        import pyarrow.parquet as pq
-
-        evaluation = pq.read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
+        evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
         predicted = predict_labels(load_model(Path(tmp) / MODEL_FILE), evaluation.column("text").to_pylist())
         metrics = classification_metrics(evaluation.column("label").to_pylist(), predicted, CLASSES)
     recorded = {k: float(meta["metrics"][k]) for k in ("accuracy", "macro_f1")}

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from reviewops.lineage import Artifact, StepResult
 from reviewops.registry import MODEL_FILE, Registry
 from reviewops.schema import prediction_schema
-from reviewops.storage import Layout, atomic_path
+from reviewops.storage import Layout, StoragePath, atomic_path, parquet_file
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class ScoreParams:
 
 def score_table_batches(
     batches: Iterable[pa.RecordBatch],
-    model_file: Path,
+    model_file: StoragePath,
     model_version: str,
     classes: tuple[str, ...],
     out: Path,
@@ -81,8 +81,7 @@ def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list
     classes = tuple(meta["classes"])
     week = curated.path.parent.name.removeprefix("week=")
     target = Layout(params.data_root).predictions(week)
-    source = pq.ParquetFile(curated.path)
-    with atomic_path(target) as tmp:
+    with parquet_file(curated.path) as source, atomic_path(target) as tmp:
         stats = score_table_batches(
             source.iter_batches(batch_size=params.batch_size, columns=["review_id", "week", "text", "label"]),
             registry.path(version) / MODEL_FILE,

@@ -32,10 +32,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from reviewops.parsing import parse_dates
 from reviewops.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
+from reviewops.storage import StoragePath, as_path, read_table, sort_paths
 from reviewops.windows import Window
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class SourceError(ValueError):
 class SourceFile:
     """A file of the source, read."""
 
-    path: Path
+    path: StoragePath
     table: pa.Table
 
 
@@ -93,28 +93,38 @@ class SourceFile:
 class RejectedFile:
     """A file of a folder or glob source that could not be read as a whole."""
 
-    path: Path
+    path: StoragePath
     error: str
 
     def as_dict(self) -> dict[str, str]:
         return {"file": str(self.path), "error": self.error}
 
 
-def list_source_files(source: str) -> list[Path]:
-    """The files a source names, in a stable order; a clear error when there are none."""
-    path = Path(source)
+def list_source_files(source: str) -> list[StoragePath]:
+    """The files a source names, in a stable order; a clear error when there are none.
+    A ``gs://`` file, folder or glob is listed like a local one."""
+    path = as_path(source)
+    files: list[StoragePath]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files = sort_paths([p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES])
     elif any(ch in source for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        files = sort_paths(_glob(source))
     elif path.is_file():
         files = [path]
     else:
         raise SourceError(f"{source}: no such file or folder (set REVIEWOPS_SOURCE or the source Param)")
-    files = [f.resolve() for f in files if not f.name.startswith(".")]
+    files = [f.resolve() if isinstance(f, Path) else f for f in files if not f.name.startswith(".")]
     if not files:
         raise SourceError(f"{source}: no .csv, .tsv, .jsonl or .parquet files found")
     return files
+
+
+def _glob(source: str) -> list[StoragePath]:
+    path = as_path(source)
+    if isinstance(path, Path):
+        return [Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file()]
+    protocol = source.partition("://")[0]
+    return [as_path(f"{protocol}://{p}") for p in path.fs.glob(path.path) if path.fs.isfile(p)]
 
 
 def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
@@ -125,7 +135,7 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
     read; when none of them can be read, a :class:`SourceError` follows the rejections.
     """
     files = list_source_files(source)
-    if Path(source).is_file():
+    if as_path(source).is_file():
         yield SourceFile(files[0], read_source_file(files[0]))
         return
     rejected: list[RejectedFile] = []
@@ -139,7 +149,7 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
         raise SourceError(f"{source}: none of its {len(files)} file(s) could be read; the first: {rejected[0].error}")
 
 
-def read_source_file(path: Path) -> pa.Table:
+def read_source_file(path: StoragePath) -> pa.Table:
     """One file as a table of :data:`READ_SCHEMA`: canonical string columns, the row's
     source file and row number, and what the reader found wrong with the row."""
     kind = SUFFIXES.get(path.suffix.lower())
@@ -179,7 +189,7 @@ def source_window(source: str) -> Window:
 # -- text files: encoding ------------------------------------------------------------
 
 
-def _utf8_bytes(path: Path, kind: str) -> bytes:
+def _utf8_bytes(path: StoragePath, kind: str) -> bytes:
     """The file's text as UTF-8 without a byte-order mark, or a SourceError saying why not."""
     try:
         data = path.read_bytes()
@@ -204,7 +214,7 @@ def _utf8_bytes(path: Path, kind: str) -> bytes:
     return data
 
 
-def _transcode_utf16(path: Path, data: bytes) -> bytes:
+def _transcode_utf16(path: StoragePath, data: bytes) -> bytes:
     try:
         return data.decode("utf-16").encode("utf-8")
     except UnicodeError as exc:
@@ -214,7 +224,7 @@ def _transcode_utf16(path: Path, data: bytes) -> bytes:
         ) from exc
 
 
-def _check_utf8(path: Path, data: bytes) -> None:
+def _check_utf8(path: StoragePath, data: bytes) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -228,7 +238,7 @@ def _check_utf8(path: Path, data: bytes) -> None:
 # -- CSV and TSV -----------------------------------------------------------------------
 
 
-def _read_delimited(path: Path, data: bytes, delimiter: str) -> pa.Table:
+def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
     header = _header_line(path, data)
     names = _column_names(header, delimiter)
     _require_columns(path, names, _delimiter_hint(header, delimiter))
@@ -263,7 +273,7 @@ def _read_delimited(path: Path, data: bytes, delimiter: str) -> pa.Table:
     return _with_malformed(_to_canonical(table, path), path, malformed)
 
 
-def _header_line(path: Path, data: bytes) -> str:
+def _header_line(path: StoragePath, data: bytes) -> str:
     end = len(data)
     for terminator in (b"\n", b"\r"):
         found = data.find(terminator, 0, end)
@@ -304,7 +314,7 @@ def _delimiter_hint(header: str, delimiter: str) -> str:
     return ""
 
 
-def _with_malformed(table: pa.Table, path: Path, malformed: list[tuple[int | None, str]]) -> pa.Table:
+def _with_malformed(table: pa.Table, path: StoragePath, malformed: list[tuple[int | None, str]]) -> pa.Table:
     """Put the rows set aside by the parser back in their place among the parsed ones."""
     if not malformed:
         return table
@@ -330,7 +340,7 @@ def _with_malformed(table: pa.Table, path: Path, malformed: list[tuple[int | Non
 # -- JSON Lines ------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path, data: bytes) -> pa.Table:
+def _read_jsonl(path: StoragePath, data: bytes) -> pa.Table:
     """JSON Lines read with the json module: values keep their JSON meaning (a date string
     stays the string found; a number becomes its JSON text), and a line that is not a
     JSON object is a malformed row, not the end of the file."""
@@ -395,9 +405,9 @@ def _json_kind(value: Any) -> str:
 # -- Parquet -----------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: StoragePath) -> pa.Table:
     try:
-        table = pq.read_table(path)
+        table = read_table(path)
         table.validate(full=True)  # string values that are not UTF-8
         _ = table.column_names  # names that are not UTF-8
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -411,7 +421,7 @@ def _read_parquet(path: Path) -> pa.Table:
 # -- the canonical table -------------------------------------------------------------------
 
 
-def _to_canonical(table: pa.Table, path: Path) -> pa.Table:
+def _to_canonical(table: pa.Table, path: StoragePath) -> pa.Table:
     _require_columns(path, table.column_names, "")
     columns: dict[str, Sequence[str | None] | pa.ChunkedArray] = {}
     wrong: list[list[str]] = [[] for _ in range(table.num_rows)]
@@ -454,7 +464,7 @@ def _missing(names: Sequence[str]) -> list[str]:
     return [name for name in REQUIRED if name not in found]
 
 
-def _require_columns(path: Path, names: Sequence[str], hint: str) -> None:
+def _require_columns(path: StoragePath, names: Sequence[str], hint: str) -> None:
     missing = _missing(names)
     if missing:
         shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from reviewops.lineage import Artifact, StepResult, code_version
 from reviewops.schema import CLASSES
+from reviewops.storage import StoragePath, as_path, local_copy, publish_dir, staging_dir
 
 if TYPE_CHECKING:
     import keras
@@ -72,7 +73,8 @@ def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 
 def read_tfrecord(path: Path, part: str = "all", validation_fraction: float = 0.0) -> tf.data.Dataset:
-    """(text, label_id) pairs from a dataset version's TFRecord split.
+    """(text, label_id) pairs from a dataset version's TFRecord split (a local file:
+    TensorFlow reads no object store here; see :func:`reviewops.storage.local_copy`).
 
     ``part`` carves a validation set out of the split deterministically by a hash of
     review_id: ``fit`` is the rest, ``validation`` the carved part, ``all`` both.
@@ -132,16 +134,21 @@ class FitPlan:
     """Which rows to fit on, and from which weights to start."""
 
     validation_fraction: float = 0.0
-    init_model: Path | None = None
+    init_model: StoragePath | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def train_model(
-    params: TrainParams, train_tfrecord: Path, out_dir: Path, plan: FitPlan | None = None
+    params: TrainParams, train_tfrecord: StoragePath, out_dir: Path, plan: FitPlan | None = None
 ) -> dict[str, Any]:
     """Train on a TFRecord split (minus the validation carve, when planned) and save
-    ``model.keras`` into ``out_dir``. With ``plan.init_model`` the saved model is
-    fine-tuned (its vectoriser and weights are kept) instead of built from scratch."""
+    ``model.keras`` into the local folder ``out_dir``. With ``plan.init_model`` the saved
+    model is fine-tuned (its vectoriser and weights are kept) instead of built from scratch."""
+    with local_copy(train_tfrecord) as local:
+        return _train_model(params, local, out_dir, plan)
+
+
+def _train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path, plan: FitPlan | None) -> dict[str, Any]:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -201,11 +208,13 @@ def train_model(
     return summary
 
 
-def load_model(path: Path) -> keras.Model:
-    """Load a saved classifier in Keras safe mode (no arbitrary code from the file)."""
+def load_model(path: StoragePath) -> keras.Model:
+    """Load a saved classifier in Keras safe mode (no arbitrary code from the file); one
+    on an object store is downloaded to a temporary file first."""
     import keras
 
-    return keras.models.load_model(path, safe_mode=True, compile=False)
+    with local_copy(path) as local:
+        return keras.models.load_model(local, safe_mode=True, compile=False)
 
 
 def predict_proba(model: keras.Model, texts: list[str]) -> Any:
@@ -262,15 +271,13 @@ REFERENCE_FILE = "reference.json"
 VOCABULARY_FILE = "vocabulary.txt"
 
 
-def write_reference(model_dir: Path, dataset_dir: Path) -> None:
+def write_reference(model_dir: Path, dataset_dir: StoragePath) -> None:
     """What weekly monitoring compares each week with: the training data's class mix (of
     labels and of the model's predictions), text lengths, and the model's vocabulary."""
-    import pyarrow.parquet as pq
-
     from reviewops.monitoring import training_reference
-    from reviewops.storage import write_json
+    from reviewops.storage import read_table, write_json
 
-    train = pq.read_table(dataset_dir / "train.parquet", columns=["text", "label"])
+    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     texts = train.column("text").to_pylist()
     model = load_model(model_dir / MODEL_FILE)
     reference = training_reference(texts, train.column("label").to_pylist(), predict_labels(model, texts), CLASSES)
@@ -289,12 +296,13 @@ class TrainStepParams:
 
 def train_candidate(params: TrainStepParams) -> StepResult:
     """Train a candidate on a dataset version's whole train split into the candidates
-    folder; with ``warm_start_from`` (a registered version) fine-tune that model."""
+    folder; with ``warm_start_from`` (a registered version) fine-tune that model. The
+    candidate is written to a local staging folder and published whole."""
     from reviewops.datasets import read_manifest
     from reviewops.registry import Registry, model_version_id
 
     registry = Registry(params.data_root)
-    dataset_dir = Path(params.dataset_dir)
+    dataset_dir = as_path(params.dataset_dir)
     dataset_version = read_manifest(dataset_dir)["version"]
     spec = {**params.train.as_dict(), "warm_start_from": params.warm_start_from}
     version = model_version_id(dataset_version, spec, code_version())
@@ -302,8 +310,10 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     init = registry.path(params.warm_start_from) / MODEL_FILE if params.warm_start_from else None
     log.info("training %s on %s with %s", version, dataset_version, spec)
     plan = FitPlan(init_model=init, extra={"warm_start_from": params.warm_start_from, "code_version": code_version()})
-    summary = train_model(params.train, dataset_dir / "train.tfrecord", out_dir, plan)
-    write_reference(out_dir, dataset_dir)
+    staging = staging_dir(out_dir.parent, out_dir.name)
+    summary = train_model(params.train, dataset_dir / "train.tfrecord", staging, plan)
+    write_reference(staging, dataset_dir)
+    publish_dir(staging, out_dir)
     return StepResult(
         subject=version,
         outputs=(

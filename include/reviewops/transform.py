@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import clean_text
 from reviewops.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
-from reviewops.storage import Layout, write_parquet
+from reviewops.storage import Layout, glob, read_parquet_metadata, read_table, write_parquet
 from reviewops.windows import Window
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
     layout = Layout(params.data_root)
     # integer_object_nulls: a count column with nulls stays integers (not float64), so a
     # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
-    valid = pq.read_table(validated.path).to_pandas(integer_object_nulls=True)
+    valid = read_table(validated.path).to_pandas(integer_object_nulls=True)
     curated, duplicates = curate_frame(valid)
     outputs: list[Artifact] = []
     rows_by_week: dict[str, int] = {}
@@ -92,6 +91,6 @@ def _as_quarantine(frame: pd.DataFrame) -> pd.DataFrame:
 def curated_weeks(data_root: str) -> dict[str, int]:
     """Week (Monday, ISO) -> number of curated reviews, for every curated partition."""
     weeks = {}
-    for path in sorted(Layout(data_root).curated_dir().glob("week=*/reviews.parquet")):
-        weeks[path.parent.name.removeprefix("week=")] = pq.read_metadata(path).num_rows
+    for path in glob(Layout(data_root).curated_dir(), "week=*/reviews.parquet"):
+        weeks[path.parent.name.removeprefix("week=")] = read_parquet_metadata(path).num_rows
     return weeks

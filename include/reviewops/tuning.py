@@ -14,7 +14,7 @@ from typing import Any
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
 from reviewops.lineage import Artifact, StepResult
-from reviewops.storage import write_json
+from reviewops.storage import Layout, as_path, local_copy, write_json
 from reviewops.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,12 @@ def run_trial(params: TrialParams) -> StepResult:
     from reviewops.evaluation import classification_metrics
     from reviewops.schema import CLASSES
 
-    dataset_dir = Path(params.dataset_dir)
-    train_file = dataset_dir / "train.tfrecord"
+    dataset_dir = as_path(params.dataset_dir)
     train = TrainParams(**params.trial["params"])
-    with tempfile.TemporaryDirectory(prefix="reviewops-trial-") as tmp:
+    with (
+        local_copy(dataset_dir / "train.tfrecord") as train_file,
+        tempfile.TemporaryDirectory(prefix="reviewops-trial-") as tmp,
+    ):
         summary = train_model(train, train_file, Path(tmp), FitPlan(validation_fraction=params.validation_fraction))
         model = load_model(Path(tmp) / "model.keras")
         pairs = list(read_tfrecord(train_file, "validation", params.validation_fraction).as_numpy_iterator())
@@ -113,7 +115,7 @@ def run_trial(params: TrialParams) -> StepResult:
         "validation": metrics,
         "train_seconds": summary["train_seconds"],
     }
-    path = write_json(report, Path(params.data_root).joinpath("models", "trials", dataset_dir.name, f"{trial_id}.json"))
+    path = write_json(report, Layout(params.data_root).models() / "trials" / dataset_dir.name / f"{trial_id}.json")
     log.info(
         "trial %s: validation accuracy %.4f macro-F1 %.4f",
         params.trial["label"],

@@ -7,19 +7,17 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
 from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
 from reviewops.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.sources import MALFORMED, WRONG_TYPE
-from reviewops.storage import Layout, atomic_path, write_parquet
+from reviewops.storage import Layout, StoragePath, atomic_path, read_table, write_parquet
 from reviewops.windows import monday_of
 
 log = logging.getLogger(__name__)
@@ -167,7 +165,7 @@ def _mark_duplicates(frame: pd.DataFrame, reason: pd.Series, mark: Marker) -> No
 def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     """Validate a raw batch; write its valid rows and its quarantine file."""
     layout = Layout(params.data_root)
-    frame = pq.read_table(raw.path).to_pandas()
+    frame = read_table(raw.path).to_pandas()
     today = params.today or dt.datetime.now(dt.UTC).date()
     outcome = validate_frame(frame, params.max_text_chars, today)
     rows_read = len(frame)
@@ -191,7 +189,7 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     )
 
 
-def write_quarantined(outcome: ValidationOutcome, target: Path) -> Path:
+def write_quarantined(outcome: ValidationOutcome, target: StoragePath) -> StoragePath:
     """The quarantined rows with their reasons as Parquet, or as CSV when ``target`` ends in .csv."""
     table = pa.Table.from_pandas(
         outcome.quarantined[QUARANTINE_SCHEMA.names], schema=QUARANTINE_SCHEMA, preserve_index=False

@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import json
 import re
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
+
+if TYPE_CHECKING:
+    from reviewops.storage import StoragePath
 
 WEEK = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -23,7 +25,7 @@ app = FastAPI(title="reviewops monitoring", docs_url=None, redoc_url=None, opena
 User = Annotated[Any, Depends(get_user)]
 
 
-def _monitoring_root() -> Path:
+def _monitoring_root() -> StoragePath:
     from reviewops.config import Settings
     from reviewops.storage import Layout
 
@@ -34,9 +36,11 @@ def _monitoring_root() -> Path:
 def monitoring_index(user: User) -> str:
     """Every monitored week, newest first, with its volume, accuracy and breaches."""
     rows = []
-    for metrics_file in sorted(_monitoring_root().glob("week=*/metrics.json"), reverse=True):
+    from reviewops.storage import glob
+
+    for metrics_file in reversed(glob(_monitoring_root(), "week=*/metrics.json")):
         week = metrics_file.parent.name.removeprefix("week=")
-        metrics = json.loads(metrics_file.read_text())
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         accuracy = metrics.get("accuracy")
         breaches = metrics.get("breaches", [])
         status = "; ".join(html.escape(b["message"]) for b in breaches) or "ok"
