@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from reviewops.lineage import Artifact, LineageRecord, StepResult
     from reviewops.monitoring import Thresholds
     from reviewops.windows import Window
+    from reviewops_airflow.bigquery import BigQueryReviewSource
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
@@ -26,9 +27,13 @@ class IngestReviewsOperator(ReviewOpsOperator):
     The window is, in order: ``window_start``/``window_end`` when given; the ``week``
     (a Monday) when given; the whole source when ``whole_source`` is set; else the
     run's data interval, which must be one calendar week.
+
+    A ``bigquery://project.dataset.table`` source is queried for the window through the
+    ``gcp_conn_id`` connection, its columns mapped by ``bigquery_columns`` (over
+    ``REVIEWOPS_BIGQUERY_COLUMNS``), landed as Parquet and ingested like a file.
     """
 
-    template_fields = (*ReviewOpsOperator.template_fields, "week", "window_start", "window_end")
+    template_fields = (*ReviewOpsOperator.template_fields, "week", "window_start", "window_end", "bigquery_columns")
 
     def __init__(
         self,
@@ -38,6 +43,8 @@ class IngestReviewsOperator(ReviewOpsOperator):
         window_end: str | None = None,
         whole_source: bool = False,
         source: str = "{{ params.source }}",
+        gcp_conn_id: str = "google_cloud_default",
+        bigquery_columns: dict[str, str | None] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(source=source, **kwargs)
@@ -45,8 +52,11 @@ class IngestReviewsOperator(ReviewOpsOperator):
         self.window_start = window_start
         self.window_end = window_end
         self.whole_source = whole_source
+        self.gcp_conn_id = gcp_conn_id
+        self.bigquery_columns = bigquery_columns
 
     def resolve_window(self, context: Context, source: str) -> Window:
+        from reviewops.bigquery_source import is_bigquery
         from reviewops.sources import source_window
         from reviewops.windows import Window, WindowError, parse_day, resolve_week
 
@@ -67,21 +77,32 @@ class IngestReviewsOperator(ReviewOpsOperator):
                     data_interval_end=context.get("data_interval_end"),
                     partition_key=getattr(dag_run, "partition_key", None),
                 )
+            if is_bigquery(source):
+                return self.bigquery_source().window(source)
             return source_window(source)
         except WindowError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.bigquery_source import is_bigquery
         from reviewops.ingest import IngestParams, ingest_reviews
         from reviewops.sources import SourceError
 
         settings = self.settings()
-        window = self.resolve_window(context, settings.source)
-        self.log.info("ingesting %s from %s", window.key, settings.source)
         try:
-            return ingest_reviews(IngestParams(source=settings.source, data_root=settings.data_root, window=window))
+            window = self.resolve_window(context, settings.source)
+            self.log.info("ingesting %s from %s", window.key, settings.source)
+            params = IngestParams(source=settings.source, data_root=settings.data_root, window=window)
+            if is_bigquery(settings.source):
+                return self.bigquery_source().ingest(params)
+            return ingest_reviews(params)
         except SourceError as exc:  # an unreadable source does not get better by retrying
             raise AirflowFailException(str(exc)) from exc
+
+    def bigquery_source(self) -> BigQueryReviewSource:
+        from reviewops_airflow.bigquery import BigQueryReviewSource
+
+        return BigQueryReviewSource(gcp_conn_id=self.gcp_conn_id, columns=self.bigquery_columns)
 
 
 class ValidateReviewsOperator(ReviewOpsOperator):
