@@ -1,0 +1,405 @@
+"""Supervised tuning of a Gemini model on Vertex AI: the training files, the tuned
+model as a registry candidate, and its evaluation beside the local models.
+
+Three steps, each a plain function over files (the tuning job itself is the Google
+provider's operator):
+
+1. :func:`export_tuning_data`: a dataset version's train split as Vertex AI tuning
+   JSONL (one :func:`reviewops.vertex.tuning_example` per line) under
+   ``<data_root>/vertex/tuning/<ds-…>/<prompt ref>/``: ``train.jsonl`` and
+   ``validation.jsonl``. The validation file is a deterministic carve of the *train*
+   split (by a salted hash of ``review_id``), so the eval split stays untouched for the
+   gate, exactly as the local trials carve their validation rows out of the train split.
+2. :func:`record_tuned_model`: the tuned model's resource names, base model, prompt and
+   data as a candidate folder (``vertex_model.json`` + ``training.json``) the registry
+   can publish like a Keras candidate.
+3. :func:`evaluate_tuned_model`: the tuned model's batch predictions on the eval split,
+   the champion's (computed locally when it is a Keras model) and the two baselines, in
+   the same ``evaluation.json`` shape as :func:`reviewops.evaluation.evaluate_candidate`.
+
+Limits (Vertex AI documentation, Gemini supervised tuning): at least 16 training
+examples (100 to 500 recommended), at most 5,000 validation examples and 1 GB of
+training JSONL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reviewops.config import VertexSettings
+from reviewops.lineage import Artifact, StepResult, code_version
+from reviewops.prompts import PromptTemplate, load_template
+from reviewops.schema import CLASSES
+from reviewops.storage import Layout, StoragePath, as_path, is_remote, read_json, to_uri, write_json, write_text
+from reviewops.vertex import tuning_example
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_EXAMPLES = 16
+RECOMMENDED_TRAIN_EXAMPLES = 100
+MAX_VALIDATION_EXAMPLES = 5000
+MAX_TRAIN_FILE_BYTES = 1 << 30
+VALIDATION_FRACTION = 0.2  # the same share the local trials carve out of the train split
+VALIDATION_SALT = "vertex-validation"
+
+TRAIN_FILE = "train.jsonl"
+VALIDATION_FILE = "validation.jsonl"
+VERTEX_MODEL_FILE = "vertex_model.json"
+TRAINING_FILE = "training.json"
+EVALUATION_FILE = "evaluation.json"
+KIND = "vertex"
+UNANSWERED = "unanswered"
+
+_MODEL_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/]+)?$")
+_ENDPOINT_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/endpoints/[^/]+$")
+
+
+class TuningError(ValueError):
+    """Too little data to tune on, a data root Vertex AI cannot read, or a tuning job
+    that returned no tuned model. The message says what to do."""
+
+
+# --- 1. training files -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuningDataParams:
+    data_root: str
+    dataset_dir: str
+    vertex: VertexSettings = field(default_factory=VertexSettings)
+    validation_fraction: float = VALIDATION_FRACTION
+    min_train_examples: int = MIN_TRAIN_EXAMPLES
+    max_validation_examples: int = MAX_VALIDATION_EXAMPLES
+    require_cloud_storage: bool = True
+
+
+def validation_bucket(review_id: str) -> float:
+    """Where a review falls in [0, 1) for the validation carve: salted, so it is
+    independent of the eval split's hash (every train row is above the eval cut)."""
+    digest = hashlib.sha256(f"{VALIDATION_SALT}:{review_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32
+
+
+def split_for_tuning(
+    rows: Sequence[Mapping[str, Any]], fraction: float, max_validation: int
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(train, validation) rows: validation is the carve below ``fraction``, cut to the
+    ``max_validation`` rows with the lowest buckets; rows past the cut go back to train."""
+    ordered = sorted(rows, key=lambda r: (validation_bucket(str(r["review_id"])), str(r["review_id"])))
+    carved = [r for r in ordered if validation_bucket(str(r["review_id"])) < fraction]
+    validation = carved[:max_validation]
+    kept = {str(r["review_id"]) for r in validation}
+    train = sorted((r for r in rows if str(r["review_id"]) not in kept), key=lambda r: str(r["review_id"]))
+    return train, sorted(validation, key=lambda r: str(r["review_id"]))
+
+
+def tuning_lines(template: PromptTemplate, rows: Iterable[Mapping[str, Any]]) -> str:
+    """The JSONL text: one documented tuning example per row."""
+    return "".join(
+        json.dumps(tuning_example(template, row, str(row["label"])), ensure_ascii=False, sort_keys=True) + "\n"
+        for row in rows
+    )
+
+
+def tuning_dir(data_root: str, dataset_version: str, template: PromptTemplate) -> StoragePath:
+    return Layout(data_root).root / "vertex" / "tuning" / dataset_version / template.ref
+
+
+def read_split(dataset_dir: StoragePath, split: str) -> list[dict[str, Any]]:
+    text = (dataset_dir / f"{split}.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def export_tuning_data(params: TuningDataParams) -> StepResult:
+    """Write the tuning and validation JSONL of a dataset version's train split; the
+    result's metrics carry the tuning request the provider's operator is rendered from."""
+    dataset_dir = as_path(params.dataset_dir)
+    version = str(read_json(dataset_dir / "manifest.json")["version"])
+    template = load_template(params.vertex.prompt)
+    folder = tuning_dir(params.data_root, version, template)
+    if params.require_cloud_storage and not is_remote(folder):
+        raise TuningError(
+            f"Vertex AI reads tuning data from Cloud Storage, but the data root is {to_uri(folder)}: "
+            "run with a gs://BUCKET/PREFIX data root (Param data_root or REVIEWOPS_DATA_ROOT), "
+            "or train with training_backend=local"
+        )
+    train, validation = split_for_tuning(
+        read_split(dataset_dir, "train"), params.validation_fraction, params.max_validation_examples
+    )
+    _check_counts(version, len(train), len(validation), params)
+    train_text = tuning_lines(template, train)
+    if len(train_text.encode("utf-8")) > MAX_TRAIN_FILE_BYTES:
+        raise TuningError(
+            f"{version}: the tuning file would be {len(train_text.encode()):,} bytes, over Vertex AI's 1 GB "
+            "limit: snapshot a smaller window of curated weeks"
+        )
+    train_file = write_text(train_text, folder / TRAIN_FILE)
+    validation_file = write_text(tuning_lines(template, validation), folder / VALIDATION_FILE)
+    outputs = (
+        Artifact.of_file(train_file, "tuning_data", rows=len(train)),
+        Artifact.of_file(validation_file, "tuning_data", rows=len(validation)),
+    )
+    train_uri, validation_uri = to_uri(train_file), to_uri(validation_file)
+    metrics: dict[str, Any] = {
+        "dataset_version": version,
+        **template.lineage(),
+        "train_examples": len(train),
+        "validation_examples": len(validation),
+        "train_class_counts": _class_counts(train),
+        "validation_class_counts": _class_counts(validation),
+        "validation_rule": f"sha256('{VALIDATION_SALT}:' + review_id)[:8] / 2**32 < {params.validation_fraction}"
+        f" (first {params.max_validation_examples})",
+        "train_uri": train_uri,
+        "validation_uri": validation_uri,
+        "tuning": tuning_request(params.vertex, version, template, train_uri, validation_uri),
+    }
+    log.info(
+        "tuning data for %s with %s: %d train / %d validation examples in %s",
+        version,
+        template.ref,
+        len(train),
+        len(validation),
+        to_uri(folder),
+    )
+    return StepResult(subject=version, outputs=outputs, metrics=metrics)
+
+
+def _check_counts(version: str, train: int, validation: int, params: TuningDataParams) -> None:
+    if train < params.min_train_examples or validation < 1:
+        raise TuningError(
+            f"{version}: {train} training and {validation} validation examples; Vertex AI supervised tuning needs "
+            f"at least {params.min_train_examples} training examples ({RECOMMENDED_TRAIN_EXAMPLES} or more "
+            "recommended) and this pipeline at least 1 validation example. Curate more weeks "
+            "(reviews_initial_load over a longer window, or more reviews_weekly runs), lower the eval_fraction "
+            "Param, or train with training_backend=local"
+        )
+    if train < RECOMMENDED_TRAIN_EXAMPLES:
+        log.warning(
+            "%s: only %d training examples; Vertex AI recommends %d or more for a useful tuned model",
+            version,
+            train,
+            RECOMMENDED_TRAIN_EXAMPLES,
+        )
+
+
+def _class_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    return {name: sum(1 for r in rows if r["label"] == name) for name in CLASSES}
+
+
+def tuned_model_display_name(dataset_version: str, template: PromptTemplate) -> str:
+    # Up to 128 characters (Vertex AI); ds- and prompt refs are short.
+    return f"reviewops-{dataset_version}-{template.name}-v{template.version}"[:128]
+
+
+def tuning_request(
+    vertex: VertexSettings, dataset_version: str, template: PromptTemplate, train_uri: str, validation_uri: str
+) -> dict[str, Any]:
+    """The arguments of ``GenAISupervisedFineTuningTrainOperator`` (plain JSON). An
+    empty project means the Connection's."""
+    return {
+        "project_id": vertex.project,
+        "location": vertex.location,
+        "gcp_conn_id": vertex.gcp_conn_id,
+        "source_model": vertex.tuning_source_model,
+        "training_dataset": {"gcs_uri": train_uri},
+        "tuning_job_config": {
+            "tuned_model_display_name": tuned_model_display_name(dataset_version, template),
+            "epoch_count": vertex.tuning_epochs,
+            "validation_dataset": {"gcs_uri": validation_uri},
+        },
+    }
+
+
+# --- 2. the tuned model as a candidate -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TunedModelParams:
+    data_root: str
+    tuned_model_name: str
+    endpoint: str
+    tuning: Mapping[str, Any]  # the metrics of export_tuning_data's record
+    tuning_seconds: float | None = None
+
+
+def check_tuned_model(tuned_model_name: str | None, endpoint: str | None) -> None:
+    if not tuned_model_name or not _MODEL_NAME.match(tuned_model_name):
+        raise TuningError(
+            f"the tuning job returned no usable tuned model name ({tuned_model_name!r}, expected "
+            "projects/P/locations/L/models/ID@VERSION): look the job up in the Vertex AI console "
+            "(Tuning) for its error, then run reviews_training again"
+        )
+    if not endpoint or not _ENDPOINT_NAME.match(endpoint):
+        raise TuningError(
+            f"the tuning job returned no usable endpoint ({endpoint!r}, expected "
+            "projects/P/locations/L/endpoints/ID): look the job up in the Vertex AI console"
+        )
+
+
+def record_tuned_model(params: TunedModelParams) -> StepResult:
+    """Write the candidate folder of a tuned model: ``vertex_model.json`` (resource
+    names, base model, prompt, data, tuning job config) and ``training.json`` (what the
+    registry and the model card read). Its version hashes the tuned model's name, so
+    every tuning job is a version of its own."""
+    from reviewops.registry import Registry, model_version_id
+
+    check_tuned_model(params.tuned_model_name, params.endpoint)
+    tuning = params.tuning
+    request = tuning["tuning"]
+    config = request["tuning_job_config"]
+    vertex = {
+        "tuned_model_name": params.tuned_model_name,
+        "endpoint": params.endpoint,
+        "source_model": request["source_model"],
+        "prompt_ref": tuning["prompt_template"],
+        "prompt_sha256": tuning["prompt_sha256"],
+    }
+    train_params = {
+        "source_model": request["source_model"],
+        "epoch_count": config.get("epoch_count"),
+        "prompt": tuning["prompt_template"],
+        "tuned_model_display_name": config.get("tuned_model_display_name"),
+    }
+    dataset_version = str(tuning["dataset_version"])
+    version = model_version_id(dataset_version, {"kind": KIND, **train_params, **vertex}, code_version())
+    model = {
+        "kind": KIND,
+        "model_version": version,
+        **vertex,
+        "dataset_version": dataset_version,
+        "project_id": request.get("project_id") or _resource_part(params.tuned_model_name, "projects"),
+        "location": request.get("location") or _resource_part(params.tuned_model_name, "locations"),
+        "tuning_job_config": config,
+        "training_data": {"train": tuning["train_uri"], "validation": tuning["validation_uri"]},
+    }
+    training = {
+        "kind": KIND,
+        "params": train_params,
+        "vertex": vertex,
+        "train_rows": tuning["train_examples"],
+        "validation_rows": tuning["validation_examples"],
+        "classes": list(CLASSES),
+        "train_seconds": round(params.tuning_seconds, 1) if params.tuning_seconds is not None else None,
+        "warm_start_from": None,
+        "code_version": code_version(),
+    }
+    folder = Registry(params.data_root).candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
+    model_file = write_json(model, folder / VERTEX_MODEL_FILE)
+    training_file = write_json(training, folder / TRAINING_FILE)
+    log.info("tuned model %s (endpoint %s) recorded as candidate %s", params.tuned_model_name, params.endpoint, version)
+    return StepResult(
+        subject=version,
+        outputs=(
+            Artifact.of_file(model_file, "model_candidate"),
+            Artifact.of_file(training_file, "model_candidate"),
+        ),
+        metrics={"model_version": version, "dataset_version": dataset_version, **training},
+    )
+
+
+def _resource_part(name: str, collection: str) -> str:
+    parts = name.split("/")
+    return parts[parts.index(collection) + 1] if collection in parts else ""
+
+
+# --- 3. evaluation ---------------------------------------------------------------------
+
+
+def scored_metrics(labels: Sequence[str], predicted: Sequence[str | None]) -> dict[str, Any]:
+    """:func:`reviewops.evaluation.classification_metrics` over every eval row, where a
+    review the model did not answer (blocked, unparseable, failed, missing) counts as a
+    miss: it lowers accuracy and its class's recall, it is never dropped. The confusion
+    matrix covers the answered rows; ``unanswered`` counts the rest by true class."""
+    from reviewops.evaluation import classification_metrics
+
+    classes = (*CLASSES, UNANSWERED)
+    full = classification_metrics(labels, [p if p in CLASSES else UNANSWERED for p in predicted], classes)
+    per_class = {name: full["per_class"][name] for name in CLASSES}
+    f1s = [float(stats["f1"]) for stats in per_class.values()]
+    k = len(CLASSES)
+    return {
+        "rows": full["rows"],
+        "accuracy": full["accuracy"],
+        "macro_f1": round(sum(f1s) / len(f1s), 4) if full["rows"] else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": [row[:k] for row in full["confusion_matrix"][:k]],
+        "classes": list(CLASSES),
+        "unanswered": {name: int(full["confusion_matrix"][i][k]) for i, name in enumerate(CLASSES)},
+    }
+
+
+def evaluate_tuned_model(
+    candidate_dir: StoragePath,
+    dataset_dir: StoragePath,
+    model_version: str,
+    predicted: Mapping[str, str | None],
+    champion: tuple[str, StoragePath] | None = None,
+    predictions_summary: Mapping[str, Any] | None = None,
+) -> StepResult:
+    """Score the tuned model's eval-split predictions (review_id -> class, or None when
+    unanswered) beside the champion's (a Keras champion predicts here, locally) and the
+    two baselines trained on the same train split; write ``evaluation.json`` into the
+    candidate folder, in the shape :func:`reviewops.evaluation.evaluate_candidate` writes."""
+    from reviewops.evaluation import classification_metrics, majority_baseline, tfidf_logreg_baseline
+    from reviewops.storage import read_table
+
+    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
+    evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
+    ids = [str(i) for i in evaluation.column("review_id").to_pylist()]
+    texts = evaluation.column("text").to_pylist()
+    labels = evaluation.column("label").to_pylist()
+    matched = sum(1 for i in ids if predicted.get(i) is not None)
+    if ids and not any(i in predicted for i in ids):
+        raise TuningError(
+            f"none of the {len(ids)} eval reviews of {dataset_dir.name} has a prediction: the batch "
+            "predictions are not of this dataset version's eval split"
+        )
+    metrics = scored_metrics(labels, [predicted.get(i) for i in ids])
+    train_texts = train.column("text").to_pylist()
+    train_labels = train.column("label").to_pylist()
+    report: dict[str, Any] = {
+        "model_version": model_version,
+        "kind": KIND,
+        "dataset_version": dataset_dir.name,
+        "split": "eval",
+        **metrics,
+        "answered": matched,
+        "predictions": dict(predictions_summary or {}),
+        "baselines": {
+            "majority": majority_baseline(train_labels, labels, CLASSES),
+            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
+        },
+        "champion": None,
+    }
+    if champion is not None:
+        version, path = champion
+        report["champion"] = {
+            "model_version": version,
+            **classification_metrics(labels, _keras_labels(path, texts), CLASSES),
+        }
+    path = write_json(report, candidate_dir / EVALUATION_FILE)
+    if matched < len(ids):
+        log.warning("%s answered %d of %d eval reviews: the rest count as misses", model_version, matched, len(ids))
+    log.info(
+        "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
+        model_version,
+        metrics["rows"],
+        metrics["accuracy"],
+        metrics["macro_f1"],
+    )
+    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)
+
+
+def _keras_labels(model_file: StoragePath, texts: list[str]) -> list[str]:
+    from reviewops.storage import local_copy
+    from reviewops.training import load_model, predict_labels
+
+    with local_copy(model_file) as local:
+        return predict_labels(load_model(local), texts)
