@@ -19,11 +19,11 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import pytest
 from fsspec.registry import _registry
 from fsspec.spec import AbstractFileSystem
 
@@ -205,10 +205,9 @@ def uninstall() -> None:
         _registry.pop(protocol, None)  # back to fsspec's known gcsfs
 
 
-@pytest.fixture
-def fake_gcs(tmp_path: Path) -> Iterator[Path]:
-    """A fake GCS for the test; yields the local folder the buckets live in."""
-    root = tmp_path / "fake-gcs"
+@contextmanager
+def installed(root: Path) -> Iterator[Path]:
+    """The fake GCS served from ``root`` for the duration of the block."""
     install(root)
     try:
         yield root

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests import gcsfake
 
 from .samples import SLICE_ROWS, Record, shipped_records, shipped_text, tsv_line
 
@@ -37,3 +39,11 @@ def append_rows() -> AppendRows:
                 handle.write(tsv_line(row))
 
     return append
+
+
+@pytest.fixture
+def fake_gcs(tmp_path: Path) -> Iterator[Path]:
+    """``gs://`` served by the fake object store (tests/gcsfake.py) for the test; yields
+    the local folder its buckets live in."""
+    with gcsfake.installed(tmp_path / "fake-gcs") as root:
+        yield root
