@@ -26,10 +26,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from reviewops.lineage_store import LineageStore
 from reviewops.parsing import parse_date
 from reviewops.schema import CANONICAL
-from reviewops.storage import sha256_file
+from reviewops.storage import as_path, sha256_file
 from reviewops.windows import Window
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from tests.conftest import SHIPPED
+from tests.gcsfake import fake_gcs  # noqa: F401  (fixture)
 from tests.include.test_bigquery_source import DRUGS_COM, FakeBigQueryClient, shipped_bigquery_table, shipped_rows
 from tests.plugins.test_operators import run
 
@@ -66,7 +67,7 @@ def bigquery(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield {"client": client, "get_client": handed_out, "get_connection": get_connection}
 
 
-def chain(data_root: Path, source: str, **ingest: Any) -> tuple[Any, Any, Any]:
+def chain(data_root: Path | str, source: str, **ingest: Any) -> tuple[Any, Any, Any]:
     common = {"source": source, "data_root": str(data_root)}
     return (
         IngestReviewsOperator(task_id="ingest", **common, **ingest),
@@ -199,3 +200,21 @@ def test_bad_names_fail_without_retry_before_any_query(
     with pytest.raises(AirflowFailException, match=match):
         run(ingest)
     assert bigquery["client"].calls == [] and bigquery["get_connection"].call_count == 0
+
+
+@pytest.mark.usefixtures("fake_gcs")
+def test_landing_on_a_gs_data_root(bigquery: dict[str, Any]) -> None:
+    data_root = "gs://reviews-bucket/ops"
+    ingest, validate, transform = chain(data_root, SOURCE, week=WEEK, bigquery_columns=DRUGS_COM)
+
+    raw = run(ingest)
+    curated = run(transform, {"validate": run(validate, {"ingest": raw})})
+
+    landing = artifact(raw, "landing")
+    assert landing["uri"] == "gs://reviews-bucket/ops/landing/bigquery/proj.ds.reviews/week=2017-09-25/reviews.parquet"
+    with as_path(landing["uri"]).open("rb") as handle:
+        assert pq.read_table(handle).num_rows == landing["rows"] == 5
+    assert raw["inputs"][0]["uri"] == SOURCE and raw["inputs"][0]["sha256"] == landing["sha256"]
+    assert artifact(raw, "raw")["uri"].startswith("gs://reviews-bucket/ops/raw/")
+    (partition,) = [a for a in curated["outputs"] if a["kind"] == "curated"]
+    assert partition["rows"] == 4 and partition["uri"].startswith("gs://reviews-bucket/ops/curated/")
