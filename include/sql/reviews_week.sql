@@ -7,8 +7,8 @@
 --
 -- Rows without a date are selected every week, as file sources keep rows whose date
 -- cannot be parsed: validation quarantines them, so they are seen until the table is
--- fixed instead of vanishing from every week. The filter names only the date column,
--- so a table partitioned on it reads the week's partitions and the NULL partition.
+-- fixed instead of vanishing from every week. The filter names only the date column and
+-- parameters, so on a table partitioned by it BigQuery can prune to the week and NULL partitions.
 --
 -- The order (review_date, then every other column) makes the landed file, and so its
 -- sha256, the same whenever the week's rows are the same.
