@@ -29,8 +29,8 @@ from reviewops.schema import CANONICAL
 from reviewops.storage import as_path, sha256_file
 from reviewops.windows import Window
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
+from tests import gcsfake
 from tests.conftest import SHIPPED
-from tests.gcsfake import fake_gcs  # noqa: F401  (fixture)
 from tests.include.test_bigquery_source import DRUGS_COM, FakeBigQueryClient, shipped_bigquery_table, shipped_rows
 from tests.plugins.test_operators import run
 
@@ -202,8 +202,12 @@ def test_bad_names_fail_without_retry_before_any_query(
     assert bigquery["client"].calls == [] and bigquery["get_connection"].call_count == 0
 
 
-@pytest.mark.usefixtures("fake_gcs")
-def test_landing_on_a_gs_data_root(bigquery: dict[str, Any]) -> None:
+def test_landing_on_a_gs_data_root(bigquery: dict[str, Any], tmp_path: Path) -> None:
+    with gcsfake.installed(tmp_path / "fake-gcs"):
+        landing_on_gs(bigquery)
+
+
+def landing_on_gs(bigquery: dict[str, Any]) -> None:
     data_root = "gs://reviews-bucket/ops"
     ingest, validate, transform = chain(data_root, SOURCE, week=WEEK, bigquery_columns=DRUGS_COM)
 
