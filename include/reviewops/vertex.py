@@ -23,7 +23,8 @@ Formats (Vertex AI generative AI documentation):
 
   A failed line has a non-empty ``status`` and no response; a blocked prompt has
   ``promptFeedback.blockReason`` and no candidates; a blocked answer has a candidate
-  with ``finishReason`` SAFETY (or another non-STOP reason) and no text.
+  with ``finishReason`` SAFETY (or another filter's reason: RECITATION, BLOCKLIST, ...)
+  and usually no text; an empty answer that finished normally is unparseable.
 
 Output lines come back in any order and echo the request, so each is matched to its
 reviews by :func:`request_key`, a hash of the request's user text.
@@ -45,6 +46,9 @@ BLOCKED = "blocked"  # the prompt or the answer was blocked by the model's safet
 UNPARSEABLE = "unparseable"  # an answer that is not one of the template's classes
 ERROR = "error"  # the line failed (non-empty status, or no response at all)
 MISSING = "missing"  # a request with no output line
+
+# Finish reasons of an answer that was not cut off by a filter.
+NORMAL_FINISH = frozenset({"", "STOP", "MAX_TOKENS", "FINISH_REASON_UNSPECIFIED"})
 
 # Safety ratings at or above this probability count as flagged in monitoring.
 FLAGGED_PROBABILITIES = frozenset({"MEDIUM", "HIGH"})
@@ -152,11 +156,12 @@ def parse_output_line(line: str | Mapping[str, Any], template: PromptTemplate) -
     answer = "".join(str(p.get("text") or "") for p in parts if p).strip() or None
     ratings = tuple(candidate.get("safetyRatings") or ())
     citations = tuple((candidate.get("citationMetadata") or {}).get("citations") or ())
-    if answer is None or finish not in ("", "STOP", "MAX_TOKENS"):
+    if finish not in NORMAL_FINISH:
+        # Stopped by a filter (SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, ...).
         return ParsedResponse(
             status=BLOCKED,
-            finish_reason=finish or None,
-            block_reason=finish or "EMPTY_ANSWER",
+            finish_reason=finish,
+            block_reason=finish,
             answer=answer,
             safety_ratings=ratings,
             citations=citations,
@@ -174,14 +179,24 @@ def parse_output_line(line: str | Mapping[str, Any], template: PromptTemplate) -
     )
 
 
-def parse_output(lines: Iterable[str], template: PromptTemplate) -> dict[str, ParsedResponse]:
+def parse_output(
+    lines: Iterable[str], template: PromptTemplate, invalid: list[str] | None = None
+) -> dict[str, ParsedResponse]:
     """Parse output lines (blank lines skipped) into key -> response. When a key comes
-    back twice (a retried line), an answered line wins over a failed one."""
+    back twice (a retried line), an answered line wins over a failed one, else the first
+    is kept. A line that is not a JSON object raises ValueError, unless ``invalid`` is
+    given: it is then appended there (its review stays without a response)."""
     parsed: dict[str, ParsedResponse] = {}
     for line in lines:
         if not line.strip():
             continue
-        response = parse_output_line(line, template)
+        try:
+            response = parse_output_line(line, template)
+        except ValueError:
+            if invalid is None:
+                raise
+            invalid.append(line)
+            continue
         previous = parsed.get(response.key)
         if previous is None or (previous.status == ERROR and response.status != ERROR):
             parsed[response.key] = response
