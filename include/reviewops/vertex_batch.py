@@ -469,7 +469,11 @@ def collect_batch(
     template = load_spec_template(spec)
     table = read_input(source)
     lines, outputs = read_output(output_files(job, spec.gcs_destination_prefix))
-    parsed = parse_output(lines, template)
+    invalid: list[str] = []
+    parsed = parse_output(lines, template, invalid)
+    if invalid:
+        # A truncated or garbled line: its review is reported missing, the rest is kept.
+        log.warning("%d output lines of %s are not JSON objects, e.g. %.80r", len(invalid), spec.subject, invalid[0])
     responses = join_responses(table, template, parsed)
     matched = {r.key for r in responses}
     unmatched = sorted(set(parsed) - matched)
@@ -491,6 +495,7 @@ def collect_batch(
         "requests": requests.rows,
         "output_lines": len(lines),
         "unmatched_lines": len(unmatched),
+        "invalid_lines": len(invalid),
         "job": (job or {}).get("name"),
         "batch_seconds": [seconds] if seconds is not None else [],
         "response_summary": summary,
