@@ -17,13 +17,14 @@ def location_params(source: bool = True) -> dict[str, Any]:
             "",
             type="string",
             title="Review source",
-            description="File, folder or glob of CSV/TSV/JSONL/Parquet reviews. Empty: $REVIEWOPS_SOURCE or the shipped reviews.",
+            description="File, folder or glob of CSV/TSV/JSONL/Parquet reviews (local or gs://), or a BigQuery table "
+            "bigquery://project.dataset.table. Empty: $REVIEWOPS_SOURCE or the shipped reviews.",
         ),
         "data_root": Param(
             "",
             type="string",
             title="Data root",
-            description="Root folder of every artifact. Empty: $REVIEWOPS_DATA_ROOT or ./artifacts in the project.",
+            description="Root of every artifact: a folder or gs://bucket/prefix. Empty: $REVIEWOPS_DATA_ROOT or ./artifacts in the project.",
         ),
     }
     if not source:
