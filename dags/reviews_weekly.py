@@ -8,8 +8,17 @@ Every Monday at 00:00 UTC, process the calendar week that just ended
 2. **validate**: each row valid, or quarantined with its reason (`quarantine/week=…`).
 3. **transform**: HTML entities decoded, scrape quotes and whitespace stripped, repeated
    reviews set aside; the curated week is written to `curated/week=…/reviews.parquet`.
-4. **score**: the week scored by the champion model (or conf `model_version`) into
-   `predictions/week=…/predictions.parquet`, with each review's safety flags.
+4. **choose_scoring_backend**: Param `scoring_backend` (else `$REVIEWOPS_SCORING_BACKEND`,
+   else `local`) picks one of two paths; the other is skipped.
+   - local, **score**: the week scored by the champion model (or conf `model_version`) into
+     `predictions/week=…/predictions.parquet`, with each review's safety flags.
+   - vertex, **prepare_batch** → **batch_predict** → **collect_batch**: the week rendered
+     with a versioned prompt template (Param `prompt`) into `requests.jsonl` on the gs://
+     data root, one Vertex AI batch prediction job (Gemini: the champion when it is a
+     Vertex-tuned model, else the configured base model), and its output joined back to
+     every review into the same predictions partition, with the response status, the
+     model's safety categories, citations and the prompt template (nothing dropped: a
+     review with no answer has status `missing`).
 5. **monitor**: volume, throughput and batch latency, predicted class mix, drift against
    the model's training data, accuracy against the ratings that arrived, slices by
    product and condition, unknown words, safety flags: `monitoring/week=…/metrics.json`
@@ -30,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from reviewops_airflow.assets import CURATED_REVIEWS, PREDICTIONS
+from reviewops_airflow.backends import ChooseBackendOperator, backend_param
 from reviewops_airflow.notifiers import ALERT_CONN_ID, WebhookAlertNotifier
 from reviewops_airflow.operators import (
     CheckWeekOperator,
@@ -40,6 +50,7 @@ from reviewops_airflow.operators import (
     ValidateReviewsOperator,
 )
 from reviewops_airflow.params import date_param, location_params
+from reviewops_airflow.vertex_batch import batch_prediction_tasks
 
 with DAG(
     dag_id="reviews_weekly",
@@ -62,6 +73,14 @@ with DAG(
         "model_version": Param(
             "", type="string", title="Model version", description="Pin a registered model version. Empty: the champion."
         ),
+        "scoring_backend": backend_param("scoring"),
+        "prompt": Param(
+            "",
+            type="string",
+            title="Prompt template",
+            description="Vertex backend only: NAME or NAME@vN under include/prompts/. "
+            "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
+        ),
         **location_params(),
     },
 ) as dag:
@@ -70,6 +89,13 @@ with DAG(
     transform = TransformReviewsOperator(
         task_id="transform", upstream={"validated": "validate"}, outlets=[CURATED_REVIEWS]
     )
+    choose_scoring_backend = ChooseBackendOperator(
+        task_id="choose_scoring_backend",
+        kind="scoring",
+        backend="{{ params.scoring_backend }}",
+        local="score",
+        vertex="prepare_batch",
+    )
     score = ScoreReviewsOperator(
         task_id="score",
         upstream={"curated": "transform"},
@@ -77,8 +103,17 @@ with DAG(
         execution_timeout=timedelta(hours=2),
         outlets=[PREDICTIONS],
     )
+    prepare_batch, batch_predict, collect_batch = batch_prediction_tasks(
+        source_task="transform",
+        prompt="{{ params.prompt }}",
+        model_version="{{ params.model_version }}",
+        outlets=[PREDICTIONS],
+    )
     monitor = MonitorWeekOperator(
-        task_id="monitor", upstream={"predictions": "score"}, thresholds="{{ params.thresholds }}"
+        task_id="monitor",
+        upstream={"predictions": ("score", "collect_batch")},
+        thresholds="{{ params.thresholds }}",
+        trigger_rule="none_failed_min_one_success",  # after whichever backend ran
     )
     check_week = CheckWeekOperator(
         task_id="check_week",
@@ -86,4 +121,6 @@ with DAG(
         on_failure_callback=WebhookAlertNotifier(conn_id=ALERT_CONN_ID),
     )
 
-    ingest >> validate >> transform >> score >> monitor >> check_week
+    ingest >> validate >> transform >> choose_scoring_backend >> [score, prepare_batch]
+    score >> monitor
+    collect_batch >> monitor >> check_week

@@ -45,7 +45,9 @@ def test_dag_is_declared_on_purpose(dagbag: Any, path: Path) -> None:
     assert dag.catchup is False
     assert dag.start_date is not None and dag.start_date.utcoffset().total_seconds() == 0
     for task in dag.tasks:
-        assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+        # A paid cloud job (Vertex AI tuning) may opt out of retries, never out of a timeout.
+        paid_job = type(task).__module__.startswith("airflow.providers.google") and task.execution_timeout
+        assert task.retries >= 1 or paid_job, f"{dag.dag_id}.{task.task_id} has no retries"
         assert task.owner == "reviewops"
     assert "data_root" in dag.params
     assert ("source" in dag.params) == (dag.dag_id != "reviews_training")
