@@ -355,3 +355,28 @@ def test_a_gs_file_folder_or_glob_is_a_source(fake_gcs: Path) -> None:
     table = read_source("gs://drops/reviews/2017/a.tsv")
     assert table.num_rows == SLICE_ROWS
     assert set(table.column("source_file").to_pylist()) == {"gs://drops/reviews/2017/a.tsv"}
+
+
+def test_on_gs_ingest_keeps_a_rejected_file_whole_and_forgets_it_once_fixed(fake_gcs: Path) -> None:
+    from reviewops.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
+    from reviewops.sources import source_window
+
+    storage.write_text(shipped_text(SLICE_ROWS), storage.from_uri("gs://drops/reviews/good.tsv"))
+    bad = storage.from_uri("gs://drops/reviews/late/bad.tsv")
+    bad.write_bytes(b"")
+    window = source_window("gs://drops/reviews/")
+    params = IngestParams(source="gs://drops/reviews/", data_root=GS_ROOT, window=window)
+
+    result, sources = ingest_reviews(params)
+
+    folder = rejected_files_dir(GS_ROOT, window.key)
+    copies = [a for a in result.outputs if a.kind == "rejected_file"]
+    assert [a.uri for a in copies] == [f"{GS_ROOT}/quarantine/{window.key}/files/bad.tsv"]
+    assert [a.uri for a in sources] == ["gs://drops/reviews/good.tsv", "gs://drops/reviews/late/bad.tsv"]
+    assert storage.is_published(folder)
+    assert "is empty" in (folder / f"bad.tsv{ERROR_SUFFIX}").read_text()
+    assert result.outputs[0].uri == f"{GS_ROOT}/raw/{window.key}/reviews.parquet"
+
+    bad.unlink()
+    ingest_reviews(params)
+    assert not folder.exists()

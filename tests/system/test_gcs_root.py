@@ -164,3 +164,15 @@ def test_the_command_and_the_ui_read_a_gs_root(
     monkeypatch.setenv("REVIEWOPS_DATA_ROOT", GS_ROOT)
     assert f">{week}</a>" in monitoring_index(user=object())
     assert monitoring_report(week, user=object()).startswith("<!DOCTYPE html>")
+
+
+def test_a_version_on_gs_reproduces_from_its_lineage(runs: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from reviewops.cli import main
+
+    version = _record(runs["gs"]["training"], "register_model")["subject"]
+
+    code = main(["--data-root", GS_ROOT, "reproduce", version, "--json"])
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["within_tolerance"], result
+    assert result["dataset_version"] == _record(runs["gs"]["training"], "snapshot_dataset")["subject"]
