@@ -33,7 +33,7 @@ StepOutput = tuple["StepResult", list["Artifact"]]
 DEFAULT_JOB_TIMEOUT = dt.timedelta(hours=24)
 
 
-class _MapIndexAware(ReviewOpsOperator):
+class MapIndexAwareOperator(ReviewOpsOperator):
     """Pulls upstream records of its own map index when it runs inside a mapped task
     group (e.g. one batch per prompt template), the unmapped record otherwise."""
 
@@ -63,7 +63,7 @@ def pull_own_index(context: Context, task_id: str) -> Any:
     return ti.xcom_pull(task_ids=task_id, map_indexes=-1)
 
 
-class PrepareBatchPredictionOperator(_MapIndexAware):
+class PrepareBatchPredictionOperator(MapIndexAwareOperator):
     """Render the input's reviews with a prompt template into ``requests.jsonl`` on the
     (gs://) data root, and resolve the job: project, location, model, source, output
     prefix. The record's ``metrics["vertex"]`` is what ``batch_predict`` templates from.
@@ -140,7 +140,7 @@ class PrepareBatchPredictionOperator(_MapIndexAware):
             raise AirflowFailException(str(exc)) from exc
 
 
-class CollectBatchPredictionOperator(_MapIndexAware):
+class CollectBatchPredictionOperator(MapIndexAwareOperator):
     """Read the batch job's output (its ``outputInfo.gcsOutputDirectory`` from the job's
     XCom, else the newest job folder under the output prefix), join it back to every
     review of the input and write the predictions (a week: the same partition local

@@ -14,7 +14,9 @@ import pytest
 from tests.conftest import ROOT
 
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED = {"reviews_initial_load", "reviews_training", "reviews_weekly"}
+EXPECTED = {"reviews_initial_load", "reviews_training", "reviews_weekly", "reviews_prompt_evaluation"}
+# DAGs that read curated data or datasets only, never the review source.
+NO_SOURCE = {"reviews_training", "reviews_prompt_evaluation"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_dag_is_declared_on_purpose(dagbag: Any, path: Path) -> None:
         assert task.retries >= 1 or paid_job, f"{dag.dag_id}.{task.task_id} has no retries"
         assert task.owner == "reviewops"
     assert "data_root" in dag.params
-    assert ("source" in dag.params) == (dag.dag_id != "reviews_training")
+    assert ("source" in dag.params) == (dag.dag_id not in NO_SOURCE)
 
 
 def test_weekly_window_is_a_real_week(dagbag: Any) -> None:
@@ -93,3 +95,35 @@ def test_parsing_imports_neither_tensorflow_nor_pandas_heavy_work() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"errors": 0, "tf": False, "keras": False}
+
+
+def test_weekly_scoring_branches_to_the_providers_batch_job_templated_from_prepare(dagbag: Any) -> None:
+    from airflow.providers.google.cloud.operators.vertex_ai.batch_prediction_job import (
+        CreateBatchPredictionJobOperator,
+    )
+
+    weekly = dagbag.dags["reviews_weekly"]
+    assert set(weekly.get_task("choose_scoring_backend").downstream_task_ids) == {"score", "prepare_batch"}
+    task = weekly.get_task("batch_predict")
+    assert type(task) is CreateBatchPredictionJobOperator
+    for name in ("region", "project_id", "model_name", "gcs_source", "gcs_destination_prefix", "gcp_conn_id"):
+        assert "xcom_pull(task_ids='prepare_batch'" in getattr(task, name), name
+    assert task.execution_timeout is not None
+    monitor = weekly.get_task("monitor")
+    assert monitor.trigger_rule == "none_failed_min_one_success"
+    assert monitor.upstream_task_ids == {"score", "collect_batch"}
+    assert {"scoring_backend", "prompt"} <= set(weekly.params)
+
+
+def test_prompt_evaluation_maps_one_batch_job_per_template(dagbag: Any) -> None:
+    dag = dagbag.dags["reviews_prompt_evaluation"]
+    assert dag.schedule is None or dag.timetable.summary in ("None", "")
+    group = dag.task_group_dict["evaluate_prompt"]
+    assert sorted(t.split(".")[-1] for t in group.children) == [
+        "batch_predict",
+        "collect_batch",
+        "prepare_batch",
+        "score_prompt",
+    ]
+    assert dag.get_task("select_prompt").upstream_task_ids == {"evaluate_prompt.score_prompt"}
+    assert {"dataset", "prompts", "model", "data_root"} == set(dag.params)
