@@ -18,7 +18,9 @@ the real hook, its Connection and credentials handling) runs as in production. T
   not a class, a retried request (an error line and an answered line), or no line at all;
 - returns an object that behaves like ``aiplatform.BatchPredictionJob`` for the
   operator (``wait_for_resource_creation``, ``wait_for_completion``, ``name``,
-  ``output_info``, ``to_dict()`` from a real ``aiplatform_v1.BatchPredictionJob`` proto).
+  ``output_info``, ``to_dict()`` from a real ``aiplatform_v1.BatchPredictionJob`` proto);
+- answers the deferrable operator's trigger, which polls the job through
+  ``JobServiceAsyncClient.get_batch_prediction_job``, with the same proto.
 
 Use the ``fake_vertex`` fixture (it also defines the ``google_cloud_default`` Connection
 as anonymous credentials with a project, through the environment).
@@ -268,6 +270,7 @@ class FakeVertex:
     """The fake service: install with :meth:`patch`; every submitted job is recorded."""
 
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    protos: dict[str, Any] = field(default_factory=dict)  # job resource name -> its proto
     outcome_of: Callable[[str], str] = outcome
 
     def submit(self, **kwargs: Any) -> FakeBatchPredictionJob:
@@ -324,19 +327,29 @@ class FakeVertex:
             start_time=now,
             end_time=now + dt.timedelta(seconds=42),
         )
+        self.protos[proto.name] = proto
         self.jobs[-1]["output_directory"] = directory
         self.jobs[-1]["requests"] = len(requests)
         return FakeBatchPredictionJob(proto)
 
     def patch(self, monkeypatch: pytest.MonkeyPatch) -> FakeVertex:
         from google.cloud import aiplatform
+        from google.cloud.aiplatform_v1 import JobServiceAsyncClient
 
         fake = self
 
         def submit(cls: Any, **kwargs: Any) -> FakeBatchPredictionJob:
             return fake.submit(**kwargs)
 
+        async def get_batch_prediction_job(client: Any, request: Mapping[str, Any], **kwargs: Any) -> Any:
+            # The deferrable operator's trigger polls the job through the async client.
+            name = request["name"]
+            if name not in fake.protos:
+                raise FakeVertexError(f"no batch prediction job {name}")
+            return fake.protos[name]
+
         monkeypatch.setattr(aiplatform.BatchPredictionJob, "submit", classmethod(submit))
+        monkeypatch.setattr(JobServiceAsyncClient, "get_batch_prediction_job", get_batch_prediction_job)
         monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", CONNECTION)
         return self
 

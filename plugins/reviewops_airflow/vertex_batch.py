@@ -77,7 +77,8 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
     :param dataset: with no ``source`` upstream: the dataset version whose ``split`` to
         score (templated; empty: the newest).
     :param split: the dataset split (``eval`` or ``train``) when the input is a dataset.
-    :param project: Google Cloud project (templated); empty: the Connection's.
+    :param project: Google Cloud project (templated); empty: ``REVIEWOPS_VERTEX_PROJECT``,
+        else the project of the ``gcp_conn_id`` Connection (resolved when the task runs).
     :param location: Vertex AI region (templated); empty: ``VertexSettings.location``.
 
     The input is the single curated week, or the dataset's ``<split>.parquet``, among the
@@ -123,6 +124,7 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
 
         data_root = self.settings().data_root
         try:
+            project = self.resolve_project()
             if "source" in upstream:
                 source = verified(select_input(upstream["source"].outputs, self.split or "eval"))
             else:
@@ -132,12 +134,31 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
                 prompt=self.prompt or "",
                 model=self.model or "",
                 model_version=self.model_version or "",
-                project=self.project or "",
+                project=project,
                 location=self.location or "",
             )
             return prepare_batch(params, source)
         except (BatchError, PromptError) as exc:  # a wrong input or choice does not heal on retry
             raise AirflowFailException(str(exc)) from exc
+
+    def resolve_project(self) -> str:
+        """The project: this task's, else ``REVIEWOPS_VERTEX_PROJECT``, else the Connection's.
+        Resolved here, at run time, because the job's deferrable wait needs it spelled out."""
+        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+        from reviewops.config import VertexSettings
+        from reviewops.vertex_batch import BatchError
+
+        settings = VertexSettings.from_env(project=self.project or "")
+        if settings.project:
+            return settings.project
+        project = GoogleBaseHook(gcp_conn_id=settings.gcp_conn_id).project_id
+        if not project:
+            raise BatchError(
+                f"no Google Cloud project: set the task's project, REVIEWOPS_VERTEX_PROJECT, or the project "
+                f"of the Connection {settings.gcp_conn_id!r}"
+            )
+        return str(project)
 
 
 class CollectBatchPredictionOperator(MapIndexAwareOperator):

@@ -112,7 +112,7 @@ def test_the_trio_renders_the_provider_operator_from_prepare_and_collects_every_
     assert type(task) is CreateBatchPredictionJobOperator
     predict, job = run(task, {"prepare_batch": prepared})
     assert predict.region == "us-central1"
-    assert predict.project_id == ""  # empty: the hook takes the Connection's project
+    assert predict.project_id == PROJECT  # resolved by prepare_batch from the Connection
     assert predict.model_name == "publishers/google/models/gemini-2.5-flash"
     assert predict.gcs_source == f"{DATA_ROOT}/vertex/batch/week={WEEK}/review_sentiment@v1/requests.jsonl"
     assert predict.gcs_destination_prefix == f"{DATA_ROOT}/vertex/batch/week={WEEK}/review_sentiment@v1/output"
@@ -149,7 +149,7 @@ def test_collect_fails_without_retry_when_the_prompt_changed(weekly: Any, gcs: P
 
 
 def test_prepare_fails_without_retry_on_a_local_data_root_or_an_unknown_prompt(
-    weekly: Any, gcs: Path, tmp_path: Path
+    weekly: Any, gcs: Path, tmp_path: Path, fake_vertex: FakeVertex
 ) -> None:
     transform = transformed_week()
     with pytest.raises(AirflowFailException, match="no version 9"):
@@ -167,3 +167,36 @@ def test_the_fake_refuses_what_vertex_refuses(weekly: Any, gcs: Path, fake_verte
     prepared["metrics"]["vertex"]["model"] = "gemini-pro"
     with pytest.raises(FakeVertexError, match="not a Gemini publisher model"):
         run(weekly.get_task("batch_predict"), {"prepare_batch": prepared})
+
+
+def test_the_deferrable_job_hands_collect_the_job_from_its_trigger(
+    weekly: Any, gcs: Path, fake_vertex: FakeVertex
+) -> None:
+    import asyncio
+
+    from airflow.providers.google.cloud.triggers.vertex_ai import CreateBatchPredictionJobTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    _, prepared = run(weekly.get_task("prepare_batch"), {"transform": transformed_week()})
+    task = copy.copy(weekly.get_task("batch_predict"))
+    task.deferrable = True
+    ctx = context(task, {"prepare_batch": prepared})
+    task.render_template_fields(ctx)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(ctx)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, CreateBatchPredictionJobTrigger)
+    assert (trigger.project_id, trigger.location) == (PROJECT, "us-central1")
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        return None
+
+    payload = asyncio.run(first_event())
+    assert payload["status"] == "success", payload
+    job = task.execute_complete(ctx, payload)
+    assert "output_info" in job  # the trigger's proto-plus dict: snake_case
+
+    _, collected = run(weekly.get_task("collect_batch"), {"prepare_batch": prepared, "batch_predict": job})
+    assert collected["inputs"][2]["uri"] == f"{fake_vertex.jobs[0]['output_directory']}/predictions.jsonl"
