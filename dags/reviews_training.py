@@ -1,7 +1,9 @@
 """
 ### reviews_training
 
-Every Monday at 06:00 UTC (after `reviews_weekly` has curated the week):
+Every Monday at 06:00 UTC (after `reviews_weekly` has curated the week). After the
+snapshot, `choose_training_backend` follows one of two paths (Param `training_backend`,
+else `$REVIEWOPS_TRAINING_BACKEND`, else `local`); both end in the same gate and registry.
 
 1. **snapshot_dataset**: all curated partitions into an immutable, content-addressed
    dataset version (`datasets/ds-…/`): train/eval split by a hash of `review_id`,
@@ -15,6 +17,22 @@ Every Monday at 06:00 UTC (after `reviews_weekly` has curated the week):
    `warm_start`, the champion fine-tuned on the newest dataset).
 6. **evaluate_model**: the challenger and the champion on the same eval split, beside the
    majority-class and TF-IDF + logistic regression baselines.
+
+Vertex AI path (a Gemini model tuned on the same train split; needs a `gs://` data root):
+
+2. **export_tuning_data**: the train split as Vertex AI tuning JSONL with the prompt
+   template (Param `prompt`), plus a validation file carved out of the train split.
+3. **tune_model**: the Google provider's `GenAISupervisedFineTuningTrainOperator`, in the
+   `vertex_tuning` pool (it holds a worker slot while it polls), with an execution timeout
+   and no retry (a retry would start, and bill, a second tuning job).
+4. **record_tuned_model**: the tuned model's resource names as a registry candidate.
+5. **vertex_eval_prepare_batch / vertex_eval_batch_predict / vertex_eval_collect_batch**:
+   the eval split scored by the tuned model with Vertex AI batch prediction.
+6. **evaluate_tuned**: the same evaluation as `evaluate_model` (a Keras champion predicts
+   locally on the same eval split).
+
+Both paths:
+
 7. **gate**: promote only if the challenger beats the champion's macro-F1 by
    `min_macro_f1_gain` and no class loses more than `max_recall_drop` recall; with no
    champion, it must beat both baselines. A rejection is a decision: the run succeeds,
@@ -27,10 +45,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from airflow.providers.google.cloud.operators.gen_ai import GenAISupervisedFineTuningTrainOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
+from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE, VERTEX_TUNING_POOL
 from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
+from reviewops_airflow.backends import ChooseBackendOperator, backend_param
 from reviewops_airflow.operators import (
     EvaluateModelOperator,
     GateModelOperator,
@@ -42,6 +62,13 @@ from reviewops_airflow.operators import (
     TrainTrialOperator,
 )
 from reviewops_airflow.params import location_params
+from reviewops_airflow.vertex_batch import batch_prediction_tasks
+from reviewops_airflow.vertex_tuning import (
+    EvaluateTunedModelOperator,
+    ExportTuningDataOperator,
+    RecordTunedModelOperator,
+    tuning_arguments,
+)
 
 with DAG(
     dag_id="reviews_training",
@@ -71,6 +98,14 @@ with DAG(
         "warm_start": Param(False, type="boolean", title="Fine-tune the champion instead of training from scratch"),
         "min_macro_f1_gain": Param(0.01, type="number", title="Gate: macro-F1 gain over the champion"),
         "max_recall_drop": Param(0.05, type="number", title="Gate: largest recall loss allowed for any class"),
+        "training_backend": backend_param("training"),
+        "prompt": Param(
+            "",
+            type="string",
+            title="Prompt template (Vertex AI)",
+            description="NAME or NAME@vN under include/prompts/ for tuning and evaluating the Gemini model. "
+            "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
+        ),
         **location_params(source=False),  # training reads curated data, not the source
     },
     render_template_as_native_obj=True,
@@ -103,22 +138,63 @@ with DAG(
         task_id="evaluate_model",
         upstream={"candidate": "train_model", "dataset": "snapshot_dataset"},
     )
+    choose_training_backend = ChooseBackendOperator(
+        task_id="choose_training_backend",
+        kind="training",
+        local="plan_trials",
+        vertex="export_tuning_data",
+        backend="{{ params.training_backend }}",
+    )
+    export_tuning_data = ExportTuningDataOperator(
+        task_id="export_tuning_data", upstream={"dataset": "snapshot_dataset"}, prompt="{{ params.prompt }}"
+    )
+    tune_model = GenAISupervisedFineTuningTrainOperator(
+        task_id="tune_model",
+        **tuning_arguments("export_tuning_data"),
+        pool=VERTEX_TUNING_POOL,
+        execution_timeout=timedelta(hours=4),
+        retries=0,
+    )
+    record_tuned_model = RecordTunedModelOperator(
+        task_id="record_tuned_model",
+        upstream={"tuning_data": "export_tuning_data", "dataset": "snapshot_dataset"},
+        tuned_model="{{ ti.xcom_pull(task_ids='tune_model') }}",
+    )
+    vertex_eval_prepare_batch, vertex_eval_batch_predict, vertex_eval_collect_batch = batch_prediction_tasks(
+        source_task="snapshot_dataset",
+        split="eval",
+        model="{{ ti.xcom_pull(task_ids='tune_model')['tuned_model_name'] }}",
+        prompt="{{ ti.xcom_pull(task_ids='export_tuning_data')['metrics']['prompt_template'] }}",
+        task_prefix="vertex_eval_",
+    )
+    evaluate_tuned = EvaluateTunedModelOperator(
+        task_id="evaluate_tuned",
+        upstream={
+            "candidate": "record_tuned_model",
+            "dataset": "snapshot_dataset",
+            "predictions": "vertex_eval_collect_batch",
+        },
+    )
     gate = GateModelOperator(
         task_id="gate",
-        upstream={"evaluation": "evaluate_model"},
+        upstream={"evaluation": ("evaluate_model", "evaluate_tuned")},
         min_macro_f1_gain="{{ params.min_macro_f1_gain }}",
         max_recall_drop="{{ params.max_recall_drop }}",
+        trigger_rule="none_failed_min_one_success",
     )
     register_model = RegisterModelOperator(
         task_id="register_model",
         upstream={
-            "candidate": "train_model",
-            "evaluation": "evaluate_model",
+            "candidate": ("train_model", "record_tuned_model"),
+            "evaluation": ("evaluate_model", "evaluate_tuned"),
             "decision": "gate",
             "dataset": "snapshot_dataset",
         },
         outlets=[MODEL_VERSIONS],
     )
 
-    snapshot_dataset >> plan_trials >> train_trial >> select_best >> train_model >> evaluate_model >> gate
+    snapshot_dataset >> choose_training_backend >> [plan_trials, export_tuning_data]
+    plan_trials >> train_trial >> select_best >> train_model >> evaluate_model >> gate
+    export_tuning_data >> tune_model >> record_tuned_model >> vertex_eval_prepare_batch
+    vertex_eval_collect_batch >> evaluate_tuned >> gate
     gate >> register_model

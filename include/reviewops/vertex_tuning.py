@@ -37,7 +37,18 @@ from reviewops.config import VertexSettings
 from reviewops.lineage import Artifact, StepResult, code_version
 from reviewops.prompts import PromptTemplate, load_template
 from reviewops.schema import CLASSES
-from reviewops.storage import Layout, StoragePath, as_path, is_remote, read_json, to_uri, write_json, write_text
+from reviewops.storage import (
+    Layout,
+    StoragePath,
+    as_path,
+    is_remote,
+    publish_dir,
+    read_json,
+    staging_dir,
+    to_uri,
+    write_json,
+    write_text,
+)
 from reviewops.vertex import tuning_example
 
 log = logging.getLogger(__name__)
@@ -291,8 +302,12 @@ def record_tuned_model(params: TunedModelParams) -> StepResult:
         "code_version": code_version(),
     }
     folder = Registry(params.data_root).candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
-    model_file = write_json(model, folder / VERTEX_MODEL_FILE)
-    training_file = write_json(training, folder / TRAINING_FILE)
+    # Published whole, like a Keras candidate: a reader never sees half a folder.
+    staging = staging_dir(folder.parent, folder.name)
+    write_json(model, staging / VERTEX_MODEL_FILE)
+    write_json(training, staging / TRAINING_FILE)
+    publish_dir(staging, folder)
+    model_file, training_file = folder / VERTEX_MODEL_FILE, folder / TRAINING_FILE
     log.info("tuned model %s (endpoint %s) recorded as candidate %s", params.tuned_model_name, params.endpoint, version)
     return StepResult(
         subject=version,

@@ -1,0 +1,186 @@
+"""The Vertex AI tuning path of the training DAG, around the Google provider's
+``GenAISupervisedFineTuningTrainOperator`` (used as it is):
+
+``export_tuning_data`` (:class:`ExportTuningDataOperator`) -> ``tune_model`` (the
+provider's operator, rendered from the export's record by :func:`tuning_arguments`) ->
+``record_tuned_model`` (:class:`RecordTunedModelOperator`) -> batch prediction of the eval
+split -> ``evaluate_tuned`` (:class:`EvaluateTunedModelOperator`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from reviewops_airflow.base import ReviewOpsOperator, verified
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from reviewops.lineage import Artifact, LineageRecord, StepResult
+
+StepOutput = tuple["StepResult", list["Artifact"]]
+
+
+def tuning_arguments(export_task_id: str) -> dict[str, Any]:
+    """The templated arguments of ``GenAISupervisedFineTuningTrainOperator``, each
+    pulled at run time from the tuning request in ``export_task_id``'s lineage record
+    (the DAG must render templates as native objects, so ``epoch_count`` stays a number)."""
+    request = f"ti.xcom_pull(task_ids='{export_task_id}')['metrics']['tuning']"
+
+    def field(*keys: str) -> str:
+        return "{{ " + request + "".join(f"['{key}']" for key in keys) + " }}"
+
+    return {
+        "project_id": field("project_id"),
+        "location": field("location"),
+        "gcp_conn_id": field("gcp_conn_id"),
+        "source_model": field("source_model"),
+        "training_dataset": {"gcs_uri": field("training_dataset", "gcs_uri")},
+        "tuning_job_config": {
+            "tuned_model_display_name": field("tuning_job_config", "tuned_model_display_name"),
+            "epoch_count": field("tuning_job_config", "epoch_count"),
+            "validation_dataset": {"gcs_uri": field("tuning_job_config", "validation_dataset", "gcs_uri")},
+        },
+    }
+
+
+class ExportTuningDataOperator(ReviewOpsOperator):
+    """Write a dataset version's train split as Vertex AI tuning JSONL (train and
+    validation files) under ``<data_root>/vertex/tuning/``; the record carries the prompt
+    (ref and sha256) and the tuning request ``tune_model`` is rendered from.
+
+    :param prompt: ``NAME`` or ``NAME@vN`` (templated); empty means the configured one.
+    """
+
+    template_fields = (*ReviewOpsOperator.template_fields, "prompt")
+
+    def __init__(self, *, prompt: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.config import VertexSettings
+        from reviewops.prompts import PromptError
+        from reviewops.storage import to_uri
+        from reviewops.vertex_tuning import TuningDataParams, TuningError, export_tuning_data
+
+        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
+        train = verified(_output_named(upstream["dataset"], "train.jsonl"))
+        params = TuningDataParams(
+            data_root=self.settings().data_root,
+            dataset_dir=to_uri(manifest.path.parent),
+            vertex=VertexSettings.from_env(prompt=(self.prompt or "").strip()),
+        )
+        try:
+            return export_tuning_data(params), [manifest, train]
+        except (TuningError, PromptError) as exc:  # more data or another setting is needed, not a retry
+            raise AirflowFailException(str(exc)) from exc
+
+
+class RecordTunedModelOperator(ReviewOpsOperator):
+    """Describe the tuned model as a registry candidate (``vertex_model.json`` with its
+    resource names, base model, prompt, data and tuning job config, and
+    ``training.json``), read from the tuning task's XCom.
+
+    :param tuned_model: the tuning task's return value, ``{"tuned_model_name": ...,
+        "tuned_model_endpoint_name": ...}`` (templated).
+    """
+
+    template_fields = (*ReviewOpsOperator.template_fields, "tuned_model")
+
+    def __init__(self, *, tuned_model: dict[str, Any] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tuned_model = tuned_model
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.vertex_tuning import TunedModelParams, TuningError, record_tuned_model
+
+        export = upstream["tuning_data"]
+        tuning_files = [verified(a) for a in export.outputs_of("tuning_data")]
+        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
+        tuned = self.tuned_model if isinstance(self.tuned_model, dict) else {}
+        started = dt.datetime.fromisoformat(export.ended_at)
+        params = TunedModelParams(
+            data_root=self.settings().data_root,
+            tuned_model_name=str(tuned.get("tuned_model_name") or ""),
+            endpoint=str(tuned.get("tuned_model_endpoint_name") or ""),
+            tuning=export.metrics,
+            # From the data export to now: the tuning job, plus any wait for a pool slot.
+            tuning_seconds=(dt.datetime.now(dt.UTC) - started).total_seconds(),
+        )
+        try:
+            return record_tuned_model(params), [*tuning_files, manifest]
+        except TuningError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
+class EvaluateTunedModelOperator(ReviewOpsOperator):
+    """Evaluate the tuned model from its batch predictions of the eval split, beside
+    the champion (a Keras champion predicts locally, on the same eval split) and the
+    majority-class and TF-IDF + logistic regression baselines: the same
+    ``evaluation.json`` as ``evaluate_model``, so the same gate decides."""
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.lineage import Artifact
+        from reviewops.registry import MODEL_FILE, Registry
+        from reviewops.vertex_tuning import VERTEX_MODEL_FILE, TuningError, evaluate_tuned_model
+
+        candidate = verified(_output_named(upstream["candidate"], VERTEX_MODEL_FILE))
+        eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
+        predictions_record = upstream["predictions"]
+        predictions = [verified(a) for a in predictions_record.outputs_of("predictions")]
+        predicted = _predicted_labels(predictions)
+        registry = Registry(self.settings().data_root)
+        inputs = [candidate, eval_file, *predictions]
+        against = None
+        champion = registry.champion()
+        if champion is not None:
+            kind = registry.metadata(champion).get("kind", "keras")
+            if kind != "keras":
+                raise AirflowFailException(
+                    f"the champion {champion} is a {kind} model: comparing two Vertex AI models needs the "
+                    "champion's batch predictions of this eval split, which this DAG does not run yet. "
+                    "Roll back to a Keras champion ('reviewops models rollback') or compare by hand"
+                )
+            champion_file = registry.path(champion) / MODEL_FILE
+            inputs.append(Artifact.of_file(champion_file, "model"))
+            against = (champion, champion_file)
+        try:
+            result = evaluate_tuned_model(
+                candidate.path.parent,
+                eval_file.path.parent,
+                upstream["candidate"].subject,
+                predicted,
+                against,
+                predictions_summary=predictions_record.metrics.get("response_summary") or {},
+            )
+        except TuningError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return result, inputs
+
+
+def _predicted_labels(predictions: list[Artifact]) -> dict[str, str | None]:
+    """review_id -> predicted class (None when the model gave no usable answer) from
+    the batch predictions' Parquet files."""
+    from reviewops.storage import read_table
+
+    if not predictions:
+        raise AirflowFailException("the batch prediction step recorded no predictions output")
+    predicted: dict[str, str | None] = {}
+    for artifact in predictions:
+        table = read_table(artifact.path, columns=["review_id", "predicted_label"])
+        for review_id, label in zip(
+            table.column("review_id").to_pylist(), table.column("predicted_label").to_pylist(), strict=True
+        ):
+            predicted[str(review_id)] = label or None
+    return predicted
+
+
+def _output_named(record: LineageRecord, name: str) -> Artifact:
+    for artifact in record.outputs:
+        if artifact.uri.endswith("/" + name):
+            return artifact
+    raise AirflowFailException(f"record {record.record_id} of task {record.task_id} has no output {name}")
