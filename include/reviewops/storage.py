@@ -53,8 +53,9 @@ REMOTE_PROTOCOLS = ("gs", "gcs")
 STORAGE_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
 MARKER = "_PUBLISHED.json"
 CLAIM = "_PUBLISHING.json"
-# How long a second writer of the same version waits for the first one's marker.
-PUBLISH_WAIT_SECONDS = 120.0
+# A claim older than this belongs to a writer that died mid-publish (an upload of a
+# version takes seconds): the next writer takes it over.
+CLAIM_STALE_SECONDS = 300.0
 
 
 class StorageError(RuntimeError):
@@ -363,37 +364,54 @@ def _upload_tree(staging: Path, target: UPath) -> None:
 
 def _publish_remote(staging: Path, target: UPath) -> bool:
     """Claim the version with an exclusive-create object, upload, then write the marker.
-    A writer that finds the claim taken waits for the marker (first wins) and fails loudly
-    when it never comes (the first writer died mid-upload)."""
+
+    A writer that finds the claim taken waits for the marker: when it comes, the other
+    writer won and this copy is discarded. A claim whose writer died (it is older than
+    ``CLAIM_STALE_SECONDS``, or its writer failed and removed it) is taken over, so a
+    retried task can publish what a killed one had half uploaded.
+    """
     if is_published(target):
         return False
     claim = target / CLAIM
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "at": dt.datetime.now(dt.UTC).isoformat()}
-    if not create_exclusive(claim, json.dumps(owner).encode()):
-        return _await_publication(target, claim)
-    _upload_tree(staging, target)
-    if not create_exclusive(target / MARKER, json.dumps(_marker(staging), indent=2, sort_keys=True).encode()):
-        raise StorageError(f"{to_uri(target)} was published by another writer while this one held {CLAIM}")
-    remove(claim)
+    if not create_exclusive(claim, _claim()):
+        if _published_by_another(target, claim):
+            log.info("%s was published by another writer: this copy is discarded", to_uri(target))
+            return False
+        log.warning("%s: taking over an abandoned publication (no %s, claim stale or gone)", to_uri(target), MARKER)
+        claim.write_bytes(_claim())
+    try:
+        _upload_tree(staging, target)
+        if not create_exclusive(target / MARKER, json.dumps(_marker(staging), indent=2, sort_keys=True).encode()):
+            raise StorageError(f"{to_uri(target)} was published by another writer while this one held {CLAIM}")
+    finally:
+        remove(claim)
     return True
 
 
-def _await_publication(target: UPath, claim: UPath) -> bool:
-    deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
-    while time.monotonic() < deadline:
+def _claim() -> bytes:
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "at": dt.datetime.now(dt.UTC).isoformat()}
+    return json.dumps(owner).encode()
+
+
+def _published_by_another(target: UPath, claim: UPath) -> bool:
+    """Wait while another writer holds a live claim: True once its marker is there,
+    False when its claim is stale or gone without a marker. A claim that does not say
+    when it was made counts from when this writer first saw it."""
+    first_seen = dt.datetime.now(dt.UTC)
+    while True:
         if is_published(target):
-            log.info("%s was published by another writer: this copy is discarded", to_uri(target))
+            return True
+        try:
+            text = claim.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return is_published(target)
+        try:
+            claimed_at = dt.datetime.fromisoformat(json.loads(text)["at"])
+        except (ValueError, KeyError, TypeError):
+            claimed_at = first_seen
+        if (dt.datetime.now(dt.UTC) - claimed_at).total_seconds() > CLAIM_STALE_SECONDS:
             return False
-        time.sleep(0.5)
-    try:
-        holder = claim.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        holder = "(claim gone)"
-    raise StorageError(
-        f"{to_uri(target)} is being published by another writer ({holder}) and has had no "
-        f"{MARKER} for {PUBLISH_WAIT_SECONDS:.0f} s: if that writer died, delete {to_uri(target)}/ "
-        "(it is not a published version) and run again"
-    )
+        time.sleep(0.2)
 
 
 class Layout:

@@ -20,7 +20,7 @@ from reviewops.lineage import Artifact, LineageError, LineageRecord
 from reviewops.lineage_store import LineageStore
 from reviewops.registry import CHAMPION_FILE, LOCK_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError
 from reviewops.sources import list_source_files, read_source
-from reviewops.storage import CLAIM, MARKER, Layout, StorageError, StoragePath
+from reviewops.storage import CLAIM, MARKER, Layout, StoragePath
 from tests.gcsfake import FakeGCSFileSystem
 
 from .samples import SLICE_ROWS, shipped_text
@@ -212,14 +212,38 @@ def test_on_gs_a_second_writer_waits_for_the_first_ones_marker(fake_gcs: Path) -
     assert storage.read_json(target / "manifest.json") == {"version": "first"}
 
 
-def test_on_gs_a_claim_never_followed_by_a_marker_fails_loudly(fake_gcs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "PUBLISH_WAIT_SECONDS", 0.3)
+def test_on_gs_a_claim_abandoned_by_a_dead_writer_is_taken_over(
+    fake_gcs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "CLAIM_STALE_SECONDS", 0.5)
     parent = Layout(GS_ROOT).datasets()
     target = parent / "ds-0123456789ab"
-    storage.create_exclusive(target / CLAIM, b'{"host": "worker-1"}')
+    storage.create_exclusive(target / CLAIM, storage._claim())  # a writer that was killed mid-upload
+    storage.write_json({"version": "half"}, target / "manifest.json")
 
-    with pytest.raises(StorageError, match=r"worker-1.*delete gs://reviewops-test/prefix/datasets/ds-0123456789ab/"):
+    started = time.monotonic()
+    published = storage.publish_dir(
+        _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "whole"}'}), target
+    )
+
+    assert published and time.monotonic() - started >= 0.5
+    assert storage.read_json(target / "manifest.json") == {"version": "whole"}
+    assert storage.is_published(target) and not (target / CLAIM).exists()
+
+
+def test_on_gs_a_failed_upload_gives_up_its_claim(fake_gcs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("connection reset")
+
+    parent = Layout(GS_ROOT).datasets()
+    target = parent / "ds-0123456789ab"
+    monkeypatch.setattr(storage, "_upload_tree", broken)
+    with pytest.raises(OSError, match="connection reset"):
         storage.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
+    monkeypatch.undo()
+
+    assert not (target / CLAIM).exists() and not storage.is_published(target)
+    assert storage.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
 
 
 def test_replace_dir_swaps_the_whole_folder(root: str) -> None:
