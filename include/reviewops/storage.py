@@ -14,6 +14,9 @@ with one directory rename. An object store has no rename, so there the files are
 first and a marker object, ``_PUBLISHED.json`` (the list of files with their sha256), is
 written last: readers trust a version only when its marker is there. Content-addressed
 versions are published once: the first writer wins and a later one discards its copy.
+On an object store the first writer is the one that creates the claim object
+``_PUBLISHING.json`` (create-if-absent, GCS's ``ifGenerationMatch=0``); the others wait
+for its marker, and take over a claim left by a writer that died.
 
 Remote paths are ``upath.UPath`` objects over fsspec (``gcsfs`` for ``gs://``, which
 uses Application Default Credentials); local paths stay ``pathlib.Path``.
