@@ -12,9 +12,12 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from tests.deploy.celery_settings import celery_environment, is_celery_setting
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
@@ -43,6 +46,10 @@ SECRET_VARS = (
     "AIRFLOW__API__SECRET_KEY",
 )
 PYTHONPATH = "/opt/airflow/include:/opt/airflow/plugins"
+# Redis, the `redis` service, database 0: the broker of every Airflow service.
+COMPOSE_BROKER_URL = "redis://:@redis:6379/0"
+# The settings that name a server: the compose services here, the local servers in the test.
+CELERY_ENDPOINTS = ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND")
 
 # Compose interpolation: `$$` is a literal `$`; `${NAME...}` and `$NAME` are substituted.
 _ESCAPED_DOLLAR = "\x00"
@@ -207,6 +214,53 @@ def test_airflow_service_builds_dockerfile_with_celery(name: str) -> None:
 def test_airflow_environment(key: str, expected: str) -> None:
     for name in AIRFLOW_SERVICES:
         assert environment(service(name)).get(key) == expected, f"{name}: {key}"
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_celery_settings_are_the_shared_definition(name: str) -> None:
+    """Executor, broker, result backend (the metadata DB, same driver), worker concurrency
+    and broker options are exactly tests/deploy/celery_settings.py: nothing Celery-related
+    is set in the compose file alone, where the system test would not run it."""
+    env = environment(service(name))
+    expected = celery_environment(
+        metadata_db_url=env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+        broker_url=COMPOSE_BROKER_URL,
+    )
+    found = {key: value for key, value in env.items() if is_celery_setting(key)}
+    assert found == expected, name
+
+
+def test_celery_endpoints_are_the_compose_services() -> None:
+    broker = urlsplit(COMPOSE_BROKER_URL)
+    assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
+    assert "6379" in [str(p) for p in service("redis")["expose"]]
+    # The password is a compose interpolation (with `?` in it): split by hand, not as a URL.
+    database = environment(compose()["x-airflow-common"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert database.startswith("postgresql+psycopg2://airflow:")
+    assert database.rsplit("@", 1)[1] == "postgres/airflow"
+    assert environment(service("postgres"))["POSTGRES_DB"] == "airflow"
+
+
+def test_celery_system_test_runs_the_compose_settings(tmp_path: Path) -> None:
+    """The stack tests/system/test_celery.py starts (built here, not started) sets the same
+    Celery options to the same values, except the endpoints (its local Redis and its own
+    PostgreSQL database, in the same form) and the broker key prefix that keeps parallel
+    test runs on one Redis apart."""
+    from tests.system.airflow_stack import AirflowStack
+
+    local = AirflowStack(tmp_path, executor="CeleryExecutor").env
+    deployed = environment(compose()["x-airflow-common"])
+    local_celery = {k: v for k, v in local.items() if is_celery_setting(k)}
+    deployed_celery = {k: v for k, v in deployed.items() if is_celery_setting(k)}
+    isolation = {"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"}
+    assert local_celery.keys() - isolation == deployed_celery.keys()
+    for key in deployed_celery.keys() - set(CELERY_ENDPOINTS):
+        assert local_celery[key] == deployed_celery[key], key
+    for env in (local, deployed):
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).scheme == "redis"
+        # Workers reach the api-server through the Execution API.
+        assert urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]).path == "/execution/"
 
 
 def test_service_commands() -> None:

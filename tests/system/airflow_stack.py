@@ -1,6 +1,7 @@
 """A throwaway Airflow stack for system tests: the real scheduler, dag-processor and
 api-server on a fresh PostgreSQL database, with the Airflow home and the data root in a
-temporary folder.
+temporary folder; with ``executor="CeleryExecutor"``, also an ``airflow celery worker`` on
+the local Redis (broker) and the same database (Celery result backend).
 
 The environment starts from ``bin/env.sh`` (the project's own settings: DAGs and plugins
 folders of this checkout, SimpleAuthManager, ...) with the Airflow home moved into the
@@ -17,8 +18,15 @@ and of failed tasks' logs, for assertion messages.
 
 PostgreSQL: ``$REVIEWOPS_TEST_PG_URL`` when set (a URL of the server's maintenance
 database, e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``; the user must be allowed
-to create databases), else user ``postgres`` at 127.0.0.1:5432. An unreachable server
-fails the test with what is needed; it never skips.
+to create databases), else user ``postgres`` at 127.0.0.1:5432. Redis (Celery only):
+``$REVIEWOPS_TEST_REDIS_URL`` when set, else ``redis://127.0.0.1:6379/0``. An unreachable
+server fails the test with what is needed; it never skips.
+
+The Celery settings are the ones ``docker-compose.yaml`` runs (one definition,
+``tests/deploy/celery_settings.py``), plus what keeps parallel test runs on one Redis
+apart: every broker key and channel of a stack carries its own prefix
+(``[celery_broker_transport_options] global_keyprefix``, the database's name), the worker
+has its own Celery hostname, and :meth:`AirflowStack.stop` deletes the stack's keys.
 """
 
 from __future__ import annotations
@@ -48,7 +56,10 @@ import psutil
 import psycopg2
 import psycopg2.extras
 import pytest
+import redis
 from sqlalchemy.engine import URL, make_url
+
+from tests.deploy.celery_settings import celery_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_SH = ROOT / "bin" / "env.sh"
@@ -56,11 +67,16 @@ AIRFLOW = Path(sys.executable).parent / "airflow"
 
 PG_URL_ENV = "REVIEWOPS_TEST_PG_URL"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL_ENV = "REVIEWOPS_TEST_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DB_PREFIX = "reviewops_test_"
+CELERY = "CeleryExecutor"
+WORKER = "celery-worker"
 NEEDS = (
     "The system tests need PostgreSQL 13+ at 127.0.0.1:5432 with trust auth for user postgres "
     "(and Redis at 127.0.0.1:6379 for the Celery tests): run `bin/services start`, or set "
-    f"{PG_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT/postgres (a user that may create databases)."
+    f"{PG_URL_ENV}=postgresql://USER:PASSWORD@HOST:PORT/postgres (a user that may create databases) "
+    f"and {REDIS_URL_ENV}=redis://[:PASSWORD@]HOST:PORT/DB."
 )
 
 RUN_TERMINAL = frozenset({"success", "failed"})
@@ -86,6 +102,23 @@ def server_url() -> URL:
 def libpq_dsn(url: URL) -> str:
     """The ``postgresql://`` form psycopg2 takes."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def redis_url() -> str:
+    """The Redis server the Celery tests use as broker."""
+    return os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+
+
+def redis_client() -> redis.Redis:
+    """A client of :func:`redis_url`; fails the test plainly when Redis does not answer."""
+    client = redis.Redis.from_url(redis_url(), socket_connect_timeout=5, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        where = make_url(redis_url()).render_as_string(hide_password=True)
+        pytest.fail(f"Redis is not reachable at {where}: {exc}\n{NEEDS}", pytrace=False)
+    return client
 
 
 def connect(url: URL) -> Any:
@@ -128,6 +161,9 @@ class Service:
     process: subprocess.Popen[bytes]
     log: Path
     handle: IO[bytes]
+    # Stopped by SIGTERM to its main process alone, which then ends its children itself (a
+    # Celery worker's warm shutdown; docker-compose does the same with DUMB_INIT_SETSID=0).
+    graceful: bool = False
 
 
 class AirflowStack:
@@ -135,7 +171,10 @@ class AirflowStack:
 
     :param base: a temporary folder; the Airflow home, the data root and the logs go here.
     :param dag_ids: the DAGs that must be parsed into the database before the stack is ready.
-    :param executor: ``LocalExecutor`` by default; extra settings go in ``env``.
+    :param executor: ``LocalExecutor`` by default; ``CeleryExecutor`` adds an
+        ``airflow celery worker`` (service ``celery-worker``) with the Celery settings of
+        ``docker-compose.yaml``, Redis as broker and the stack's database as result backend.
+        Extra settings go in ``env``.
     :param scheduled_runs: whether the scheduler creates runs from the timetables
         (``[scheduler] use_job_schedule``). Off by default, so an unpaused DAG runs only
         what a test creates (backfills, manual runs).
@@ -165,6 +204,10 @@ class AirflowStack:
         self.port = free_port()
         self.db_name = f"{DB_PREFIX}{os.getpid()}_{next(_numbers)}"
         self.db_url = server_url().set(database=self.db_name)
+        self.executor = executor
+        # Celery only: the stack's own namespace on a Redis that other test runs may share.
+        self.broker_prefix = f"{self.db_name}:"
+        self.worker_hostname = f"{self.db_name}@{socket.gethostname()}"
         self.pycache = pycache or self.base / "pycache"
         self._owns_pycache = pycache is None
         self.services: list[Service] = []
@@ -196,11 +239,25 @@ class AirflowStack:
             # SIGTERM (CI cancelling, `timeout`) ends the session like Ctrl-C, so fixtures
             # tear the stack down; the services run in process groups of their own.
             self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+        if self.celery:
+            redis_client().close()  # fail at once, with what is needed, when Redis is down
         self._create_database()
         self.run_cli("db", "migrate", timeout=300)
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
         self._spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
+        if self.celery:
+            # Queue and concurrency come from the configuration, as in docker-compose.yaml;
+            # INFO, so the log names every task the worker executes.
+            self._spawn(
+                WORKER,
+                "celery",
+                "worker",
+                "--celery-hostname",
+                self.worker_hostname,
+                env={"AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"},
+                graceful=True,
+            )
         if wait:
             self.wait_ready()
 
@@ -225,7 +282,49 @@ class AirflowStack:
                 service.handle.close()
             if self._owns_pycache:
                 shutil.rmtree(self.pycache, ignore_errors=True)
-            self._drop_database()
+            try:
+                self._drop_database()
+            finally:
+                self._delete_broker_keys()
+
+    @property
+    def celery(self) -> bool:
+        return self.executor == CELERY
+
+    def service(self, name: str) -> Service:
+        (found,) = [s for s in self.services if s.name == name]
+        return found
+
+    def stop_service(self, name: str, grace: float = 30) -> int | None:
+        """Stop one service as :meth:`stop` would and wait for it and its children to end;
+        returns its exit status, or ``None`` when it had to be killed after ``grace`` seconds."""
+        service = self.service(name)
+        children: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(service.process.pid).children(recursive=True)
+        self._signal(service, signal.SIGTERM)
+        try:
+            status: int | None = service.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            status = None
+        _, alive = psutil.wait_procs(children, timeout=0 if status is None else grace)
+        if status is None or alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(service.process.pid, signal.SIGKILL)
+            for process in alive:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            service.process.wait(timeout=10)
+            return None
+        return status
+
+    def broker_keys(self) -> list[str]:
+        """The stack's keys on the Redis broker (Celery only)."""
+        client = redis_client()
+        try:
+            return sorted(k.decode() for k in client.scan_iter(match=f"{self.broker_prefix}*", count=1000))
+        finally:
+            client.close()
 
     # -- the CLI and the database ------------------------------------------------------
 
@@ -353,10 +452,11 @@ class AirflowStack:
     # -- internals ---------------------------------------------------------------------
 
     def _environment(self, executor: str, scheduled_runs: bool, extra: dict[str, str]) -> dict[str, str]:
+        db_url = self.db_url.render_as_string(hide_password=False)
         settings = {
             "REVIEWOPS_AIRFLOW_HOME": str(self.home),
             "REVIEWOPS_DATA_ROOT": str(self.data_root),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url.render_as_string(hide_password=False),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
             "AIRFLOW__CORE__EXECUTOR": executor,
             "AIRFLOW__CORE__PARALLELISM": "2",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -365,6 +465,9 @@ class AirflowStack:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__API__WORKERS": "1",
+            # The log server of a LocalExecutor scheduler or a Celery worker (default 8793):
+            # a port of its own, so parallel stacks on this machine do not collide.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             # Scheduler and api-server must agree on the key that signs the tasks' tokens.
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
@@ -379,6 +482,9 @@ class AirflowStack:
             # scoring task TensorFlow) from source again: cache the bytecode in the stack.
             "PYTHONPYCACHEPREFIX": str(self.pycache),
         }
+        if executor == CELERY:
+            settings |= celery_environment(metadata_db_url=db_url, broker_url=redis_url())
+            settings["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = self.broker_prefix
         # The test session's own AIRFLOW_* settings (conftest: SQLite) must not leak in.
         inherited = {
             k: v
@@ -429,12 +535,21 @@ class AirflowStack:
             cur.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         self._db_created = False
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def _delete_broker_keys(self) -> None:
+        if not self.celery:
+            return
+        client = redis.Redis.from_url(redis_url(), socket_connect_timeout=5, socket_timeout=10)
+        with contextlib.suppress(redis.RedisError), contextlib.closing(client):
+            keys = list(client.scan_iter(match=f"{self.broker_prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None, graceful: bool = False) -> None:
         log = self.logs / f"{name}.log"
         handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(
             [str(AIRFLOW), *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.base,
             stdin=subprocess.DEVNULL,
             stdout=handle,
@@ -442,7 +557,7 @@ class AirflowStack:
             start_new_session=True,  # its own process group: stop() signals the whole group
             preexec_fn=_die_with_parent,  # SIGTERM it if this process dies
         )
-        self.services.append(Service(name, process, log, handle))
+        self.services.append(Service(name, process, log, handle, graceful))
 
     def _wait(self, ready: Any, deadline: float, what: str) -> None:
         while not ready():
@@ -472,14 +587,30 @@ class AirflowStack:
             names = ", ".join(f"{ti['run_id']}/{ti['task_id']}={ti['state']}" for ti in failing)
             raise AssertionError(f"task(s) failing in {dag_id}: {names}\n{self.diagnostics(dag_id)}")
 
+    @staticmethod
+    def _signal(service: Service, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if service.graceful:
+                service.process.send_signal(signum)
+            else:
+                os.killpg(service.process.pid, signum)
+
     def _terminate(self, grace: float) -> None:
+        # A graceful service gets one SIGTERM and ends its children itself; they are only
+        # killed if they outlive the grace period.
+        spared: set[int] = set()
+        for service in self.services:
+            if service.graceful and service.process.poll() is None:
+                spared.add(service.process.pid)
+                with contextlib.suppress(psutil.Error):
+                    spared |= {p.pid for p in psutil.Process(service.process.pid).children(recursive=True)}
         processes = list(self._processes())
         for service in self.services:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(service.process.pid, signal.SIGTERM)
+            self._signal(service, signal.SIGTERM)
         for process in processes:
-            with contextlib.suppress(psutil.Error):
-                process.terminate()
+            if process.pid not in spared:
+                with contextlib.suppress(psutil.Error):
+                    process.terminate()
         _, alive = psutil.wait_procs(processes, timeout=grace)
         for service in self.services:
             with contextlib.suppress(ProcessLookupError, PermissionError):
