@@ -13,8 +13,7 @@ def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines = [
         f"# Model card: {meta['version']}",
         "",
-        "A TensorFlow/Keras classifier of product-review sentiment (`negative`, `neutral`, `positive`) "
-        "that takes the raw review text; its text vectoriser is part of the saved model.",
+        _what_it_is(meta),
         "",
         "## Data",
         "",
@@ -77,6 +76,22 @@ def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _what_it_is(meta: dict[str, Any]) -> str:
+    vertex = meta.get("vertex")
+    if meta.get("kind") == "vertex" and vertex:
+        return (
+            f"A Gemini model tuned on Vertex AI (supervised fine-tuning of `{vertex['source_model']}`) that "
+            "answers the class of a product review (`negative`, `neutral`, `positive`) in one word, given the "
+            f"review rendered with prompt `{vertex['prompt_ref']}` (sha256 `{vertex['prompt_sha256']}`). "
+            f"Tuned model `{vertex['tuned_model_name']}`, endpoint `{vertex['endpoint']}`; it scores on "
+            "Vertex AI (batch prediction), not on the Airflow workers."
+        )
+    return (
+        "A TensorFlow/Keras classifier of product-review sentiment (`negative`, `neutral`, `positive`) "
+        "that takes the raw review text; its text vectoriser is part of the saved model."
+    )
 
 
 def _balance(counts: dict[str, int]) -> str:

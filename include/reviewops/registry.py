@@ -53,6 +53,10 @@ LOCK_FILE = ".registry.lock"
 ANY = object()
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.keras"
+# A Vertex AI tuned model has no weights here: its folder holds this description instead
+# (resource names, base model, prompt, data, tuning job config).
+VERTEX_MODEL_FILE = "vertex_model.json"
+MODEL_FILES = {"keras": MODEL_FILE, "vertex": VERTEX_MODEL_FILE}
 CARD_FILE = "model_card.md"
 LOCK_WAIT_SECONDS = 30.0
 
@@ -131,6 +135,19 @@ class Registry:
                 f"Promote it by hand with 'reviewops models promote {version} --reason ...' if you mean it"
             )
         return version
+
+    def keras_model(self, version: str) -> StoragePath:
+        """The saved Keras model of a version; a clear error for a version of another kind
+        (a Vertex AI tuned model has no weights here: it scores on Vertex AI)."""
+        meta = self.metadata(version)
+        kind = meta.get("kind", "keras")
+        if kind != "keras":
+            tuned = (meta.get("vertex") or {}).get("tuned_model_name", "?")
+            raise RegistryError(
+                f"model {version} is a {kind} model (Vertex AI tuned model {tuned}), not a Keras model: "
+                "score it with scoring_backend=vertex, or pin a Keras version with model_version"
+            )
+        return self.path(version) / MODEL_FILE
 
     def is_blessed(self, version: str) -> bool:
         meta = self.metadata(version)
@@ -283,9 +300,12 @@ def register_model(
 
     registry = Registry(params.data_root)
     version = evaluation["model_version"]
+    kind = str(training.get("kind", "keras"))
+    if kind not in MODEL_FILES:
+        raise RegistryError(f"candidate of unknown kind {kind!r}: known kinds are {', '.join(MODEL_FILES)}")
     metadata = {
         "version": version,
-        "kind": "keras",
+        "kind": kind,
         "dataset_version": manifest["version"],
         "params": training["params"],
         "warm_start_from": training.get("warm_start_from"),
@@ -299,6 +319,8 @@ def register_model(
         "champion_at_evaluation": evaluation.get("champion"),
         "gate": decision,
     }
+    if kind == "vertex":
+        metadata["vertex"] = training["vertex"]
     write_text(render_model_card(metadata, manifest), candidate / CARD_FILE)
     folder, published = registry.register(candidate, metadata)
     promoted = False
@@ -313,7 +335,9 @@ def register_model(
     champion = registry.champion()
     log.info("model %s registered%s; champion is %s", version, "" if published else " (already)", champion)
     stored = registry.metadata(version)
-    registered = tuple(Artifact.of_file(folder / name, "model") for name in (MODEL_FILE, METADATA_FILE, CARD_FILE))
+    registered = tuple(
+        Artifact.of_file(folder / name, "model") for name in (MODEL_FILES[kind], METADATA_FILE, CARD_FILE)
+    )
     return StepResult(
         subject=version,
         # A version registered before keeps its original producer: this run only read it.

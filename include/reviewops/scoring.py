@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.lineage import Artifact, StepResult
-from reviewops.registry import MODEL_FILE, Registry
+from reviewops.registry import Registry
 from reviewops.schema import prediction_schema
 from reviewops.storage import Layout, StoragePath, atomic_path, parquet_file
 
@@ -77,6 +77,7 @@ def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list
     (the partition and the model that scored it)."""
     registry = Registry(params.data_root)
     version = registry.resolve(params.model_version)
+    model_file = registry.keras_model(version)  # a Vertex AI champion is refused, with what to do
     meta = registry.metadata(version)
     classes = tuple(meta["classes"])
     week = curated.path.parent.name.removeprefix("week=")
@@ -84,7 +85,7 @@ def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list
     with parquet_file(curated.path) as source, atomic_path(target) as tmp:
         stats = score_table_batches(
             source.iter_batches(batch_size=params.batch_size, columns=["review_id", "week", "text", "label"]),
-            registry.path(version) / MODEL_FILE,
+            model_file,
             version,
             classes,
             tmp,
@@ -96,4 +97,4 @@ def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list
         outputs=(Artifact.of_file(target, "predictions"),),
         metrics={"week": week, "model_version": version, "model_choice": how, **stats},
     )
-    return result, [curated, Artifact.of_file(registry.path(version) / MODEL_FILE, "model")]
+    return result, [curated, Artifact.of_file(model_file, "model")]

@@ -373,7 +373,7 @@ class EvaluateModelOperator(ReviewOpsOperator):
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.evaluation import evaluate_candidate
         from reviewops.lineage import Artifact
-        from reviewops.registry import MODEL_FILE, Registry
+        from reviewops.registry import Registry, RegistryError
 
         model = verified(_model_file(upstream["candidate"]))
         eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
@@ -382,7 +382,13 @@ class EvaluateModelOperator(ReviewOpsOperator):
         champion = registry.champion()
         against = None
         if champion is not None:
-            champion_file = registry.path(champion) / MODEL_FILE
+            try:
+                champion_file = registry.keras_model(champion)
+            except RegistryError as exc:  # a Vertex AI champion does not predict here
+                raise AirflowFailException(
+                    f"cannot compare with the champion on this eval split: {exc}. Train with "
+                    "training_backend=vertex, or roll back to a Keras champion ('reviewops models rollback')"
+                ) from exc
             inputs.append(Artifact.of_file(champion_file, "model"))
             against = (champion, champion_file)
         result = evaluate_candidate(model.path, eval_file.path.parent, upstream["candidate"].subject, against)
@@ -427,7 +433,7 @@ class RegisterModelOperator(ReviewOpsOperator):
 
         from reviewops.registry import RegisterParams, register_model
 
-        model = verified(_model_file(upstream["candidate"]))
+        model = verified(_candidate_model_file(upstream["candidate"]))
         evaluation = verified(upstream["evaluation"].output("evaluation"))
         decision = verified(upstream["decision"].output("decision"))
         manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
@@ -498,3 +504,16 @@ def _output_named(record: LineageRecord, name: str) -> Artifact:
 
 def _model_file(record: LineageRecord) -> Artifact:
     return _output_named(record, "model.keras")
+
+
+def _candidate_model_file(record: LineageRecord) -> Artifact:
+    """The model file of a candidate of any kind: ``model.keras``, or the
+    ``vertex_model.json`` describing a Vertex AI tuned model."""
+    from reviewops.registry import MODEL_FILES
+
+    for name in MODEL_FILES.values():
+        if any(a.uri.endswith("/" + name) for a in record.outputs):
+            return _output_named(record, name)
+    raise AirflowFailException(
+        f"record {record.record_id} of task {record.task_id} has no model file ({', '.join(MODEL_FILES.values())})"
+    )

@@ -1,0 +1,67 @@
+"""A Vertex AI tuned model in the registry: registered as kind ``vertex`` with its
+resource names, described by its model card, and refused with what to do by everything
+that needs Keras weights (local scoring, the local evaluation's champion)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from reviewops.gate import GatePolicy, decide
+from reviewops.lineage import Artifact
+from reviewops.registry import RegisterParams, Registry, RegistryError, register_model
+from reviewops.scoring import ScoreParams, score_week
+from reviewops.storage import from_uri, read_json
+from reviewops.vertex_tuning import TunedModelParams, evaluate_tuned_model, export_tuning_data, record_tuned_model
+
+from .test_vertex_tuning import ENDPOINT, MODEL, _params, dataset_dir  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def registered(dataset_dir: Path, tmp_path: Path) -> dict[str, Any]:  # noqa: F811
+    export = export_tuning_data(_params(dataset_dir, tmp_path))
+    candidate = record_tuned_model(TunedModelParams(str(tmp_path), MODEL, ENDPOINT, export.metrics, 60.0))
+    folder = from_uri(candidate.outputs[0].uri).parent
+    rows = pq.read_table(dataset_dir / "eval.parquet").to_pylist()
+    evaluation = evaluate_tuned_model(
+        folder, dataset_dir, candidate.subject, {r["review_id"]: r["label"] for r in rows}
+    ).metrics
+    decision = decide(evaluation, GatePolicy()).to_dict()
+    training = json.loads((folder / "training.json").read_text())
+    result = register_model(
+        RegisterParams(str(tmp_path), actor="test"),
+        folder,
+        evaluation,
+        decision,
+        training,
+        read_json(dataset_dir / "manifest.json"),
+    )
+    return {"result": result, "data_root": tmp_path, "decision": decision}
+
+
+def test_a_tuned_model_registers_as_kind_vertex(registered: dict[str, Any]) -> None:
+    result = registered["result"]
+    registry = Registry(str(registered["data_root"]))
+    meta = registry.metadata(result.subject)
+    assert meta["kind"] == "vertex"
+    assert meta["vertex"]["tuned_model_name"] == MODEL and meta["vertex"]["endpoint"] == ENDPOINT
+    assert meta["vertex"]["prompt_ref"] == "review_sentiment@v2"
+    assert [Path(a.uri).name for a in result.outputs] == ["vertex_model.json", "metadata.json", "model_card.md"]
+    card = (registry.path(result.subject) / "model_card.md").read_text()
+    assert "tuned on Vertex AI" in card and MODEL in card and "TensorFlow/Keras" not in card
+    # A perfect answer sheet passes the gate against the baselines: it is the champion now.
+    assert registered["decision"]["verdict"] == "promote" and registry.champion() == result.subject
+
+
+def test_local_scoring_refuses_a_vertex_champion_with_what_to_do(registered: dict[str, Any], tmp_path: Path) -> None:
+    registry = Registry(str(registered["data_root"]))
+    champion = registry.require_champion()
+    with pytest.raises(RegistryError, match=r"is a vertex model .*score it with scoring_backend=vertex"):
+        registry.keras_model(champion)
+    week = tmp_path / "curated" / "week=2017-11-27" / "reviews.parquet"
+    with pytest.raises(RegistryError, match="scoring_backend=vertex"):
+        score_week(ScoreParams(data_root=str(registered["data_root"])), Artifact(str(week), "curated", ""))
