@@ -206,8 +206,18 @@ def _vertex_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def resolve_model(params: PrepareParams, settings: VertexSettings) -> tuple[str, str | None]:
-    """(Vertex model resource, registry version or None), by precedence:
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model a batch runs, and the prompt a tuned model was tuned with (if any)."""
+
+    model: str  # Vertex AI model resource name
+    registry_version: str | None = None
+    tuned_prompt: str | None = None  # NAME@vN the registered model was tuned with
+    tuned_prompt_sha256: str | None = None
+
+
+def resolve_model(params: PrepareParams, settings: VertexSettings) -> ResolvedModel:
+    """The model, by precedence:
 
     1. ``params.model``: a Vertex AI model resource, as given;
     2. ``params.model_version``: a pinned, blessed registry version of kind ``vertex``;
@@ -217,7 +227,7 @@ def resolve_model(params: PrepareParams, settings: VertexSettings) -> tuple[str,
     from reviewops.registry import Registry, RegistryError
 
     if params.model.strip():
-        return params.model.strip(), None
+        return ResolvedModel(params.model.strip())
     registry = Registry(params.data_root)
     version = params.model_version.strip() or None
     try:
@@ -230,16 +240,39 @@ def resolve_model(params: PrepareParams, settings: VertexSettings) -> tuple[str,
         raise BatchError(str(exc)) from exc
     kind = meta.get("kind")
     if version and kind == VERTEX_KIND:
-        tuned = _vertex_metadata(meta).get("tuned_model_name")
-        if not tuned:
+        vertex = _vertex_metadata(meta)
+        if not vertex.get("tuned_model_name"):
             raise BatchError(f"model {version} is of kind vertex but names no vertex.tuned_model_name")
-        return str(tuned), version
+        prompt = vertex.get("prompt_ref")
+        sha = vertex.get("prompt_sha256")
+        return ResolvedModel(str(vertex["tuned_model_name"]), version, str(prompt) if prompt else None, sha)
     if params.model_version.strip():
         raise BatchError(
             f"model {version} is of kind {kind!r}, not vertex: score it with scoring_backend=local, "
             "or leave model_version empty"
         )
-    return settings.model, None
+    return ResolvedModel(settings.model)
+
+
+def choose_template(params: PrepareParams, settings: VertexSettings, resolved: ResolvedModel) -> PromptTemplate:
+    """The run's prompt when given; else the one a registered tuned model was tuned with
+    (it must still hash the same); else the configured one."""
+    if params.prompt.strip():
+        template = load_template(params.prompt.strip())
+        if resolved.tuned_prompt and template.ref != resolved.tuned_prompt:
+            log.warning(
+                "model %s was tuned with %s, not %s", resolved.registry_version, resolved.tuned_prompt, template.ref
+            )
+        return template
+    if resolved.tuned_prompt:
+        template = load_template(resolved.tuned_prompt)
+        if resolved.tuned_prompt_sha256 and template.sha256 != resolved.tuned_prompt_sha256:
+            raise BatchError(
+                f"prompt {template.ref} changed since model {resolved.registry_version} was tuned with it "
+                f"(sha256 {resolved.tuned_prompt_sha256} then, {template.sha256} now): templates are immutable"
+            )
+        return template
+    return load_template(settings.prompt)
 
 
 def model_id(model: str, registry_version: str | None, prompt_ref: str) -> str:
@@ -270,15 +303,16 @@ def prepare_batch(params: PrepareParams, source: Artifact) -> tuple[StepResult, 
     Returns the result (output: the requests file; metrics: counts, the prompt's ref and
     sha256, and ``vertex``: the spec) and its inputs (``source``).
     """
-    settings = VertexSettings.from_env(prompt=params.prompt, project=params.project, location=params.location)
-    template = load_template(settings.prompt)
+    settings = VertexSettings.from_env(project=params.project, location=params.location)
     root = Layout(params.data_root).root
     if params.require_gcs and not is_remote(root):
         raise BatchError(
             f"the data root {to_uri(root)} is not on Cloud Storage: Vertex AI batch prediction reads its "
             "requests from and writes its output to gs://, so set data_root to gs://BUCKET/PREFIX"
         )
-    model, registry_version = resolve_model(params, settings)
+    resolved = resolve_model(params, settings)
+    model, registry_version = resolved.model, resolved.registry_version
+    template = choose_template(params, settings, resolved)
     subject = batch_subject(source)
     table = read_input(source)
     lines: dict[str, str] = {}

@@ -24,6 +24,7 @@ from reviewops.vertex_batch import (
     BatchError,
     BatchSpec,
     PrepareParams,
+    ResolvedModel,
     collect_batch,
     dataset_input,
     model_id,
@@ -253,22 +254,45 @@ def register(version: str, kind: str, promote: bool, tmp_path: Path, **extra: An
 def test_the_model_is_a_vertex_champion_else_the_base_model(fake_gcs: Path, tmp_path: Path) -> None:
     settings = VertexSettings()
     params = PrepareParams(data_root=ROOT)
-    assert resolve_model(params, settings) == (settings.model, None)
+    assert resolve_model(params, settings) == ResolvedModel(settings.model)
     register("m-keras", "keras", True, tmp_path)
-    assert resolve_model(params, settings) == (settings.model, None)
+    assert resolve_model(params, settings) == ResolvedModel(settings.model)
     tuned = "projects/123/locations/us-central1/models/456"
-    register("m-tuned", "vertex", True, tmp_path, vertex={"tuned_model_name": tuned, "endpoint": "e"})
-    assert resolve_model(params, settings) == (tuned, "m-tuned")
+    v1 = load_template("review_sentiment@v1")
+    vertex = {"tuned_model_name": tuned, "endpoint": "e", "prompt_ref": v1.ref, "prompt_sha256": v1.sha256}
+    register("m-tuned", "vertex", True, tmp_path, vertex=vertex)
+    assert resolve_model(params, settings) == ResolvedModel(tuned, "m-tuned", v1.ref, v1.sha256)
     assert model_id(tuned, "m-tuned", "review_sentiment@v2") == "m-tuned+review_sentiment@v2"
     # An explicit model wins; a pinned keras model cannot run on Vertex.
-    assert resolve_model(PrepareParams(data_root=ROOT, model="publishers/google/models/gemini-2.0-flash"), settings)[0]
+    explicit = "publishers/google/models/gemini-2.0-flash"
+    assert resolve_model(PrepareParams(data_root=ROOT, model=explicit), settings) == ResolvedModel(explicit)
     with pytest.raises(BatchError, match="kind 'keras', not vertex"):
         resolve_model(PrepareParams(data_root=ROOT, model_version="m-keras"), settings)
     register("m-dotted", "vertex", False, tmp_path, **{"vertex.tuned_model_name": tuned + "9"})
     with pytest.raises(BatchError, match="not promoted"):
         resolve_model(PrepareParams(data_root=ROOT, model_version="m-dotted"), settings)
     Registry(ROOT).promote("m-dotted", "test", "test")
-    assert resolve_model(PrepareParams(data_root=ROOT, model_version="m-dotted"), settings) == (tuned + "9", "m-dotted")
+    pinned = resolve_model(PrepareParams(data_root=ROOT, model_version="m-dotted"), settings)
+    assert pinned == ResolvedModel(tuned + "9", "m-dotted")
+
+
+def test_a_tuned_champion_scores_with_the_prompt_it_was_tuned_with(curated: Artifact, tmp_path: Path) -> None:
+    v1 = load_template("review_sentiment@v1")
+    tuned = "projects/123/locations/us-central1/models/456"
+    vertex = {"tuned_model_name": tuned, "prompt_ref": v1.ref, "prompt_sha256": v1.sha256}
+    register("m-tuned", "vertex", True, tmp_path, vertex=vertex)
+    _, spec, _ = prepared(curated)
+    assert (spec.model, spec.registry_version, spec.prompt_template) == (tuned, "m-tuned", v1.ref)
+    assert spec.model_version == "m-tuned+review_sentiment@v1"
+    _, spec, _ = prepared(curated, prompt="review_sentiment@v2")  # the run's Param still wins
+    assert spec.prompt_template == "review_sentiment@v2"
+
+
+def test_a_tuned_champion_whose_prompt_file_changed_is_refused(curated: Artifact, tmp_path: Path) -> None:
+    vertex = {"tuned_model_name": "projects/1/locations/l/models/2", "prompt_ref": "review_sentiment@v1"}
+    register("m-tuned", "vertex", True, tmp_path, vertex={**vertex, "prompt_sha256": "0" * 64})
+    with pytest.raises(BatchError, match="changed since model m-tuned was tuned"):
+        prepared(curated)
 
 
 def test_model_safety_metrics_count_like_the_local_flags() -> None:
