@@ -29,7 +29,9 @@ Vertex AI path (a Gemini model tuned on the same train split; needs a `gs://` da
 5. **vertex_eval_prepare_batch / vertex_eval_batch_predict / vertex_eval_collect_batch**:
    the eval split scored by the tuned model with Vertex AI batch prediction.
 6. **evaluate_tuned**: the same evaluation as `evaluate_model` (a Keras champion predicts
-   locally on the same eval split).
+   locally on the same eval split). When the champion is itself a Vertex AI model,
+   **choose_champion_scoring** runs its batch prediction of the same eval split
+   (`vertex_champion_*`, in parallel with the tuning job); otherwise those are skipped.
 
 Both paths:
 
@@ -64,6 +66,7 @@ from reviewops_airflow.operators import (
 from reviewops_airflow.params import location_params
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 from reviewops_airflow.vertex_tuning import (
+    ChooseChampionScoringOperator,
     EvaluateTunedModelOperator,
     ExportTuningDataOperator,
     RecordTunedModelOperator,
@@ -167,6 +170,17 @@ with DAG(
         prompt="{{ ti.xcom_pull(task_ids='export_tuning_data')['metrics']['prompt_template'] }}",
         task_prefix="vertex_eval_",
     )
+    choose_champion_scoring = ChooseChampionScoringOperator(
+        task_id="choose_champion_scoring", vertex="vertex_champion_prepare_batch"
+    )
+    vertex_champion_prepare_batch, vertex_champion_batch_predict, vertex_champion_collect_batch = (
+        batch_prediction_tasks(
+            source_task="snapshot_dataset",
+            split="eval",
+            model_version="{{ ti.xcom_pull(task_ids='choose_champion_scoring', key='champion') }}",
+            task_prefix="vertex_champion_",
+        )
+    )
     evaluate_tuned = EvaluateTunedModelOperator(
         task_id="evaluate_tuned",
         upstream={
@@ -174,6 +188,8 @@ with DAG(
             "dataset": "snapshot_dataset",
             "predictions": "vertex_eval_collect_batch",
         },
+        champion_predictions_task="vertex_champion_collect_batch",
+        trigger_rule="none_failed_min_one_success",  # the champion's batch is skipped unless it is a Vertex model
     )
     gate = GateModelOperator(
         task_id="gate",
@@ -196,5 +212,6 @@ with DAG(
     snapshot_dataset >> choose_training_backend >> [plan_trials, export_tuning_data]
     plan_trials >> train_trial >> select_best >> train_model >> evaluate_model >> gate
     export_tuning_data >> tune_model >> record_tuned_model >> vertex_eval_prepare_batch
-    vertex_eval_collect_batch >> evaluate_tuned >> gate
+    export_tuning_data >> choose_champion_scoring >> vertex_champion_prepare_batch
+    [vertex_eval_collect_batch, vertex_champion_collect_batch] >> evaluate_tuned >> gate
     gate >> register_model

@@ -357,11 +357,16 @@ def evaluate_tuned_model(
     predicted: Mapping[str, str | None],
     champion: tuple[str, StoragePath] | None = None,
     predictions_summary: Mapping[str, Any] | None = None,
+    vertex_champion: tuple[str, Mapping[str, str | None]] | None = None,
 ) -> StepResult:
     """Score the tuned model's eval-split predictions (review_id -> class, or None when
-    unanswered) beside the champion's (a Keras champion predicts here, locally) and the
-    two baselines trained on the same train split; write ``evaluation.json`` into the
-    candidate folder, in the shape :func:`reviewops.evaluation.evaluate_candidate` writes."""
+    unanswered) beside the champion's and the two baselines trained on the same train
+    split; write ``evaluation.json`` into the candidate folder, in the shape
+    :func:`reviewops.evaluation.evaluate_candidate` writes.
+
+    The champion is either a Keras model (``champion``: version and model file; it
+    predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
+    batch predictions of the same eval split, unanswered reviews counted as misses)."""
     from reviewops.evaluation import classification_metrics, majority_baseline, tfidf_logreg_baseline
     from reviewops.storage import read_table
 
@@ -399,6 +404,11 @@ def evaluate_tuned_model(
             "model_version": version,
             **classification_metrics(labels, _keras_labels(path, texts), CLASSES),
         }
+    elif vertex_champion is not None:
+        version, answers = vertex_champion
+        if ids and not any(i in answers for i in ids):
+            raise TuningError(f"the champion {version}'s batch predictions are not of {dataset_dir.name}'s eval split")
+        report["champion"] = {"model_version": version, **scored_metrics(labels, [answers.get(i) for i in ids])}
     path = write_json(report, candidate_dir / EVALUATION_FILE)
     if matched < len(ids):
         log.warning("%s answered %d of %d eval reviews: the rest count as misses", model_version, matched, len(ids))

@@ -4,7 +4,9 @@
 ``export_tuning_data`` (:class:`ExportTuningDataOperator`) -> ``tune_model`` (the
 provider's operator, rendered from the export's record by :func:`tuning_arguments`) ->
 ``record_tuned_model`` (:class:`RecordTunedModelOperator`) -> batch prediction of the eval
-split -> ``evaluate_tuned`` (:class:`EvaluateTunedModelOperator`).
+split -> ``evaluate_tuned`` (:class:`EvaluateTunedModelOperator`); beside them,
+``choose_champion_scoring`` (:class:`ChooseChampionScoringOperator`) runs the champion's
+batch prediction of the same split when the champion is a Vertex AI model.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from reviewops_airflow.base import ReviewOpsOperator, verified
@@ -117,49 +120,104 @@ class RecordTunedModelOperator(ReviewOpsOperator):
             raise AirflowFailException(str(exc)) from exc
 
 
+class ChooseChampionScoringOperator(BaseBranchOperator):
+    """Follow ``vertex`` (the champion's batch prediction of the eval split) only when
+    the champion is a Vertex AI model, and skip it otherwise: a Keras champion predicts
+    locally in ``evaluate_tuned``, and with no champion there is nothing to compare. The
+    champion it saw is pushed under the XCom key ``champion``, so the batch job scores
+    exactly that version even if the champion changes meanwhile."""
+
+    template_fields = ("data_root",)
+    ui_color = "#fdf3e1"
+
+    def __init__(self, *, vertex: str | list[str], data_root: str = "{{ params.data_root }}", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vertex = vertex
+        self.data_root = data_root
+
+    def choose_branch(self, context: Context) -> str | list[str] | None:
+        from reviewops.config import Settings
+        from reviewops.registry import Registry
+
+        registry = Registry(Settings.from_env(data_root=self.data_root).data_root)
+        champion = registry.champion()
+        kind = registry.metadata(champion).get("kind", "keras") if champion else None
+        context["ti"].xcom_push(key="champion", value=champion or "")
+        self.log.info("champion: %s (%s)", champion or "none", kind or "-")
+        return self.vertex if kind == "vertex" else None
+
+
 class EvaluateTunedModelOperator(ReviewOpsOperator):
     """Evaluate the tuned model from its batch predictions of the eval split, beside
-    the champion (a Keras champion predicts locally, on the same eval split) and the
-    majority-class and TF-IDF + logistic regression baselines: the same
-    ``evaluation.json`` as ``evaluate_model``, so the same gate decides."""
+    the champion and the majority-class and TF-IDF + logistic regression baselines: the
+    same ``evaluation.json`` as ``evaluate_model``, so the same gate decides. A Keras
+    champion predicts locally, on the same eval split; a Vertex AI champion is scored
+    from its own batch predictions of that split (``champion_predictions_task``, skipped
+    when the champion is not a Vertex AI model).
+
+    :param champion_predictions_task: the task that collects the champion's batch
+        predictions (its record is used only when the champion is a Vertex AI model).
+    """
+
+    def __init__(self, *, champion_predictions_task: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.champion_predictions_task = champion_predictions_task
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.lineage import Artifact
-        from reviewops.registry import MODEL_FILE, Registry
         from reviewops.vertex_tuning import VERTEX_MODEL_FILE, TuningError, evaluate_tuned_model
 
         candidate = verified(_output_named(upstream["candidate"], VERTEX_MODEL_FILE))
         eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
         predictions_record = upstream["predictions"]
         predictions = [verified(a) for a in predictions_record.outputs_of("predictions")]
-        predicted = _predicted_labels(predictions)
-        registry = Registry(self.settings().data_root)
         inputs = [candidate, eval_file, *predictions]
-        against = None
-        champion = registry.champion()
-        if champion is not None:
-            kind = registry.metadata(champion).get("kind", "keras")
-            if kind != "keras":
-                raise AirflowFailException(
-                    f"the champion {champion} is a {kind} model: comparing two Vertex AI models needs the "
-                    "champion's batch predictions of this eval split, which this DAG does not run yet. "
-                    "Roll back to a Keras champion ('reviewops models rollback') or compare by hand"
-                )
-            champion_file = registry.path(champion) / MODEL_FILE
-            inputs.append(Artifact.of_file(champion_file, "model"))
-            against = (champion, champion_file)
+        keras_champion, vertex_champion, champion_inputs = self.champion(context)
         try:
             result = evaluate_tuned_model(
                 candidate.path.parent,
                 eval_file.path.parent,
                 upstream["candidate"].subject,
-                predicted,
-                against,
+                _predicted_labels(predictions),
+                keras_champion,
                 predictions_summary=predictions_record.metrics.get("response_summary") or {},
+                vertex_champion=vertex_champion,
             )
         except TuningError as exc:
             raise AirflowFailException(str(exc)) from exc
-        return result, inputs
+        return result, [*inputs, *champion_inputs]
+
+    def champion(
+        self, context: Context
+    ) -> tuple[tuple[str, Any] | None, tuple[str, dict[str, str | None]] | None, list[Artifact]]:
+        """(Keras champion, Vertex AI champion with its predictions, their input artifacts)."""
+        from reviewops.lineage import Artifact, LineageRecord
+        from reviewops.registry import Registry, RegistryError
+
+        registry = Registry(self.settings().data_root)
+        champion = registry.champion()
+        if champion is None:
+            return None, None, []
+        try:
+            model_file = registry.keras_model(champion)
+        except RegistryError:
+            pass
+        else:
+            return (champion, model_file), None, [Artifact.of_file(model_file, "model")]
+        value = (
+            context["ti"].xcom_pull(task_ids=self.champion_predictions_task) if self.champion_predictions_task else None
+        )
+        record = LineageRecord.from_dict(value) if value else None
+        if record is None or record.metrics.get("registry_version") != champion:
+            found = record.metrics.get("registry_version") if record else "none"
+            raise AirflowFailException(
+                f"the champion {champion} is a Vertex AI model, but the champion's batch predictions of this eval "
+                f"split are of {found}: the champion changed during the run. Run reviews_training again"
+            )
+        predictions = [verified(a) for a in record.outputs_of("predictions")]
+        return None, (champion, _predicted_labels(predictions)), predictions
+
+    def effective_params(self) -> dict[str, Any]:
+        return {**super().effective_params(), "champion_predictions_task": self.champion_predictions_task}
 
 
 def _predicted_labels(predictions: list[Artifact]) -> dict[str, str | None]:

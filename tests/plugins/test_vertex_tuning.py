@@ -105,6 +105,15 @@ def test_the_dag_builds_the_providers_tuning_operator_in_its_pool(training_dag: 
         "record_tuned_model"
     ]
     assert training_dag.get_task("gate").trigger_rule == "none_failed_min_one_success"
+    # The champion's batch prediction hangs off its own branch, beside the tuning job.
+    champion = training_dag.get_task("choose_champion_scoring")
+    assert [t.task_id for t in champion.upstream_list] == ["export_tuning_data"]
+    assert [t.task_id for t in champion.downstream_list] == ["vertex_champion_prepare_batch"]
+    evaluate = training_dag.get_task("evaluate_tuned")
+    assert evaluate.trigger_rule == "none_failed_min_one_success"
+    assert {t.task_id for t in evaluate.upstream_list} == {"vertex_eval_collect_batch", "vertex_champion_collect_batch"}
+    prepare = training_dag.get_task("vertex_eval_prepare_batch")
+    assert prepare.model == "{{ ti.xcom_pull(task_ids='tune_model')['tuned_model_name'] }}"
     assert {"training_backend", "prompt"} <= set(training_dag.params)
 
 

@@ -31,8 +31,10 @@ LOCAL = {
     "max_trials": 1,
 }
 LOCAL_TASKS = {"plan_trials", "train_trial", "select_best", "train_model", "evaluate_model"}
+CHAMPION_TASKS = {"vertex_champion_prepare_batch", "vertex_champion_batch_predict", "vertex_champion_collect_batch"}
 VERTEX_TASKS = {
     "export_tuning_data",
+    "choose_champion_scoring",
     "tune_model",
     "record_tuned_model",
     "vertex_eval_prepare_batch",
@@ -47,6 +49,7 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from airflow.dag_processing.dagbag import DagBag
 
     from reviewops.prompts import load_template
+    from reviewops.registry import Registry
 
     base = tmp_path_factory.mktemp("vertex-training")
     header, records = shipped_records()
@@ -61,8 +64,14 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         patch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", genaifake.CONNECTION)
         load = dagbag.dags["reviews_initial_load"].test(run_conf={"source": str(source), "data_root": GS_ROOT})
         local = training.test(run_conf={"data_root": GS_ROOT, **LOCAL})
-        vertex = training.test(run_conf={"data_root": GS_ROOT, "training_backend": "vertex", "prompt": PROMPT})
-        yield {"load": load, "local": local, "vertex": vertex, "tuning": tuning, "batch": batch}
+        vertex_conf = {"data_root": GS_ROOT, "training_backend": "vertex", "prompt": PROMPT}
+        vertex = training.test(run_conf=vertex_conf)
+        # The tuned model made champion by hand: the next tuned model is compared with it,
+        # from the champion's own batch predictions of the same eval split.
+        tuned_version = _record(vertex, "register_model")["subject"]
+        Registry(GS_ROOT).promote(tuned_version, "test: a tuned champion", "test_vertex_training")
+        again = training.test(run_conf=vertex_conf)
+        yield {"load": load, "local": local, "vertex": vertex, "again": again, "tuning": tuning, "batch": batch}
 
 
 def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
@@ -81,14 +90,17 @@ def test_each_backend_runs_its_own_path_and_skips_the_other(runs: dict[str, Any]
         states = _states(run)
         assert str(run.state) == "success", (name, states)
         assert {t for t in ran if states[t] != "success"} == set(), (name, states)
-        assert {t for t in skipped if states[t] != "skipped"} == set(), (name, states)
+        assert {t for t in skipped | CHAMPION_TASKS if states[t] != "skipped"} == set(), (name, states)
         assert states["gate"] == states["register_model"] == "success", (name, states)
+    again = _states(runs["again"])
+    assert str(runs["again"].state) == "success", again
+    assert {t for t in VERTEX_TASKS | CHAMPION_TASKS if again[t] != "success"} == set(), again
 
 
 def test_the_tuning_job_got_the_exported_files_and_config(runs: dict[str, Any]) -> None:
     from reviewops.prompts import load_template
 
-    (request,) = runs["tuning"].tunings.requests  # every line was checked by the fake
+    request, _ = runs["tuning"].tunings.requests  # every line was checked by the fake
     export = _record(runs["vertex"], "export_tuning_data")["metrics"]
     dataset = _record(runs["vertex"], "snapshot_dataset")
     assert request["base_model"] == "gemini-2.5-flash"
@@ -102,7 +114,7 @@ def test_the_tuning_job_got_the_exported_files_and_config(runs: dict[str, Any]) 
     assert request["train_examples"] + request["validation_examples"] == dataset["metrics"]["train_rows"]
     assert export["prompt_sha256"] == load_template(PROMPT).sha256
     # The eval split was scored once, by the tuned model, with the same prompt.
-    (job,) = runs["batch"].jobs
+    job = runs["batch"].jobs[0]
     tuned = _record(runs["vertex"], "tune_model")
     assert job["model_name"] == tuned["tuned_model_name"]
     collect = _record(runs["vertex"], "vertex_eval_collect_batch")["metrics"]
@@ -133,7 +145,7 @@ def test_the_registry_holds_a_vertex_version_gated_like_a_local_one(runs: dict[s
     champion_before = _record(runs["local"], "register_model")["subject"]
     assert gate["verdict"] in ("promote", "reject") and gate["champion"] == champion_before
     assert meta["gate"]["verdict"] == gate["verdict"]
-    assert register["metrics"]["promoted"] == (registry.champion() == register["subject"])
+    assert register["metrics"]["promoted"] == (gate["verdict"] == "promote")
     names = {p.name for p in registry.path(register["subject"]).iterdir()}
     assert {"vertex_model.json", "training.json", "evaluation.json", "metadata.json", "model_card.md"} <= names
     card = (registry.path(register["subject"]) / "model_card.md").read_text()
@@ -162,6 +174,26 @@ def test_the_tuned_model_is_evaluated_like_the_local_one(runs: dict[str, Any]) -
     # The fake model leaves some reviews unanswered: they are counted, as misses.
     assert tuned["answered"] + sum(tuned["unanswered"].values()) == tuned["rows"]
     assert 0 < tuned["answered"] < tuned["rows"]
+
+
+def test_a_tuned_champion_is_compared_from_its_own_batch_predictions(runs: dict[str, Any]) -> None:
+    first = _record(runs["vertex"], "evaluate_tuned")["metrics"]
+    second = _record(runs["again"], "evaluate_tuned")["metrics"]
+    champion = second["champion"]
+    assert champion["model_version"] == _record(runs["vertex"], "register_model")["subject"]
+    # The champion's predictions of the same eval split score exactly as it did as a challenger.
+    assert {k: v for k, v in champion.items() if k != "model_version"} == {
+        k: first[k] for k in champion if k != "model_version"
+    }
+    collect = _record(runs["again"], "vertex_champion_collect_batch")["metrics"]
+    assert collect["registry_version"] == champion["model_version"] and collect["prompt_template"] == PROMPT
+    jobs = runs["batch"].jobs
+    assert len(jobs) == 3 and {j["model_name"] for j in jobs[1:]} == {
+        _record(runs["again"], "tune_model")["tuned_model_name"],
+        _record(runs["vertex"], "tune_model")["tuned_model_name"],
+    }
+    gate = _record(runs["again"], "gate")["metrics"]
+    assert gate["champion"] == champion["model_version"] and gate["verdict"] == "reject"  # no gain: same answers
 
 
 def _main_chain(data_root: str, record_id: str) -> list[tuple[str, str]]:
