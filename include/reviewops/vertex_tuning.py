@@ -119,6 +119,13 @@ def tuning_lines(template: PromptTemplate, rows: Iterable[Mapping[str, Any]]) ->
     )
 
 
+def estimated_tokens(template: PromptTemplate, rows: Iterable[Mapping[str, Any]]) -> int:
+    """A rough token count of one pass over the examples (system, user and model text at
+    about 4 characters a token), for the cost estimate: the service counts exactly."""
+    chars = sum(len(template.system_instruction) + len(template.render(row)) + len(str(row["label"])) for row in rows)
+    return -(-chars // 4)
+
+
 def tuning_dir(data_root: str, dataset_version: str, template: PromptTemplate) -> StoragePath:
     return Layout(data_root).root / "vertex" / "tuning" / dataset_version / template.ref
 
@@ -167,17 +174,21 @@ def export_tuning_data(params: TuningDataParams) -> StepResult:
         "validation_class_counts": _class_counts(validation),
         "validation_rule": f"sha256('{VALIDATION_SALT}:' + review_id)[:8] / 2**32 < {params.validation_fraction}"
         f" (first {params.max_validation_examples})",
+        # Tuning is billed per training token, every epoch: about 4 characters a token.
+        "estimated_training_tokens": estimated_tokens(template, train) * params.vertex.tuning_epochs,
         "train_uri": train_uri,
         "validation_uri": validation_uri,
         "tuning": tuning_request(params.vertex, version, template, train_uri, validation_uri),
     }
     log.info(
-        "tuning data for %s with %s: %d train / %d validation examples in %s",
+        "tuning data for %s with %s: %d train / %d validation examples in %s; about %d training tokens over %d epochs",
         version,
         template.ref,
         len(train),
         len(validation),
         to_uri(folder),
+        metrics["estimated_training_tokens"],
+        params.vertex.tuning_epochs,
     )
     return StepResult(subject=version, outputs=outputs, metrics=metrics)
 

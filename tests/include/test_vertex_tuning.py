@@ -95,6 +95,14 @@ def test_every_train_review_becomes_one_documented_tuning_line(dataset_dir: Path
     assert sum(metrics["train_class_counts"].values()) == metrics["train_examples"]
     assert result.outputs[0].rows == metrics["train_examples"] and result.outputs[0].kind == "tuning_data"
     assert result.subject == metrics["dataset_version"] == dataset_dir.name
+    # The cost estimate: every example's text once per epoch, about 4 characters a token.
+    train_lines = [json.loads(line) for line in train_file.read_text().splitlines()]
+    chars = sum(len(part["text"]) for line in train_lines for part in _parts(line))
+    assert metrics["estimated_training_tokens"] == -(-chars // 4) * 4  # 4 epochs in _params
+
+
+def _parts(line: dict[str, Any]) -> list[dict[str, str]]:
+    return [*line["systemInstruction"]["parts"], *(p for c in line["contents"] for p in c["parts"])]
 
 
 def test_the_tuning_request_names_the_files_and_the_settings(dataset_dir: Path, tmp_path: Path) -> None:
