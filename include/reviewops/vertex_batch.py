@@ -315,6 +315,10 @@ def prepare_batch(params: PrepareParams, source: Artifact) -> tuple[StepResult, 
     template = choose_template(params, settings, resolved)
     subject = batch_subject(source)
     table = read_input(source)
+    if not table.num_rows:
+        # Vertex AI fails a job with no instances; the local backend would fail the
+        # week's volume check. Say so before anything is submitted or billed.
+        raise BatchError(f"{subject} has no reviews to score: no batch prediction job was submitted")
     lines: dict[str, str] = {}
     for review in table.to_pylist():
         request = batch_request(template, review)

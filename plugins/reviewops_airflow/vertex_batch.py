@@ -245,7 +245,7 @@ def batch_prediction_tasks(
     ``job_display_name`` and ``gcp_conn_id`` are templates pulling ``prepare_batch``'s
     ``metrics["vertex"]``; ``deferrable`` None means ``[operators] default_deferrable``;
     ``job_timeout`` is its ``execution_timeout`` (in deferrable mode the wait runs in the
-    triggerer and frees the worker slot).
+    triggerer and frees the worker slot); it has no retries (a retry would bill a second job).
 
     Output: ``collect_batch`` returns the lineage record of the predictions: for a week,
     ``predictions/week=…/predictions.parquet`` (the local scoring columns plus
@@ -298,6 +298,9 @@ def batch_prediction_tasks(
         instances_format="jsonl",
         predictions_format="jsonl",
         execution_timeout=job_timeout,
+        # A retry submits (and bills) a second job over the same requests; the Google
+        # client already retries transient API errors, a failed job needs a look.
+        retries=0,
         **optional,
     )
     collect = CollectBatchPredictionOperator(

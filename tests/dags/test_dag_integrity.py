@@ -108,7 +108,7 @@ def test_weekly_scoring_branches_to_the_providers_batch_job_templated_from_prepa
     assert type(task) is CreateBatchPredictionJobOperator
     for name in ("region", "project_id", "model_name", "gcs_source", "gcs_destination_prefix", "gcp_conn_id"):
         assert "xcom_pull(task_ids='prepare_batch'" in getattr(task, name), name
-    assert task.execution_timeout is not None
+    assert task.execution_timeout is not None and task.retries == 0  # a retry would bill a second job
     monitor = weekly.get_task("monitor")
     assert monitor.trigger_rule == "none_failed_min_one_success"
     assert monitor.upstream_task_ids == {"score", "collect_batch"}

@@ -145,6 +145,11 @@ def test_prepare_refuses_a_local_data_root(tmp_path: Path) -> None:
     assert result.metrics["requests"] == 5
 
 
+def test_an_empty_week_submits_nothing(fake_gcs: Path) -> None:
+    with pytest.raises(BatchError, match="no reviews to score"):
+        prepare_batch(PrepareParams(data_root=ROOT), write_curated([]))
+
+
 def test_prepare_takes_settings_from_the_environment_and_params(
     curated: Artifact, monkeypatch: pytest.MonkeyPatch
 ) -> None:
