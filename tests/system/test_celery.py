@@ -36,7 +36,17 @@ import pytest
 
 from reviewops.config import SHIPPED_REVIEWS as SHIPPED
 from tests.deploy.celery_settings import celery_environment
-from tests.system.airflow_stack import ROOT, WORKER, AirflowStack, redis_url
+from tests.system.airflow_stack import (
+    PG_URL_ENV,
+    REDIS_URL_ENV,
+    ROOT,
+    WORKER,
+    AirflowStack,
+    connect,
+    free_port,
+    redis_url,
+    server_url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -312,3 +322,21 @@ def test_the_worker_stops_cleanly(celery_run: CeleryRun) -> None:
     assert not [p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     log = worker.log.read_text(errors="replace")
     assert not re.search(r"WorkerLostError|Traceback", log), log[-4000:]
+
+
+def test_unreachable_redis_or_postgresql_fails_and_says_what_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a skip: the test fails at once, naming the server and `bin/services start`."""
+    closed = free_port()  # nothing listens there
+    monkeypatch.setenv(REDIS_URL_ENV, f"redis://127.0.0.1:{closed}/0")
+    stack = AirflowStack(tmp_path, executor="CeleryExecutor")
+    try:
+        with pytest.raises(pytest.fail.Exception, match=rf"Redis is not reachable at redis://127\.0\.0\.1:{closed}/0(.|\n)*bin/services start"):
+            stack.start()
+    finally:
+        stack.stop()
+    assert not stack.services, "services started without a broker"
+    monkeypatch.setenv(PG_URL_ENV, f"postgresql://postgres@127.0.0.1:{closed}/postgres")
+    with pytest.raises(pytest.fail.Exception, match=r"PostgreSQL is not reachable(.|\n)*bin/services start"):
+        connect(server_url())
