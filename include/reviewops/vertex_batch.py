@@ -370,18 +370,28 @@ def job_output_directory(job: Mapping[str, Any] | None) -> str | None:
     return str(directory) if directory else None
 
 
-def _check_job(job: Mapping[str, Any] | None) -> None:
+def job_sources(job: Mapping[str, Any] | None) -> list[str]:
+    """The input URIs a job dict names (camelCase or snake_case), if it names any."""
+    config = (job or {}).get("inputConfig") or (job or {}).get("input_config") or {}
+    source = config.get("gcsSource") or config.get("gcs_source") or {}
+    return [str(uri) for uri in source.get("uris") or ()]
+
+
+def check_job(job: Mapping[str, Any] | None, spec: BatchSpec) -> None:
+    """The job succeeded and read the requests this batch wrote (when the dict says)."""
     state = (job or {}).get("state")
     # The deferrable path gives enum numbers (4 is SUCCEEDED), the synchronous one names.
     if state not in (None, SUCCEEDED, 4):
         error = (job or {}).get("error") or {}
         raise BatchError(f"batch prediction job {job.get('name') if job else ''} ended {state}: {error}")
+    sources = job_sources(job)
+    if sources and spec.gcs_source not in sources:
+        raise BatchError(f"job {(job or {}).get('name')} read {sources}, not this batch's requests {spec.gcs_source}")
 
 
 def output_files(job: Mapping[str, Any] | None, destination_prefix: str) -> list[StoragePath]:
     """The job's ``predictions*.jsonl``: in the job's output directory, or (no job dict)
     in the newest ``prediction-*`` folder under the destination prefix."""
-    _check_job(job)
     directory = job_output_directory(job)
     if directory is None:
         folders = [p for p in glob(as_path(destination_prefix), f"{JOB_FOLDER_PREFIX}*")]
@@ -506,6 +516,7 @@ def collect_batch(
     """
     template = load_spec_template(spec)
     table = read_input(source)
+    check_job(job, spec)
     lines, outputs = read_output(output_files(job, spec.gcs_destination_prefix))
     invalid: list[str] = []
     parsed = parse_output(lines, template, invalid)

@@ -211,7 +211,12 @@ def test_collect_finds_the_output_without_a_job_dict_and_with_the_deferrable_sha
     directory = job["outputInfo"]["gcsOutputDirectory"]
     listed, inputs = collect_batch(ROOT, spec, curated, requests, None)
     assert inputs[2].uri == f"{directory}/predictions.jsonl"
-    snake = {"name": job["name"], "state": 4, "output_info": {"gcs_output_directory": directory}}
+    snake = {
+        "name": job["name"],
+        "state": 4,
+        "input_config": {"gcs_source": {"uris": [spec.gcs_source]}},
+        "output_info": {"gcs_output_directory": directory},
+    }
     deferred, _ = collect_batch(ROOT, spec, curated, requests, snake)
     assert first.outputs[0].sha256 == listed.outputs[0].sha256 == deferred.outputs[0].sha256
 
@@ -222,6 +227,9 @@ def test_collect_fails_on_a_failed_job_or_a_missing_output(curated: Artifact) ->
         collect_batch(ROOT, spec, curated, requests, {"name": "j", "state": "JOB_STATE_FAILED"})
     with pytest.raises(BatchError, match="no job output folder"):
         collect_batch(ROOT, spec, curated, requests, None)
+    other = {"name": "j", "state": "JOB_STATE_SUCCEEDED", "inputConfig": {"gcsSource": {"uris": ["gs://b/x.jsonl"]}}}
+    with pytest.raises(BatchError, match="not this batch's requests"):
+        collect_batch(ROOT, spec, curated, requests, other)
 
 
 def test_lines_that_are_lost_or_garbled_leave_their_reviews_missing(curated: Artifact) -> None:
