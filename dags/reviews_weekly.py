@@ -71,7 +71,11 @@ with DAG(
             description='Overrides of reviewops.monitoring.Thresholds, e.g. {"max_prediction_psi": 0.3}.',
         ),
         "model_version": Param(
-            "", type="string", title="Model version", description="Pin a registered model version. Empty: the champion."
+            "",
+            type="string",
+            title="Model version",
+            description="Pin a registered model version (a Keras one for the local backend, a Vertex-tuned one "
+            "for vertex). Empty: the champion (vertex: the base Gemini model unless the champion is Vertex-tuned).",
         ),
         "scoring_backend": backend_param("scoring"),
         "prompt": Param(
