@@ -33,7 +33,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,7 +271,6 @@ class FakeVertex:
 
     jobs: list[dict[str, Any]] = field(default_factory=list)
     protos: dict[str, Any] = field(default_factory=dict)  # job resource name -> its proto
-    outcome_of: Callable[[str], str] = outcome
 
     def submit(self, **kwargs: Any) -> FakeBatchPredictionJob:
         from google.cloud.aiplatform_v1 import types
