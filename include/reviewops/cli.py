@@ -16,7 +16,7 @@ from reviewops.config import Settings
 from reviewops.lineage import Artifact, LineageRecord
 from reviewops.lineage_store import LineageIndex, LineageNotFound
 from reviewops.parsing import clean_text
-from reviewops.registry import MODEL_FILE, Registry, RegistryError
+from reviewops.registry import Registry, RegistryError
 from reviewops.scoring import score_table_batches
 from reviewops.sources import SourceError, read_source
 from reviewops.storage import StoragePath, as_path, atomic_path, sort_paths
@@ -43,7 +43,7 @@ def _score(args: argparse.Namespace) -> int:
     with atomic_path(output) as tmp:
         stats = score_table_batches(
             table.to_batches(max_chunksize=4096),
-            registry.path(version) / MODEL_FILE,
+            registry.keras_model(version),  # a Vertex AI model is refused, with what to do
             version,
             classes,
             tmp,

@@ -11,7 +11,7 @@ from reviewops.datasets import SnapshotParams, snapshot_dataset
 from reviewops.evaluation import evaluate_candidate
 from reviewops.gate import GatePolicy, decide
 from reviewops.ingest import IngestParams, ingest_reviews
-from reviewops.registry import MODEL_FILE, RegisterParams, Registry, register_model
+from reviewops.registry import RegisterParams, Registry, register_model
 from reviewops.sources import source_window
 from reviewops.storage import Layout, StoragePath, read_json, write_json
 from reviewops.training import TrainParams, TrainStepParams, train_candidate
@@ -41,7 +41,7 @@ def evaluate_and_register(
     """The training DAG's evaluate, gate and register steps; returns the register metrics."""
     registry = Registry(str(data_root))
     champion = registry.champion()
-    against = (champion, registry.path(champion) / MODEL_FILE) if champion else None
+    against = (champion, registry.keras_model(champion)) if champion else None
     report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
     decision = decide(report, GatePolicy()).to_dict()
     write_json(decision, candidate_model.parent / "decision.json")

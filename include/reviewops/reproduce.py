@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reviewops.registry import MODEL_FILE, Registry
+from reviewops.registry import MODEL_FILE, Registry, RegistryError
 from reviewops.storage import Layout, is_published, read_table
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,12 @@ def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Rep
 
     registry = Registry(data_root)
     meta = registry.metadata(version)
+    if meta.get("kind", "keras") != "keras":
+        raise RegistryError(
+            f"model {version} is a {meta['kind']} model: its weights live on Vertex AI and tuning is not "
+            "deterministic, so it cannot be retrained here. Run reviews_training with training_backend=vertex "
+            f"on dataset {meta['dataset_version']} to tune again, and compare the two versions' metrics"
+        )
     dataset_dir = Layout(data_root).datasets() / meta["dataset_version"]
     if not is_published(dataset_dir):
         raise FileNotFoundError(f"dataset {meta['dataset_version']} of {version} is gone from {dataset_dir}")

@@ -29,7 +29,9 @@ class BigQueryReviewSource:
         over ``REVIEWOPS_BIGQUERY_COLUMNS``.
     """
 
-    def __init__(self, *, gcp_conn_id: str = DEFAULT_GCP_CONN_ID, columns: Mapping[str, Any] | str | None = None) -> None:
+    def __init__(
+        self, *, gcp_conn_id: str = DEFAULT_GCP_CONN_ID, columns: Mapping[str, Any] | str | None = None
+    ) -> None:
         self.gcp_conn_id = gcp_conn_id
         self.columns = columns
 

@@ -65,3 +65,23 @@ def test_local_scoring_refuses_a_vertex_champion_with_what_to_do(registered: dic
     week = tmp_path / "curated" / "week=2017-11-27" / "reviews.parquet"
     with pytest.raises(RegistryError, match="scoring_backend=vertex"):
         score_week(ScoreParams(data_root=str(registered["data_root"])), Artifact(str(week), "curated", ""))
+
+
+def test_reproduce_and_the_cli_refuse_a_vertex_version(registered: dict[str, Any]) -> None:
+    from reviewops.reproduce import reproduce
+
+    version = registered["result"].subject
+    with pytest.raises(RegistryError, match=r"is a vertex model: its weights live on Vertex AI"):
+        reproduce(str(registered["data_root"]), version)
+
+
+def test_the_score_command_refuses_a_vertex_model(
+    registered: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reviewops.cli import main
+    from reviewops.config import SHIPPED_REVIEWS
+
+    output = tmp_path / "predictions.parquet"
+    root = ["--data-root", str(registered["data_root"])]
+    assert main([*root, "score", "--input", str(SHIPPED_REVIEWS), "--output", str(output)]) == 2
+    assert "score it with scoring_backend=vertex" in capsys.readouterr().err and not output.exists()
