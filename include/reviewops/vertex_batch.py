@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
 from reviewops.lineage import Artifact, StepResult
@@ -48,6 +49,7 @@ from reviewops.storage import (
     StoragePath,
     as_path,
     glob,
+    is_published,
     is_remote,
     to_uri,
     write_parquet,
@@ -168,8 +170,13 @@ def newest_dataset(data_root: str) -> str:
         raise BatchError(f"no dataset version under {to_uri(Layout(data_root).datasets())}: run reviews_training")
     ranked = []
     for path in manifests:
+        if not is_published(path.parent):  # an object store version without its marker is incomplete
+            continue
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        ranked.append((str(manifest["weeks"]["last"]), int(manifest["rows"]), str(manifest["version"])))
+        last = str((manifest.get("weeks") or {}).get("last") or "")
+        ranked.append((last, int(manifest.get("rows") or 0), str(manifest.get("version") or path.parent.name)))
+    if not ranked:
+        raise BatchError(f"no published dataset version under {to_uri(Layout(data_root).datasets())}")
     return max(ranked)[2]
 
 
@@ -188,8 +195,6 @@ def read_input(source: Artifact) -> pa.Table:
     found = hashlib.sha256(data).hexdigest()
     if found != source.sha256:
         raise BatchError(f"{source.uri} changed since it was recorded: expected {source.sha256}, found {found}")
-    import pyarrow.parquet as pq
-
     return pq.read_table(pa.BufferReader(data), columns=INPUT_COLUMNS)
 
 

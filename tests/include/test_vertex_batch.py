@@ -18,7 +18,7 @@ from reviewops.lineage import Artifact
 from reviewops.prompts import load_template
 from reviewops.registry import Registry
 from reviewops.schema import CLASSES, CURATED_SCHEMA, prediction_schema
-from reviewops.storage import Layout, as_path, write_parquet
+from reviewops.storage import MARKER, Layout, as_path, write_json, write_parquet
 from reviewops.vertex import batch_request, request_key
 from reviewops.vertex_batch import (
     BatchError,
@@ -326,11 +326,14 @@ def test_model_safety_metrics_count_like_the_local_flags() -> None:
 
 def test_dataset_inputs_and_the_newest_version(fake_gcs: Path) -> None:
     datasets = Layout(ROOT).datasets()
-    for version, last, rows in (("ds-old", "2017-01-02", 500), ("ds-new", "2017-12-11", 400)):
+    versions = (("ds-old", "2017-01-02", 500), ("ds-new", "2017-12-11", 400), ("ds-unpublished", "2018-01-01", 9))
+    for version, last, rows in versions:
         (datasets / version / "manifest.json").write_text(
             json.dumps({"version": version, "rows": rows, "weeks": {"first": "2010-01-04", "last": last}})
         )
         write_parquet(pa.Table.from_pylist(curated_rows(3), schema=CURATED_SCHEMA), datasets / version / "eval.parquet")
+        if version != "ds-unpublished":  # on an object store a version is trusted once its marker is there
+            write_json({"files": {}}, datasets / version / MARKER)
     assert newest_dataset(ROOT) == "ds-new"
     artifact = dataset_input(ROOT)
     assert artifact.kind == "dataset" and artifact.uri.endswith("ds-new/eval.parquet")
