@@ -19,6 +19,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from reviewops.storage import Layout, as_path
+from reviewops.vertex_batch import vertex_prediction_schema
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from tests import gcsfake
 from tests.conftest import ROOT, SHIPPED
@@ -129,6 +130,7 @@ def test_the_trio_renders_the_provider_operator_from_prepare_and_collects_every_
     reviews = pq.read_table(pa.BufferReader(as_path(curated["uri"]).read_bytes())).column("review_id").to_pylist()
     table = pq.read_table(pa.BufferReader(Layout(DATA_ROOT).predictions(WEEK).read_bytes()))
     assert sorted(table.column("review_id").to_pylist()) == sorted(reviews)  # nothing dropped
+    assert table.schema == vertex_prediction_schema()  # the local columns, then the Vertex ones
     assert collected["outputs"][0]["uri"] == f"{DATA_ROOT}/predictions/week={WEEK}/predictions.parquet"
     assert [a["kind"] for a in collected["inputs"]] == ["curated", "vertex_requests", "vertex_output"]
     assert collected["inputs"][0]["sha256"] == curated["sha256"]
