@@ -194,7 +194,9 @@ def _json_mapping(value: Mapping[str, str | None] | str | None, what: str) -> di
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise BigQuerySourceError(f"{what} is not JSON ({exc}): give an object like {{\"product\": \"drugName\"}}") from None
+            raise BigQuerySourceError(
+                f'{what} is not JSON ({exc}): give an object like {{"product": "drugName"}}'
+            ) from None
     if not isinstance(value, Mapping):
         raise BigQuerySourceError(f"{what} must be a JSON object of field -> column, got {type(value).__name__}")
     return {str(k): v for k, v in value.items()}
@@ -289,7 +291,9 @@ class QueryClient(Protocol):
     def query(self, query: str, job_config: Any = ...) -> Any: ...
 
 
-def run_query(client: QueryClient, query: BigQueryQuery, config: BigQuerySourceConfig) -> tuple[pa.Table, dict[str, Any]]:
+def run_query(
+    client: QueryClient, query: BigQueryQuery, config: BigQuerySourceConfig
+) -> tuple[pa.Table, dict[str, Any]]:
     """Run ``query``; return its rows as Arrow and the job's facts for lineage.
 
     A query BigQuery rejects (unknown column, wrong parameter type, missing table) becomes
@@ -318,7 +322,11 @@ def run_query(client: QueryClient, query: BigQueryQuery, config: BigQuerySourceC
     }
     log.info(
         "%s%s: job %s returned %d rows, %s bytes processed",
-        SCHEME, query.table, facts["job_id"], rows.num_rows, facts["total_bytes_processed"],
+        SCHEME,
+        query.table,
+        facts["job_id"],
+        rows.num_rows,
+        facts["total_bytes_processed"],
     )
     return rows, facts
 
@@ -375,7 +383,10 @@ def ingest_bigquery(
         rows=rows.num_rows,
         schema_fingerprint=landing.schema_fingerprint,
     )
-    metrics = {**result.metrics, "bigquery": {**facts, "columns": config.columns.as_dict(), "date_type": config.date_type}}
+    metrics = {
+        **result.metrics,
+        "bigquery": {**facts, "columns": config.columns.as_dict(), "date_type": config.date_type},
+    }
     return dataclasses.replace(result, outputs=(*result.outputs, landing), metrics=metrics), [source]
 
 
@@ -383,7 +394,9 @@ def bigquery_window(source: str, config: BigQuerySourceConfig, client: QueryClie
     """The whole weeks covering every review date of the table up to ``today``."""
     table = parse_table(source)
     rows, _ = run_query(client, extent_query(table, config, today), config)
-    first, last = (_day(rows.column(name)[0].as_py()) if rows.num_rows else None for name in ("first_date", "last_date"))
+    first, last = (
+        _day(rows.column(name)[0].as_py()) if rows.num_rows else None for name in ("first_date", "last_date")
+    )
     if first is None or last is None:
         raise BigQuerySourceError(f"{source}: no row has a review date up to today")
     return Window.covering(first, last)

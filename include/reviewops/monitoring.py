@@ -424,26 +424,31 @@ def week_metrics(
     """The monitoring metrics of one week's scored reviews (one row per review)."""
     _require_columns(frame, classes)
     rows = len(frame)
-    predicted = _checked(frame["predicted_label"], classes, "predicted labels")
+    # A Gemini model on Vertex AI may not classify a review (blocked, unparseable, error,
+    # missing: null predicted_label); the class mix, confidence and accuracy are over the
+    # answered reviews, volume, lengths, words and safety over all of them.
+    answered = frame[frame["predicted_label"].notna()]
+    predicted = _checked(answered["predicted_label"], classes, "predicted labels")
     if frame["text"].isna().any():
         raise ValueError(f"{int(frame['text'].isna().sum())} scored reviews have no text; curated text is never null")
     texts = [str(text) for text in frame["text"]]
     lengths = [len(text) for text in texts]
     edges = reference["length_distribution"]["edges"]
-    class_shares = _shares(Counter(predicted), classes) if rows else None
+    class_shares = _shares(Counter(predicted), classes) if predicted else None
     week_lengths = length_shares(lengths, edges) if rows else None
     unknown, words = _unknown_counts(texts, vocabulary)
     metrics: dict[str, Any] = {
         "review_count": rows,
+        "answered_count": len(answered),
         **_speed(rows, batch_seconds),
         "predicted_class_counts": {name: predicted.count(name) for name in classes},
         "predicted_class_distribution": class_shares,
-        "mean_confidence": _mean_confidence(frame, classes),
+        "mean_confidence": _mean_confidence(answered, classes),
         "length_distribution": {"edges": list(edges), "shares": week_lengths},
         "mean_length": round(float(np.mean(lengths)), 1) if rows else None,
         "reference": _reference_view(reference, classes),
         "drift": _drift(class_shares, week_lengths, reference, classes),
-        **_quality(frame, classes, thresholds.min_slice_size),
+        **_quality(answered, classes, thresholds.min_slice_size),
         "unknown_word_share": round(unknown / words, DIGITS) if words else None,
         "safety": _safety(frame),
         "thresholds": thresholds.as_dict(),
@@ -722,15 +727,23 @@ def monitor_week(
     curated: Artifact,
     batch_seconds: Sequence[float],
     model_version: str,
+    reference_version: str | None = None,
 ) -> tuple[StepResult, list[Artifact]]:
     """Compute a scored week's metrics against the scoring model's training reference;
     write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
-    in the metrics (the gate task fails on them), never raised here."""
+    in the metrics (the gate task fails on them), never raised here.
+
+    ``reference_version``: the registered Keras model whose training reference and
+    vocabulary to compare with when the scoring model is not one (Gemini on Vertex AI).
+    Predictions from Vertex AI also get the model's own safety counts
+    (``reviewops.vertex_batch.model_safety_metrics``)."""
     from reviewops.registry import Registry
     from reviewops.storage import Layout, read_json, read_table, write_json, write_text
     from reviewops.training import REFERENCE_FILE, VOCABULARY_FILE
+    from reviewops.vertex_batch import model_safety_metrics
 
-    scored = read_table(predictions.path).to_pandas()
+    table = read_table(predictions.path)
+    scored = table.to_pandas()
     texts = read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
     frame = scored.merge(texts, on="review_id", how="left", validate="one_to_one")
     registry = Registry(params.data_root)
@@ -739,16 +752,18 @@ def monitor_week(
         raise ValueError(
             f"{predictions.uri} holds predictions of {sorted(found)}, not {model_version}: re-score the week"
         )
-    versions = [model_version]
+    versions = [reference_version or model_version]
     model_dir = registry.path(versions[0])
     reference = read_json(model_dir / REFERENCE_FILE)
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
     classes = tuple(registry.metadata(versions[0])["classes"])
     metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
+    metrics.update(model_safety_metrics(table))  # {} for local scoring
     breaches = check_thresholds(metrics, params.thresholds)
     week = predictions.path.parent.name.removeprefix("week=")
     metrics["week"] = week
-    metrics["model_version"] = versions[0]
+    metrics["model_version"] = model_version
+    metrics["reference_model_version"] = versions[0]
     metrics["breaches"] = [b.as_dict() for b in breaches]
     folder = Layout(params.data_root).monitoring(week)
     metrics_path = write_json(metrics, folder / "metrics.json")

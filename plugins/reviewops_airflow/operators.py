@@ -179,7 +179,28 @@ class MonitorWeekOperator(ReviewOpsOperator):
         params = MonitorParams(data_root=self.settings().data_root, thresholds=_thresholds(self.thresholds))
         batch_seconds = upstream["predictions"].metrics.get("batch_seconds", [])
         model_version = upstream["predictions"].metrics["model_version"]
-        return monitor_week(params, predictions, verified(curated), batch_seconds, model_version)
+        reference = None
+        if "vertex_model" in upstream["predictions"].metrics:  # scored on Vertex AI (collect_batch)
+            reference = _keras_reference(self.settings().data_root)
+        return monitor_week(params, predictions, verified(curated), batch_seconds, model_version, reference)
+
+
+def _keras_reference(data_root: str) -> str:
+    """The Keras model whose training reference and vocabulary a week scored on Vertex AI
+    is compared with: the champion when it is one, else the newest Keras version."""
+    from reviewops.registry import Registry
+
+    registry = Registry(data_root)
+    champion = registry.champion()
+    if champion is not None and registry.metadata(champion).get("kind", "keras") == "keras":
+        return champion
+    keras = [m["version"] for m in registry.versions() if m.get("kind", "keras") == "keras"]
+    if not keras:
+        raise AirflowFailException(
+            "a week scored on Vertex AI is monitored against the training reference of a Keras model, "
+            "and none is registered: run reviews_training with training_backend=local once"
+        )
+    return str(keras[-1])  # the newest
 
 
 class WeeklyGateBreached(AirflowFailException):

@@ -35,9 +35,7 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-init",
 )
-LONG_RUNNING_AIRFLOW_SERVICES = tuple(
-    s for s in AIRFLOW_SERVICES if s != "airflow-init"
-)
+LONG_RUNNING_AIRFLOW_SERVICES = tuple(s for s in AIRFLOW_SERVICES if s != "airflow-init")
 ALL_SERVICES = ("postgres", "redis", *AIRFLOW_SERVICES)
 SECRET_VARS = (
     "POSTGRES_PASSWORD",
@@ -55,9 +53,7 @@ CELERY_ENDPOINTS = ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACK
 _ESCAPED_DOLLAR = "\x00"
 _BRACED_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 _BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-_SECRET_CHECK = re.compile(
-    r"# BEGIN secret-check\n(.*?)# END secret-check\n", re.DOTALL
-)
+_SECRET_CHECK = re.compile(r"# BEGIN secret-check\n(.*?)# END secret-check\n", re.DOTALL)
 
 
 @functools.cache
@@ -92,9 +88,7 @@ def interpolations(text: str) -> list[tuple[str, str]]:
     """(variable, modifier) for every compose interpolation in text, e.g. ("X", ":?msg") for ${X:?msg}."""
     unescaped = text.replace("$$", _ESCAPED_DOLLAR)
     found = [(m.group(1), m.group(2)) for m in _BRACED_VAR.finditer(unescaped)]
-    found += [
-        (m.group(1), "") for m in _BARE_VAR.finditer(_BRACED_VAR.sub("", unescaped))
-    ]
+    found += [(m.group(1), "") for m in _BARE_VAR.finditer(_BRACED_VAR.sub("", unescaped))]
     return found
 
 
@@ -125,9 +119,7 @@ def env_example_vars() -> dict[str, str]:
 
 def init_script() -> str:
     command = service("airflow-init")["command"]
-    assert isinstance(command, list) and command[0] == "-c", (
-        "airflow-init must run `bash -c <script>`"
-    )
+    assert isinstance(command, list) and command[0] == "-c", "airflow-init must run `bash -c <script>`"
     script = command[1]
     assert isinstance(script, str)
     return script
@@ -139,9 +131,7 @@ def test_compose_yaml_parses() -> None:
 
 
 def test_all_services_exist() -> None:
-    assert set(ALL_SERVICES) <= set(compose()["services"]), sorted(
-        compose()["services"]
-    )
+    assert set(ALL_SERVICES) <= set(compose()["services"]), sorted(compose()["services"])
 
 
 def test_postgres_and_redis_images() -> None:
@@ -164,18 +154,14 @@ def test_airflow_service_uses_common_anchor(name: str) -> None:
     common = _mapping_node(root, "x-airflow-common")
     svc_node = _mapping_node(_mapping_node(root, "services"), name)
     merged = [v for k, v in svc_node.value if k.tag == "tag:yaml.org,2002:merge"]
-    assert any(node is common for node in merged), (
-        f"{name} must merge <<: *airflow-common"
-    )
+    assert any(node is common for node in merged), f"{name} must merge <<: *airflow-common"
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
 def test_airflow_service_builds_dockerfile_with_celery(name: str) -> None:
     svc = service(name)
     build = svc.get("build")
-    assert build is not None and "image" not in svc, (
-        f"{name} must build the image, not pull one"
-    )
+    assert build is not None and "image" not in svc, f"{name} must build the image, not pull one"
     context, dockerfile = (
         (build, "Dockerfile")
         if isinstance(build, str)
@@ -188,9 +174,7 @@ def test_airflow_service_builds_dockerfile_with_celery(name: str) -> None:
     env = environment(svc)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
-        "postgresql+psycopg2://airflow:"
-    )
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
 
 
 @pytest.mark.parametrize(
@@ -286,22 +270,15 @@ def test_airflow_mounts(name: str) -> None:
 
 def test_healthchecks_and_startup_order() -> None:
     for name in ("postgres", "redis", *LONG_RUNNING_AIRFLOW_SERVICES):
-        assert service(name).get("healthcheck", {}).get("test"), (
-            f"{name} has no healthcheck"
-        )
+        assert service(name).get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for name in AIRFLOW_SERVICES:
         depends = service(name)["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
     for name in LONG_RUNNING_AIRFLOW_SERVICES:
         depends = service(name)["depends_on"]
-        assert (
-            depends["airflow-init"]["condition"] == "service_completed_successfully"
-        ), name
-    assert (
-        service("airflow-worker")["depends_on"]["airflow-apiserver"]["condition"]
-        == "service_healthy"
-    )
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert service("airflow-worker")["depends_on"]["airflow-apiserver"]["condition"] == "service_healthy"
 
 
 def test_no_all_admins() -> None:
@@ -316,9 +293,7 @@ def test_secret_is_required(var: str) -> None:
     modifiers = [mod for name, mod in compose_interpolations() if name == var]
     assert modifiers, f"{var} is never used in docker-compose.yaml"
     for mod in modifiers:
-        assert mod.startswith(":?") and len(mod) > 2, (
-            f"${{{var}{mod}}} must be ${{{var}:?message}}"
-        )
+        assert mod.startswith(":?") and len(mod) > 2, f"${{{var}{mod}}} must be ${{{var}:?message}}"
 
 
 def test_secrets_reach_services() -> None:
@@ -334,21 +309,15 @@ def test_secrets_reach_services() -> None:
         "AIRFLOW__CELERY__RESULT_BACKEND",
     ):
         assert "${POSTGRES_PASSWORD:?" in common[key], key
-    assert environment(service("postgres"))["POSTGRES_PASSWORD"].startswith(
-        "${POSTGRES_PASSWORD:?"
-    )
-    assert environment(service("airflow-init"))["POSTGRES_PASSWORD"].startswith(
-        "${POSTGRES_PASSWORD:?"
-    )
+    assert environment(service("postgres"))["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert environment(service("airflow-init"))["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
 
 
 def test_env_example_lists_every_compose_variable() -> None:
     referenced = {name for name, _ in compose_interpolations()}
     listed = env_example_vars()
     assert set(SECRET_VARS) <= referenced
-    assert referenced <= set(listed), (
-        f"missing from .env.example: {sorted(referenced - set(listed))}"
-    )
+    assert referenced <= set(listed), f"missing from .env.example: {sorted(referenced - set(listed))}"
     assert listed.get("AIRFLOW_UID") == "50000"
 
 
@@ -377,13 +346,9 @@ def test_env_is_git_ignored() -> None:
             return result.returncode == 0
 
         assert ignored(".env"), ".env must be git-ignored"
-        assert not ignored(".env.example"), (
-            ".env.example must be committed, not ignored"
-        )
+        assert not ignored(".env.example"), ".env.example must be committed, not ignored"
     else:
-        lines = {
-            line.strip() for line in GITIGNORE.read_text(encoding="utf-8").splitlines()
-        }
+        lines = {line.strip() for line in GITIGNORE.read_text(encoding="utf-8").splitlines()}
         assert lines & {".env", "/.env"}, ".env must be listed in .gitignore"
 
 
@@ -410,31 +375,19 @@ def test_dockerfile_installs_lock_as_airflow_without_copying_code_or_secrets() -
         for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    copies = [
-        line for line in instructions if re.match(r"(COPY|ADD)\b", line, re.IGNORECASE)
-    ]
-    sources = [
-        arg for line in copies for arg in line.split()[1:-1] if not arg.startswith("--")
-    ]
-    assert sources == ["requirements.txt"], (
-        f"only requirements.txt may be copied, got {sources}"
-    )
+    copies = [line for line in instructions if re.match(r"(COPY|ADD)\b", line, re.IGNORECASE)]
+    sources = [arg for line in copies for arg in line.split()[1:-1] if not arg.startswith("--")]
+    assert sources == ["requirements.txt"], f"only requirements.txt may be copied, got {sources}"
     pip_index = next(i for i, line in enumerate(instructions) if "pip install" in line)
     assert "--no-cache-dir" in instructions[pip_index]
     assert re.search(r"-r\s+/?requirements\.txt", instructions[pip_index])
-    users = [
-        line.split()[1]
-        for line in instructions[:pip_index]
-        if line.upper().startswith("USER ")
-    ]
+    users = [line.split()[1] for line in instructions[:pip_index] if line.upper().startswith("USER ")]
     assert users and users[-1] == "airflow", "pip must run as the airflow user"
     assert f"ENV PYTHONPATH={PYTHONPATH}" in instructions
 
 
 def test_dockerignore_excludes_local_state_and_secrets() -> None:
-    entries = {
-        line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-    }
+    entries = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()}
     for entry in (".venv", ".airflow", "artifacts", ".git", ".env"):
         assert entry in entries or f"{entry}/" in entries, entry
     assert "__pycache__" in entries or "**/__pycache__" in entries
@@ -444,9 +397,7 @@ def test_init_checks_placeholders_before_anything_else() -> None:
     script = init_script()
     match = _SECRET_CHECK.search(script)
     assert match, "airflow-init must contain the BEGIN/END secret-check block"
-    assert script.lstrip().startswith("# BEGIN secret-check"), (
-        "the secret check must run first"
-    )
+    assert script.lstrip().startswith("# BEGIN secret-check"), "the secret check must run first"
     block = match.group(1)
     for var in SECRET_VARS:
         assert var in block, var
@@ -459,9 +410,7 @@ def _run_secret_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         pytest.skip("bash not available")
     block = _SECRET_CHECK.search(init_script())
     assert block
-    assert not interpolations(block.group(1)), (
-        "the secret-check block must not use compose interpolation"
-    )
+    assert not interpolations(block.group(1)), "the secret-check block must not use compose interpolation"
     shell = block.group(1).replace("$$", "$") + "echo secrets-ok\n"
     clean_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     return subprocess.run(
@@ -490,9 +439,7 @@ def test_init_script_is_valid_bash() -> None:
     if bash is None:
         pytest.skip("bash not available")
     unescaped = init_script().replace("$$", _ESCAPED_DOLLAR)
-    substituted = _BRACED_VAR.sub("compose-value", unescaped).replace(
-        _ESCAPED_DOLLAR, "$"
-    )
+    substituted = _BRACED_VAR.sub("compose-value", unescaped).replace(_ESCAPED_DOLLAR, "$")
     result = subprocess.run(
         [bash, "-n", "-c", substituted],
         check=False,

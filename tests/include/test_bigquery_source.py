@@ -129,7 +129,10 @@ class FakeBigQueryClient:
         params = {p.name: p.value for p in job_config.query_parameters}
         rows = self._week(query, params) if "window_start" in params else self._extent(query, params)
         return FakeQueryJob(
-            rows, job_id=f"job_{len(self.calls)}", total_bytes_processed=4096 * len(self.calls), total_bytes_billed=10485760
+            rows,
+            job_id=f"job_{len(self.calls)}",
+            total_bytes_processed=4096 * len(self.calls),
+            total_bytes_billed=10485760,
         )
 
     def _week(self, sql: str, params: dict[str, Any]) -> pa.Table:
@@ -404,7 +407,10 @@ def test_empty_result_lands_an_empty_file(tmp_path: Path) -> None:
 def test_rejected_query_fails_naming_the_table_and_the_settings() -> None:
     client = FakeBigQueryClient(shipped_bigquery_table(), error=exceptions.BadRequest("Unrecognized name: drugNam"))
     config = drugs_com_config()
-    with pytest.raises(BigQuerySourceError, match=r"bigquery://proj.ds.reviews: BigQuery rejected the query: Unrecognized name: drugNam: check"):
+    with pytest.raises(
+        BigQuerySourceError,
+        match=r"bigquery://proj.ds.reviews: BigQuery rejected the query: Unrecognized name: drugNam: check",
+    ):
         run_query(client, week_query(TABLE, WEEK, config), config)
 
 
@@ -420,7 +426,9 @@ def test_transient_errors_are_left_to_retries() -> None:
 
 def test_whole_source_window_covers_the_table_up_to_today() -> None:
     future = {"uniqueID": 2, "drugName": "X", "condition": "Y", "review": "z", "rating": "positive"}
-    client = FakeBigQueryClient(shipped_bigquery_table(extra=[{**future, "date": dt.date(2099, 1, 1), "usefulCount": 0}]))
+    client = FakeBigQueryClient(
+        shipped_bigquery_table(extra=[{**future, "date": dt.date(2099, 1, 1), "usefulCount": 0}])
+    )
     config = drugs_com_config()
 
     window = bigquery_window("bigquery://proj.ds.reviews", config, client, today=dt.date(2024, 6, 3))

@@ -143,7 +143,11 @@ def test_promote_with_an_expected_champion_is_compare_and_swap(tmp_path: Path) -
     assert registry.promote("m-cccccccccccc", "beat m-aaaaaaaaaaaa", "run-3", expected="m-aaaaaaaaaaaa")
     assert registry.champion() == "m-cccccccccccc"
     pointer = json.loads((registry.root / CHAMPION_FILE).read_text())
-    assert (pointer["version"], pointer["reason"], pointer["actor"]) == ("m-cccccccccccc", "beat m-aaaaaaaaaaaa", "run-3")
+    assert (pointer["version"], pointer["reason"], pointer["actor"]) == (
+        "m-cccccccccccc",
+        "beat m-aaaaaaaaaaaa",
+        "run-3",
+    )
 
 
 def test_history_records_every_change_and_rollback_walks_back(tmp_path: Path) -> None:

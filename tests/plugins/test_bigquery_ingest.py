@@ -109,7 +109,9 @@ def test_week_of_a_bigquery_table_is_queried_landed_and_ingested(data_root: Path
     assert landing["sha256"] == sha256_file(landed) and landing["rows"] == 5
     table = pq.read_table(landed)
     assert table.schema == pa.schema([(name, pa.string()) for name in CANONICAL])
-    expected = {r[0]: r for r in shipped_rows() if Window.week(dt.date(2017, 9, 25)).contains(parse_date(r[5]) or dt.date.min)}
+    expected = {
+        r[0]: r for r in shipped_rows() if Window.week(dt.date(2017, 9, 25)).contains(parse_date(r[5]) or dt.date.min)
+    }
     assert set(table.column("review_id").to_pylist()) == {*expected, "1"}
     for row in table.to_pylist():
         if row["review_id"] != "1":

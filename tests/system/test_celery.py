@@ -229,7 +229,9 @@ def test_every_task_was_sent_through_celery_and_run_by_the_worker(celery_run: Ce
     # The worker's own log names each task instance it executed.
     worker_log = stack.service(WORKER).log.read_text(errors="replace")
     for ti in tis:
-        lines = [line for line in worker_log.splitlines() if f"[{ti['external_executor_id']}] Executing workload" in line]
+        lines = [
+            line for line in worker_log.splitlines() if f"[{ti['external_executor_id']}] Executing workload" in line
+        ]
         assert len(lines) == 1, (ti["task_id"], ti["run_id"], lines)
         assert f"task_id='{ti['task_id']}'" in lines[0] and f"run_id='{ti['run_id']}'" in lines[0], lines[0]
     scheduler_log = stack.service("scheduler").log.read_text(errors="replace")
@@ -332,7 +334,10 @@ def test_unreachable_redis_or_postgresql_fails_and_says_what_is_needed(
     monkeypatch.setenv(REDIS_URL_ENV, f"redis://127.0.0.1:{closed}/0")
     stack = AirflowStack(tmp_path, executor="CeleryExecutor")
     try:
-        with pytest.raises(pytest.fail.Exception, match=rf"Redis is not reachable at redis://127\.0\.0\.1:{closed}/0(.|\n)*bin/services start"):
+        with pytest.raises(
+            pytest.fail.Exception,
+            match=rf"Redis is not reachable at redis://127\.0\.0\.1:{closed}/0(.|\n)*bin/services start",
+        ):
             stack.start()
     finally:
         stack.stop()

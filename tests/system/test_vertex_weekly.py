@@ -41,7 +41,7 @@ STATUS_OF = {
 # >>> Enable once monitor_week counts the Vertex model's safety ratings and citations
 # (reviewops.vertex_batch.model_safety_metrics) and accepts predictions by a model that is
 # not a registered Keras model (a base Gemini model): the Vertex run then succeeds end to end.
-MONITOR_INTEGRATED = False
+MONITOR_INTEGRATED = True
 
 
 def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
