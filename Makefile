@@ -39,6 +39,7 @@ lint: $(STAMP)  ## ruff and mypy on include/ and plugins/
 
 airflow: airflow-db  ## Start Airflow (scheduler, api-server, ...) on http://localhost:8080
 	@$(ENV) echo "Airflow UI: http://localhost:8080  user: admin  password: in $$AIRFLOW_HOME/passwords.json (written on first start)"
+	@$(ENV) $(VENV)/bin/airflow pools set vertex_tuning 1 "Vertex AI tuning jobs: each holds a worker slot while it polls" >/dev/null
 	@$(ENV) exec $(VENV)/bin/airflow standalone
 
 lock:  ## Recompile requirements.txt from requirements.in

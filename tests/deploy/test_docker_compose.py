@@ -190,8 +190,11 @@ def test_airflow_service_builds_dockerfile_with_celery(name: str) -> None:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
             "http://airflow-apiserver:8080/execution/",
         ),
-        ("REVIEWOPS_DATA_ROOT", "/opt/airflow/artifacts"),
-        ("REVIEWOPS_SOURCE", "/opt/airflow/include/reviewops/data/reviews.tsv"),
+        ("REVIEWOPS_DATA_ROOT", "${REVIEWOPS_DATA_ROOT:-/opt/airflow/artifacts}"),
+        ("REVIEWOPS_SOURCE", "${REVIEWOPS_SOURCE:-/opt/airflow/include/reviewops/data/reviews.tsv}"),
+        ("REVIEWOPS_SCORING_BACKEND", "${REVIEWOPS_SCORING_BACKEND:-local}"),
+        ("REVIEWOPS_TRAINING_BACKEND", "${REVIEWOPS_TRAINING_BACKEND:-local}"),
+        ("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true"),
         ("PYTHONPATH", PYTHONPATH),
     ],
 )
@@ -448,3 +451,12 @@ def test_init_script_is_valid_bash() -> None:
         timeout=10,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_init_creates_the_vertex_tuning_pool() -> None:
+    """The scheduler never starts a task of a pool that does not exist: the stack must create
+    the pool reviews_training's tune_model runs in."""
+    from reviewops.config import VERTEX_TUNING_POOL
+
+    lines = [line.strip() for line in init_script().splitlines()]
+    assert any(line.startswith(f"/entrypoint airflow pools set {VERTEX_TUNING_POOL} 1 ") for line in lines), lines
