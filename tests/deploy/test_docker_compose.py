@@ -195,6 +195,7 @@ def test_airflow_service_builds_dockerfile_with_celery(name: str) -> None:
         ("REVIEWOPS_SCORING_BACKEND", "${REVIEWOPS_SCORING_BACKEND:-local}"),
         ("REVIEWOPS_TRAINING_BACKEND", "${REVIEWOPS_TRAINING_BACKEND:-local}"),
         ("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true"),
+        ("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120"),
         ("PYTHONPATH", PYTHONPATH),
     ],
 )
