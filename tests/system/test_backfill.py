@@ -1,13 +1,13 @@
 """Weekly backfills through the real scheduler on PostgreSQL.
 
-``airflow backfill create --dag-id reviews_weekly`` over six weeks with
+``airflow backfill create --dag-id reviews_weekly`` over four weeks with
 ``--max-active-runs 2`` (LocalExecutor, parallelism 2), then the same range again with
 ``--reprocess-behavior completed``. The champion model is trained beforehand by calling
 the domain functions directly (no Airflow), while the Airflow services start.
 
 What the timetable does with the range (``CronDataIntervalTimetable("0 0 * * 1")``): a
-run's logical date is the start of its data interval, so ``--from-date 2017-10-30
---to-date 2017-12-04`` gives the six runs whose weeks start on the Mondays 2017-10-30 to
+run's logical date is the start of its data interval, so ``--from-date 2017-11-13
+--to-date 2017-12-04`` gives the four runs whose weeks start on the Mondays 2017-11-13 to
 2017-12-04, both included (run ids are built from the interval's end, a week later).
 A backfill of a paused DAG creates its runs but the scheduler leaves them queued, so the
 DAG is unpaused first; scheduled runs are off in this stack, so only the backfill runs.
@@ -38,8 +38,8 @@ from tests.system.airflow_stack import ROOT, AirflowStack
 pytestmark = pytest.mark.integration
 
 DAG_ID = "reviews_weekly"
-FROM_DATE, TO_DATE = "2017-10-30", "2017-12-04"
-WEEKS = [dt.date(2017, 10, 30) + dt.timedelta(weeks=n) for n in range(6)]  # 2017-12-04 has no reviews
+FROM_DATE, TO_DATE = "2017-11-13", "2017-12-04"
+WEEKS = [dt.date(2017, 11, 13) + dt.timedelta(weeks=n) for n in range(4)]  # 2017-12-04 has no reviews
 MAX_ACTIVE_RUNS = 2
 # The weekly monitoring gate (check_week) treats a week without reviews as a breach, as
 # it should for the week that just ended; history has quiet weeks, and a backfill of it
