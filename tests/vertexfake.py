@@ -57,6 +57,7 @@ _GENERATION_KEYS = {
     "frequencyPenalty",
     "seed",
     "responseMimeType",
+    "thinkingConfig",
 }
 
 OUTCOMES = (
@@ -220,8 +221,19 @@ def validate_line(number: int, line: str) -> dict[str, Any]:
     unknown = set(request.get("generationConfig") or {}) - _GENERATION_KEYS
     if unknown:
         raise FakeVertexError(f"line {number}: unknown generationConfig fields {sorted(unknown)}")
+    _validate_thinking(number, (request.get("generationConfig") or {}).get("thinkingConfig", {}))
     result: dict[str, Any] = request
     return result
+
+
+def _validate_thinking(number: int, thinking: Any) -> None:
+    if not isinstance(thinking, dict) or set(thinking) - {"thinkingBudget", "includeThoughts"}:
+        raise FakeVertexError(
+            f"line {number}: thinkingConfig takes thinkingBudget and includeThoughts, got {thinking!r}"
+        )
+    budget = thinking.get("thinkingBudget", 0)
+    if not isinstance(budget, int) or budget < -1:
+        raise FakeVertexError(f"line {number}: thinkingBudget is an integer >= -1 (-1: dynamic), got {budget!r}")
 
 
 class FakeBatchPredictionJob:

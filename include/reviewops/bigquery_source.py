@@ -58,8 +58,8 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 WEEK_SQL = SQL_DIR / "reviews_week.sql"
 EXTENT_SQL = SQL_DIR / "reviews_extent.sql"
 
-# project.dataset.table; the table part may carry a partition decorator ($20171127).
-TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
+# project.dataset.table (standard SQL refuses partition decorators such as $20171127 in FROM).
+TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_-]+$")
 COLUMN_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 DATE_TYPES = ("DATE", "TIMESTAMP", "DATETIME")
 JOB_LABELS = {"app": "reviewops", "step": "ingest"}
@@ -97,8 +97,8 @@ def parse_table(source: str) -> str:
     table = text[len(SCHEME) :]
     if not TABLE_PATTERN.fullmatch(table):
         raise BigQuerySourceError(
-            f"{source!r}: the table must be project.dataset.table (letters, digits, '_' and '-'; "
-            "'$' for a partition decorator), e.g. bigquery://my-project.reviews.drugs_com"
+            f"{source!r}: the table must be project.dataset.table (letters, digits, '_' and '-'), "
+            "e.g. bigquery://my-project.reviews.drugs_com"
         )
     return table
 

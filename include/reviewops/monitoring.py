@@ -82,6 +82,10 @@ class Thresholds:
     0.12, 0.06), and a single review gives a class PSI near 3.
     ``min_labelled``: accuracy is gated only with at least this many labelled reviews;
     below it one wrong review moves accuracy by more than the margin the gate allows.
+    ``min_answered_rate``: share of the week's reviews the model classified. Local
+    scoring classifies every review; a Gemini model on Vertex AI may block, garble or
+    lose answers, and the class mix and accuracy are computed over the answered ones
+    only, so a week the model mostly did not answer must not pass on their strength.
     """
 
     min_volume: int = 1
@@ -92,12 +96,13 @@ class Thresholds:
     min_slice_size: int = 5
     min_drift_rows: int = 100
     min_labelled: int = 30
+    min_answered_rate: float = 0.9
 
     def __post_init__(self) -> None:
         for name in ("min_volume", "min_slice_size", "min_drift_rows", "min_labelled"):
             if getattr(self, name) < 0:
                 raise ValueError(f"threshold {name} must not be negative, got {getattr(self, name)}")
-        for name in ("min_accuracy", "max_safety_rate"):
+        for name in ("min_accuracy", "max_safety_rate", "min_answered_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"threshold {name} is a share in [0, 1], got {getattr(self, name)}")
         for name in ("max_prediction_psi", "max_length_psi"):
@@ -128,6 +133,7 @@ METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "length_psi": ("drift", "length_psi"),
     "accuracy": ("accuracy",),
     "safety_flagged_rate": ("safety", "flagged_rate"),
+    "answered_rate": ("answered_rate",),
 }
 
 
@@ -440,6 +446,7 @@ def week_metrics(
     metrics: dict[str, Any] = {
         "review_count": rows,
         "answered_count": len(answered),
+        "answered_rate": round(len(answered) / rows, DIGITS) if rows else None,
         **_speed(rows, batch_seconds),
         "predicted_class_counts": {name: predicted.count(name) for name in classes},
         "predicted_class_distribution": class_shares,
@@ -522,6 +529,15 @@ def check_thresholds(metrics: Mapping[str, Any], thresholds: Thresholds) -> list
             ),
             _above(metrics, "length_psi", thresholds.max_length_psi, "review lengths drifted from the training texts"),
         ]
+    checks.append(
+        _below(
+            metrics,
+            "answered_rate",
+            thresholds.min_answered_rate,
+            "the model left too many reviews unclassified (blocked, unparseable, failed or lost answers); "
+            "see response_status in the week's predictions",
+        )
+    )
     if metrics["labelled_count"] >= max(1, thresholds.min_labelled):
         checks.append(
             _below(

@@ -385,7 +385,10 @@ def _publish_remote(staging: Path, target: UPath) -> bool:
     try:
         _upload_tree(staging, target)
         if not create_exclusive(target / MARKER, json.dumps(_marker(staging), indent=2, sort_keys=True).encode()):
-            raise StorageError(f"{to_uri(target)} was published by another writer while this one held {CLAIM}")
+            # Another writer took over the claim (it looked stale) and published first: its
+            # marker wins, as it would had this writer seen it earlier.
+            log.warning("%s was published by another writer while this one uploaded: its copy wins", to_uri(target))
+            return False
     finally:
         remove(claim)
     return True

@@ -254,7 +254,13 @@ def test_bad_table_names_are_rejected(source: str) -> None:
 
 def test_good_table_names_pass() -> None:
     assert parse_table("bigquery://my-project.reviews_v2.drugs_com") == "my-project.reviews_v2.drugs_com"
-    assert parse_table(" bigquery://p.d.t$20171127 ") == "p.d.t$20171127"
+    assert parse_table(" bigquery://p.d.t ") == "p.d.t"
+
+
+def test_a_partition_decorator_is_refused_before_bigquery_would() -> None:
+    # Standard SQL does not take `table$20171127` in FROM; the week's filter prunes partitions.
+    with pytest.raises(BigQuerySourceError, match=r"project\.dataset\.table"):
+        parse_table("bigquery://p.d.t$20171127")
 
 
 @pytest.mark.parametrize(

@@ -310,11 +310,35 @@ def test_a_high_safety_rate_breaches() -> None:
     assert breach.message.startswith("safety_flagged_rate 0.25 > max 0.2: ")
 
 
+def test_a_week_the_model_mostly_did_not_answer_breaches_on_the_answered_rate() -> None:
+    """A Vertex AI week whose answers were blocked or lost: the answered reviews alone
+    look fine (accurate, no drift), the gate must still go red."""
+    rows = records()[TRAIN_ROWS : TRAIN_ROWS + 40]
+    labels = [r["rating"] for r in rows]
+    frame = week_frame(rows, labels, labels)  # every answered review is right
+    frame.loc[4:, "predicted_label"] = None  # 36 of 40 never classified
+    for c in CLASSES:
+        frame.loc[4:, f"prob_{c}"] = None
+    thresholds = Thresholds(min_labelled=1)
+    metrics = week_metrics(frame, reference(), vocabulary(), CLASSES, SECONDS, thresholds)
+
+    assert metrics["answered_count"] == 4 and metrics["answered_rate"] == 0.1
+    assert metrics["accuracy"] == 1.0  # over the 4 answered reviews only
+    breaches = {b.metric: b for b in check_thresholds(metrics, thresholds)}
+    assert set(breaches) == {"answered_rate"}
+    assert breaches["answered_rate"].message.startswith("answered_rate 0.1 < min 0.9: ")
+    # Local scoring answers every review: the same week fully answered passes.
+    full = week_metrics(week_frame(rows, labels, labels), reference(), vocabulary(), CLASSES, SECONDS, thresholds)
+    assert full["answered_rate"] == 1.0 and check_thresholds(full, thresholds) == []
+
+
 def test_thresholds_refuse_impossible_limits() -> None:
     with pytest.raises(ValueError, match="min_accuracy"):
         Thresholds(min_accuracy=1.5)
     with pytest.raises(ValueError, match="min_volume"):
         Thresholds(min_volume=-1)
+    with pytest.raises(ValueError, match="min_answered_rate"):
+        Thresholds(min_answered_rate=2)
 
 
 # --- the empty week and the report ------------------------------------------------

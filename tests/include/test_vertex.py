@@ -123,7 +123,12 @@ def test_request_lines_follow_the_documented_format() -> None:
     request = line["request"]
     assert request["contents"] == [{"role": "user", "parts": [{"text": TEMPLATE.render(REVIEW)}]}]
     assert request["systemInstruction"] == {"role": "system", "parts": [{"text": TEMPLATE.system_instruction}]}
-    assert request["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 5, "candidateCount": 1}
+    assert request["generationConfig"] == {
+        "temperature": 0.0,
+        "maxOutputTokens": 5,
+        "candidateCount": 1,
+        "thinkingConfig": {"thinkingBudget": 0},  # else Gemini 2.5's thinking eats the 5 tokens
+    }
     json.dumps(line)  # one JSON line
 
 
