@@ -102,7 +102,10 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             registry.promote(champion, "test: a quick model, promoted by hand", "test_vertex_weekly")
         counts = curated_weeks(GS_ROOT)
         week = max(counts, key=lambda w: (counts[w], w))  # the busiest week: most statuses
-        vertex = weekly.test(run_conf={**conf, "week": week, "scoring_backend": "vertex"})
+        # The fake answers only part of the week (blocked, failed, lost, garbled lines on
+        # purpose), below the gate's default min_answered_rate of 0.9.
+        loose = {"thresholds": {"min_answered_rate": 0.5}}
+        vertex = weekly.test(run_conf={**conf, **loose, "week": week, "scoring_backend": "vertex"})
         vertex_predictions = pq.read_table(pa.BufferReader(storage.Layout(GS_ROOT).predictions(week).read_bytes()))
         vertex_path = _data_path(GS_ROOT, week)
         local = weekly.test(run_conf={**conf, "week": week, "scoring_backend": "local"})
@@ -208,3 +211,5 @@ def test_the_model_safety_counts_reach_monitoring(runs: dict[str, Any]) -> None:
         monitor = _record(runs["vertex"], "monitor")["metrics"]
         for key in ("model_safety_flagged", "model_safety_by_category", "model_blocked", "citations_reviews"):
             assert monitor[key] == collect[key], key
+        assert monitor["answered_rate"] == round(statuses.count("ok") / len(statuses), 4)
+        assert 0.5 <= monitor["answered_rate"] < 0.9  # gated at 0.9 by default: the run loosened it
