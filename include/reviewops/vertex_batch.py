@@ -395,14 +395,15 @@ def check_job(job: Mapping[str, Any] | None, spec: BatchSpec) -> None:
 
 
 def output_files(job: Mapping[str, Any] | None, destination_prefix: str) -> list[StoragePath]:
-    """The job's ``predictions*.jsonl``: in the job's output directory, or (no job dict)
-    in the newest ``prediction-*`` folder under the destination prefix."""
+    """The job's ``predictions*.jsonl``, in the output directory the job names. Never a
+    guess from the destination prefix: jobs of other models on the same requests (a
+    challenger and the champion on one eval split) write under the same prefix."""
     directory = job_output_directory(job)
     if directory is None:
-        folders = [p for p in glob(as_path(destination_prefix), f"{JOB_FOLDER_PREFIX}*")]
-        if not folders:
-            raise BatchError(f"no job output folder under {destination_prefix}")
-        directory = to_uri(max(folders, key=lambda p: p.name))
+        raise BatchError(
+            f"the batch prediction job's result names no output directory (job: {(job or {}).get('name')}); "
+            f"its output is somewhere under {destination_prefix}: clear batch_predict to run the job again"
+        )
     files = glob(as_path(directory), f"{OUTPUT_FILE_PREFIX}*.jsonl")
     if not files:
         raise BatchError(f"the job wrote no {OUTPUT_FILE_PREFIX}*.jsonl under {directory}")

@@ -104,7 +104,13 @@ class RecordTunedModelOperator(ReviewOpsOperator):
         export = upstream["tuning_data"]
         tuning_files = [verified(a) for a in export.outputs_of("tuning_data")]
         manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
-        tuned = self.tuned_model if isinstance(self.tuned_model, dict) else {}
+        if self.tuned_model is not None and not isinstance(self.tuned_model, dict):
+            # The DAG must render templates as native objects, else the XCom dict is a string.
+            raise AirflowFailException(
+                f"tuned_model rendered as {type(self.tuned_model).__name__}, not the tune_model result dict: "
+                "render the DAG's templates as native objects (render_template_as_native_obj=True)"
+            )
+        tuned = self.tuned_model or {}  # None: tune_model returned nothing (the domain says what to do)
         started = dt.datetime.fromisoformat(export.ended_at)
         params = TunedModelParams(
             data_root=self.settings().data_root,

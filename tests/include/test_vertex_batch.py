@@ -204,12 +204,11 @@ def test_collect_gives_every_review_one_row_in_the_prediction_schema(curated: Ar
     assert inputs[2].uri.endswith("/predictions.jsonl") and inputs[2].rows == metrics["output_lines"]
 
 
-def test_collect_finds_the_output_without_a_job_dict_and_with_the_deferrable_shape(curated: Artifact) -> None:
+def test_collect_reads_the_job_dict_in_the_synchronous_and_the_deferrable_shape(curated: Artifact) -> None:
     _, spec, requests = prepared(curated)
     job = run_job(spec)
-    first, _ = collect_batch(ROOT, spec, curated, requests, job)
+    first, inputs = collect_batch(ROOT, spec, curated, requests, job)
     directory = job["outputInfo"]["gcsOutputDirectory"]
-    listed, inputs = collect_batch(ROOT, spec, curated, requests, None)
     assert inputs[2].uri == f"{directory}/predictions.jsonl"
     snake = {
         "name": job["name"],
@@ -218,14 +217,17 @@ def test_collect_finds_the_output_without_a_job_dict_and_with_the_deferrable_sha
         "output_info": {"gcs_output_directory": directory},
     }
     deferred, _ = collect_batch(ROOT, spec, curated, requests, snake)
-    assert first.outputs[0].sha256 == listed.outputs[0].sha256 == deferred.outputs[0].sha256
+    assert first.outputs[0].sha256 == deferred.outputs[0].sha256
 
 
 def test_collect_fails_on_a_failed_job_or_a_missing_output(curated: Artifact) -> None:
     _, spec, requests = prepared(curated)
     with pytest.raises(BatchError, match="JOB_STATE_FAILED"):
         collect_batch(ROOT, spec, curated, requests, {"name": "j", "state": "JOB_STATE_FAILED"})
-    with pytest.raises(BatchError, match="no job output folder"):
+    # Without the job's own output directory nothing is guessed: another model's job on the
+    # same requests (champion and challenger on one eval split) writes under the same prefix.
+    run_job(spec)
+    with pytest.raises(BatchError, match="names no output directory"):
         collect_batch(ROOT, spec, curated, requests, None)
     other = {"name": "j", "state": "JOB_STATE_SUCCEEDED", "inputConfig": {"gcsSource": {"uris": ["gs://b/x.jsonl"]}}}
     with pytest.raises(BatchError, match="not this batch's requests"):

@@ -197,6 +197,10 @@ def test_a_failed_tuning_job_fails_the_task(
     )
     with pytest.raises(AirflowFailException, match="no usable tuned model name"):
         run(record_op, {"export_tuning_data": export, "snapshot_dataset": snapshot})
+    # A DAG rendering strings (no render_template_as_native_obj) would hand over the dict's text.
+    record_op.tuned_model = str({"tuned_model_name": "projects/p/locations/l/models/1@1"})
+    with pytest.raises(AirflowFailException, match="native objects"):
+        run(record_op, {"export_tuning_data": export, "snapshot_dataset": snapshot})
 
 
 def test_export_refuses_a_local_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
