@@ -149,6 +149,16 @@ class Registry:
             )
         return self.path(version) / MODEL_FILE
 
+    def keras_reference(self) -> str | None:
+        """The Keras version whose training reference and vocabulary monitoring compares
+        a week with when the week was scored by a model that has none (Gemini on Vertex
+        AI): the champion when it is a Keras model, else the newest Keras version."""
+        champion = self.champion()
+        if champion is not None and self.metadata(champion).get("kind", "keras") == "keras":
+            return champion
+        keras = [str(m["version"]) for m in self.versions() if m.get("kind", "keras") == "keras"]
+        return keras[-1] if keras else None
+
     def is_blessed(self, version: str) -> bool:
         meta = self.metadata(version)
         if meta.get("gate", {}).get("promote"):

@@ -55,13 +55,17 @@ class ReviewOpsOperator(BaseOperator):
         records = {}
         for role, task_ids in self.upstream.items():
             candidates = (task_ids,) if isinstance(task_ids, str) else tuple(task_ids)
-            values = [context["ti"].xcom_pull(task_ids=task_id) for task_id in candidates]
-            found = [v for v in values if v]
+            found = [v for v in (self.pull_upstream(context, task_id) for task_id in candidates) if v]
             if len(found) != 1:
                 what = "no lineage record" if not found else f"{len(found)} lineage records (expected one branch)"
                 raise AirflowFailException(f"{what} from upstream task {' or '.join(map(repr, candidates))} ({role})")
             records[role] = LineageRecord.from_dict(found[0])
         return records
+
+    def pull_upstream(self, context: Context, task_id: str) -> Any:
+        """The return value of an upstream task (subclasses inside mapped task groups
+        pull their own map index)."""
+        return context["ti"].xcom_pull(task_ids=task_id)
 
     def upstream_record_lists(self, context: Context) -> dict[str, list[LineageRecord]]:
         """Records of mapped upstream tasks (one per map index), by role."""

@@ -186,21 +186,15 @@ class MonitorWeekOperator(ReviewOpsOperator):
 
 
 def _keras_reference(data_root: str) -> str:
-    """The Keras model whose training reference and vocabulary a week scored on Vertex AI
-    is compared with: the champion when it is one, else the newest Keras version."""
     from reviewops.registry import Registry
 
-    registry = Registry(data_root)
-    champion = registry.champion()
-    if champion is not None and registry.metadata(champion).get("kind", "keras") == "keras":
-        return champion
-    keras = [m["version"] for m in registry.versions() if m.get("kind", "keras") == "keras"]
-    if not keras:
+    version = Registry(data_root).keras_reference()
+    if version is None:
         raise AirflowFailException(
             "a week scored on Vertex AI is monitored against the training reference of a Keras model, "
             "and none is registered: run reviews_training with training_backend=local once"
         )
-    return str(keras[-1])  # the newest
+    return version
 
 
 class WeeklyGateBreached(AirflowFailException):

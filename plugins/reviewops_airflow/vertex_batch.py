@@ -37,18 +37,8 @@ class MapIndexAwareOperator(ReviewOpsOperator):
     """Pulls upstream records of its own map index when it runs inside a mapped task
     group (e.g. one batch per prompt template), the unmapped record otherwise."""
 
-    def upstream_records(self, context: Context) -> dict[str, LineageRecord]:
-        from reviewops.lineage import LineageRecord
-
-        records = {}
-        for role, task_ids in self.upstream.items():
-            candidates = (task_ids,) if isinstance(task_ids, str) else tuple(task_ids)
-            found = [v for v in (pull_own_index(context, t) for t in candidates) if v]
-            if len(found) != 1:
-                what = "no lineage record" if not found else f"{len(found)} lineage records (expected one branch)"
-                raise AirflowFailException(f"{what} from upstream task {' or '.join(map(repr, candidates))} ({role})")
-            records[role] = LineageRecord.from_dict(found[0])
-        return records
+    def pull_upstream(self, context: Context, task_id: str) -> Any:
+        return pull_own_index(context, task_id)
 
 
 def pull_own_index(context: Context, task_id: str) -> Any:

@@ -85,3 +85,16 @@ def test_the_score_command_refuses_a_vertex_model(
     root = ["--data-root", str(registered["data_root"])]
     assert main([*root, "score", "--input", str(SHIPPED_REVIEWS), "--output", str(output)]) == 2
     assert "score it with scoring_backend=vertex" in capsys.readouterr().err and not output.exists()
+
+
+def test_monitoring_reference_is_the_keras_champion_else_the_newest_keras_version(registered: dict[str, Any]) -> None:
+    registry = Registry(str(registered["data_root"]))
+    assert registry.metadata(registry.require_champion())["kind"] == "vertex"
+    assert registry.keras_reference() is None  # only a Vertex model: monitoring must say what to do
+    for version, at in (("m-keras-old", "2017-01-01T00:00:00+00:00"), ("m-keras-new", "2017-06-01T00:00:00+00:00")):
+        folder = registry.path(version)
+        folder.mkdir(parents=True)
+        (folder / "metadata.json").write_text(json.dumps({"version": version, "kind": "keras", "registered_at": at}))
+    assert registry.keras_reference() == "m-keras-new"
+    registry.promote("m-keras-old", "test: a Keras champion", "test")
+    assert registry.keras_reference() == "m-keras-old"
