@@ -86,6 +86,38 @@ def tfidf_logreg_baseline(
     return metrics
 
 
+def references(
+    dataset_dir: StoragePath,
+    texts: list[str],
+    labels: list[str],
+    champion: tuple[str, StoragePath] | None,
+) -> dict[str, Any]:
+    """What a challenger is compared with on the eval split (``texts``, ``labels``):
+    the majority and TF-IDF + LR baselines trained on the dataset's train split, and the
+    Keras champion (version, model file) predicting the same texts, when there is one."""
+    from reviewops.schema import CLASSES
+    from reviewops.storage import read_table
+    from reviewops.training import load_model, predict_labels
+
+    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
+    train_texts = train.column("text").to_pylist()
+    train_labels = train.column("label").to_pylist()
+    compared: dict[str, Any] = {
+        "baselines": {
+            "majority": majority_baseline(train_labels, labels, CLASSES),
+            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
+        },
+        "champion": None,
+    }
+    if champion is not None:
+        version, path = champion
+        compared["champion"] = {
+            "model_version": version,
+            **classification_metrics(labels, predict_labels(load_model(path), texts), CLASSES),
+        }
+    return compared
+
+
 def evaluate_candidate(
     model_file: StoragePath,
     dataset_dir: StoragePath,
@@ -100,30 +132,17 @@ def evaluate_candidate(
     from reviewops.storage import read_table, write_json
     from reviewops.training import load_model, predict_labels
 
-    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()
     labels = evaluation.column("label").to_pylist()
     metrics = classification_metrics(labels, predict_labels(load_model(model_file), texts), CLASSES)
-    train_texts = train.column("text").to_pylist()
-    train_labels = train.column("label").to_pylist()
     report: dict[str, Any] = {
         "model_version": model_version,
         "dataset_version": dataset_dir.name,
         "split": "eval",
         **metrics,
-        "baselines": {
-            "majority": majority_baseline(train_labels, labels, CLASSES),
-            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
-        },
-        "champion": None,
+        **references(dataset_dir, texts, labels, champion),
     }
-    if champion is not None:
-        version, path = champion
-        report["champion"] = {
-            "model_version": version,
-            **classification_metrics(labels, predict_labels(load_model(path), texts), CLASSES),
-        }
     path = write_json(report, model_file.parent / "evaluation.json")
     log.info(
         "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",

@@ -378,10 +378,9 @@ def evaluate_tuned_model(
     The champion is either a Keras model (``champion``: version and model file; it
     predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
     batch predictions of the same eval split, unanswered reviews counted as misses)."""
-    from reviewops.evaluation import classification_metrics, majority_baseline, tfidf_logreg_baseline
+    from reviewops.evaluation import references
     from reviewops.storage import read_table
 
-    train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
     ids = [str(i) for i in evaluation.column("review_id").to_pylist()]
     texts = evaluation.column("text").to_pylist()
@@ -393,8 +392,6 @@ def evaluate_tuned_model(
             "predictions are not of this dataset version's eval split"
         )
     metrics = scored_metrics(labels, [predicted.get(i) for i in ids])
-    train_texts = train.column("text").to_pylist()
-    train_labels = train.column("label").to_pylist()
     report: dict[str, Any] = {
         "model_version": model_version,
         "kind": KIND,
@@ -403,19 +400,9 @@ def evaluate_tuned_model(
         **metrics,
         "answered": matched,
         "predictions": dict(predictions_summary or {}),
-        "baselines": {
-            "majority": majority_baseline(train_labels, labels, CLASSES),
-            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
-        },
-        "champion": None,
+        **references(dataset_dir, texts, labels, champion),
     }
-    if champion is not None:
-        version, path = champion
-        report["champion"] = {
-            "model_version": version,
-            **classification_metrics(labels, _keras_labels(path, texts), CLASSES),
-        }
-    elif vertex_champion is not None:
+    if champion is None and vertex_champion is not None:
         version, answers = vertex_champion
         if ids and not any(i in answers for i in ids):
             raise TuningError(f"the champion {version}'s batch predictions are not of {dataset_dir.name}'s eval split")
@@ -431,11 +418,3 @@ def evaluate_tuned_model(
         metrics["macro_f1"],
     )
     return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)
-
-
-def _keras_labels(model_file: StoragePath, texts: list[str]) -> list[str]:
-    from reviewops.storage import local_copy
-    from reviewops.training import load_model, predict_labels
-
-    with local_copy(model_file) as local:
-        return predict_labels(load_model(local), texts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,9 @@ from reviewops_airflow.operators import (
     ValidateReviewsOperator,
 )
 from tests.conftest import SHIPPED
+from tests.plugins.stubs import StubTaskInstance
 
 UTC = dt.UTC
-
-
-@dataclass
-class StubTaskInstance:
-    """What operators use of the task instance: identity and xcom_pull."""
-
-    task_id: str
-    xcoms: dict[str, Any] = field(default_factory=dict)
-    dag_id: str = "reviews_weekly"
-    run_id: str = "manual__test"
-    try_number: int = 1
-
-    def xcom_pull(self, task_ids: str) -> Any:
-        return self.xcoms.get(task_ids)
 
 
 def run(operator: Any, xcoms: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:

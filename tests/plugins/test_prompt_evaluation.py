@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from reviewops.schema import CURATED_SCHEMA
 from reviewops.storage import Layout, write_parquet
 from reviewops_airflow.prompt_evaluation import PlanPromptsOperator, _as_list
-
-
-@dataclass
-class StubTaskInstance:
-    task_id: str
-    pushed: dict[str, Any] = field(default_factory=dict)
-    dag_id: str = "reviews_prompt_evaluation"
-    run_id: str = "manual__test"
-    try_number: int = 1
-    map_index: int = -1
-
-    def xcom_pull(self, task_ids: str, **_: Any) -> Any:
-        return None
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
+from tests.plugins.stubs import StubTaskInstance
 
 
 @pytest.mark.parametrize(

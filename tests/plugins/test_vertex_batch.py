@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,31 +22,11 @@ from reviewops.vertex_batch import vertex_prediction_schema
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from tests import gcsfake
 from tests.conftest import ROOT, SHIPPED
+from tests.plugins.stubs import StubTaskInstance
 from tests.vertexfake import PROJECT, FakeVertex, FakeVertexError
 
 DATA_ROOT = "gs://reviewops-test/data"
 WEEK = "2017-11-27"
-
-
-@dataclass
-class StubTaskInstance:
-    """What the operators and their templates use of a task instance."""
-
-    task_id: str
-    xcoms: dict[str, Any] = field(default_factory=dict)
-    pushed: dict[str, Any] = field(default_factory=dict)
-    dag_id: str = "reviews_weekly"
-    run_id: str = "manual__test"
-    try_number: int = 1
-    map_index: int = -1
-
-    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: Any = None, **_: Any) -> Any:
-        assert key == "return_value"
-        assert map_indexes in (None, -1), "unmapped tasks pull the unmapped XCom"
-        return self.xcoms.get(task_ids)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture(scope="module")

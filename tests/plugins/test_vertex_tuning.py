@@ -10,7 +10,6 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests import gcsfake, genaifake
 from tests.conftest import ROOT
 from tests.genaifake import ENDPOINT_NAME, TUNED_MODEL_NAME, FakeVertexTuning
 from tests.include.test_datasets import curated_frame, write_curated
+from tests.plugins.stubs import StubTaskInstance
 
 DATA_ROOT = "gs://reviewops-test-bucket/reviewops"
 vertex_tuning_fake = genaifake.vertex_tuning_fake
@@ -36,25 +36,6 @@ vertex_tuning_fake = genaifake.vertex_tuning_fake
 def fake_gcs(tmp_path: Path) -> Iterator[Path]:
     with gcsfake.installed(tmp_path / "fake-gcs") as root:
         yield root
-
-
-@dataclass
-class StubTaskInstance:
-    """What the operators use of the task instance: identity, xcom_pull and xcom_push."""
-
-    task_id: str
-    xcoms: dict[str, Any] = field(default_factory=dict)
-    pushed: dict[str, Any] = field(default_factory=dict)
-    dag_id: str = "reviews_training"
-    run_id: str = "manual__test"
-    try_number: int = 1
-    map_index: int = -1
-
-    def xcom_pull(self, task_ids: str, key: str = "return_value", **kwargs: Any) -> Any:
-        return self.xcoms.get(task_ids)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 def run(operator: Any, xcoms: dict[str, Any] | None = None) -> tuple[Any, StubTaskInstance]:

@@ -163,6 +163,37 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+_BUILD_CHAMPION = (
+    "import sys, pathlib\n"
+    "from reviewops.pipeline import build_champion\n"
+    "from reviewops.training import TrainParams\n"
+    "print(build_champion(pathlib.Path(sys.argv[1]), TrainParams(epochs=5), sys.argv[2], promote_if_rejected=True)[0])\n"
+)
+
+
+def start_champion_build(stack: AirflowStack, actor: str) -> subprocess.Popen[str]:
+    """A quick champion (5 epochs on the whole shipped history, promoted by hand if the
+    gate rejects it) built in a process of its own with the stack's environment: it runs
+    while Airflow migrates and starts, and leaves TensorFlow's bytecode in the stack's
+    cache for the scoring tasks. These tests are about where and when tasks run, not
+    about model quality."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _BUILD_CHAMPION, str(stack.data_root), actor],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def champion_of(build: subprocess.Popen[str]) -> str:
+    """The version :func:`start_champion_build` registered, once it is done."""
+    out, err = build.communicate(timeout=600)
+    assert build.returncode == 0, f"building the champion failed:\n{err[-6000:]}"
+    return out.strip().splitlines()[-1]
+
+
 @dataclass
 class Service:
     """One long-running Airflow component, in its own process group."""

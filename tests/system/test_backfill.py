@@ -21,8 +21,6 @@ import datetime as dt
 import json
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reviewops.config import SHIPPED_REVIEWS as SHIPPED
-from tests.system.airflow_stack import ROOT, AirflowStack
+from tests.system.airflow_stack import AirflowStack, champion_of, start_champion_build
 
 pytestmark = pytest.mark.integration
 
@@ -80,36 +78,6 @@ class Setup:
     dry_run: str
 
 
-def build_champion(data_root: Path) -> str:
-    """A champion on the whole shipped history (5 epochs). This test is about backfills,
-    not model quality: a quick model the gate rejects is promoted by hand."""
-    from reviewops.pipeline import build_champion as build
-    from reviewops.training import TrainParams
-
-    return build(data_root, TrainParams(epochs=5), "test_backfill", promote_if_rejected=True)[0]
-
-
-def _start_champion_build(stack: AirflowStack) -> subprocess.Popen[str]:
-    """build_champion in a process of its own with the stack's environment: it runs while
-    Airflow migrates and starts, and leaves TensorFlow's bytecode in the stack's cache
-    for the scoring tasks."""
-    code = "import sys, pathlib, tests.system.test_backfill as t; print(t.build_champion(pathlib.Path(sys.argv[1])))"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(stack.data_root)],
-        cwd=ROOT,
-        env=stack.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _champion_of(build: subprocess.Popen[str]) -> str:
-    out, err = build.communicate(timeout=600)
-    assert build.returncode == 0, f"building the champion failed:\n{err[-6000:]}"
-    return out.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """The stack with the DAG unpaused, a registered champion in its data root and the
@@ -120,13 +88,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         dag_ids=[DAG_ID],
         env={"REVIEWOPS_SOURCE": str(SHIPPED)},
     )
-    build = _start_champion_build(stack)
+    build = start_champion_build(stack, "test_backfill")
     try:
         stack.start()
         dry_run = _backfill_cli(stack, "--dry-run")
         # Unpausing creates no run here (scheduled runs are off): only the backfill runs.
         stack.run_cli("dags", "unpause", DAG_ID)
-        champion = _champion_of(build)
+        champion = champion_of(build)
         curated = stack.data_root / "curated"
         before = sorted(p.name for p in curated.iterdir())
         initial = {week: p.sha256 for week, p in _partitions(curated, "reviews.parquet").items()}

@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -39,13 +37,14 @@ from tests.deploy.celery_settings import celery_environment
 from tests.system.airflow_stack import (
     PG_URL_ENV,
     REDIS_URL_ENV,
-    ROOT,
     WORKER,
     AirflowStack,
+    champion_of,
     connect,
     free_port,
     redis_url,
     server_url,
+    start_champion_build,
 )
 
 pytestmark = pytest.mark.integration
@@ -107,27 +106,6 @@ class CeleryRun:
     seconds: float
 
 
-def build_champion(data_root: Path) -> str:
-    """A quick champion on the whole shipped history (5 epochs), promoted by hand if the
-    gate rejects it: this test is about where tasks run, not about model quality."""
-    from reviewops.pipeline import build_champion as build
-    from reviewops.training import TrainParams
-
-    return build(data_root, TrainParams(epochs=5), "test_celery", promote_if_rejected=True)[0]
-
-
-def _start_champion_build(stack: AirflowStack) -> subprocess.Popen[str]:
-    code = "import sys, pathlib, tests.system.test_celery as t; print(t.build_champion(pathlib.Path(sys.argv[1])))"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(stack.data_root)],
-        cwd=ROOT,
-        env=stack.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _task_instances(stack: AirflowStack) -> list[dict[str, Any]]:
     return stack.query(
         "SELECT ti.run_id, ti.task_id, ti.state, ti.try_number, ti.start_date, ti.end_date, ti.hostname, ti.pid,"
@@ -158,13 +136,11 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryRun]:
         executor="CeleryExecutor",
         env={"REVIEWOPS_SOURCE": str(SHIPPED)},
     )
-    build = _start_champion_build(stack)
+    build = start_champion_build(stack, "test_celery")
     try:
         stack.start()
         stack.run_cli("dags", "unpause", DAG_ID)  # scheduled runs are off: only the backfill runs
-        out, err = build.communicate(timeout=600)
-        assert build.returncode == 0, f"building the champion failed:\n{err[-6000:]}"
-        champion = out.strip().splitlines()[-1]
+        champion = champion_of(build)
         started = time.monotonic()
         with ProcessWatch(stack) as watch:
             stack.run_cli(
