@@ -43,10 +43,10 @@ MODULE = "bench.bench_dataplane"
 
 def pipeline(data_root: str, source: str) -> dict[str, Any]:
     """The three steps as the weekly DAG's operators call them, each timed."""
-    from reviewops.ingest import IngestParams, ingest_reviews
-    from reviewops.transform import TransformParams, transform_reviews
-    from reviewops.validate import ValidateParams, validate_reviews
-    from reviewops.windows import Window
+    from reviewops.data.ingest import IngestParams, ingest_reviews
+    from reviewops.data.transform import TransformParams, transform_reviews
+    from reviewops.data.validate import ValidateParams, validate_reviews
+    from reviewops.data.windows import Window
 
     window = Window.week(BENCH_WEEK)
     seconds: dict[str, float] = {}
@@ -91,9 +91,9 @@ def clean_text_cost(data_root: str) -> dict[str, Any]:
     it); the proposed split/join variant on the same sample, checked identical."""
     import pyarrow.parquet as pq
 
-    from reviewops.parsing import clean_text
-    from reviewops.storage import Layout
-    from reviewops.windows import Window
+    from reviewops.data.parsing import clean_text
+    from reviewops.data.windows import Window
+    from reviewops.storage.paths import Layout
 
     texts = pq.read_table(Layout(data_root).raw(Window.week(BENCH_WEEK).key), columns=["text"]).column("text")
     values = texts.slice(0, CLEAN_SAMPLE).to_pylist()
@@ -114,7 +114,7 @@ def clean_text_cost(data_root: str) -> dict[str, Any]:
 
 
 def clean_text_split_join(value: str) -> str:
-    """``reviewops.parsing.clean_text`` with its whitespace regex replaced by
+    """``reviewops.data.parsing.clean_text`` with its whitespace regex replaced by
     ``" ".join(text.split())`` (the proposed fix, measured here, not applied): ``str.split``
     and ``re``'s ``\\s`` both split on exactly the characters ``str.isspace`` accepts."""
     import html

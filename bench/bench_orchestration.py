@@ -57,7 +57,7 @@ MODULE = "bench.bench_orchestration"
 # starts (the stack's tasks write their bytecode there; a deployed image ships it).
 WARM_IMPORTS = (
     "import tensorflow, keras, airflow.sdk.execution_time.task_runner, reviewops_airflow.operators, "
-    "reviewops.ingest, reviewops.validate, reviewops.transform, reviewops.scoring, reviewops.monitoring, "
+    "reviewops.data.ingest, reviewops.data.validate, reviewops.data.transform, reviewops.modeling.scoring, reviewops.monitoring, "
     "airflow.providers.standard.operators.python"
 )
 
@@ -111,10 +111,10 @@ def child_no_tf(data_root: str) -> dict[str, Any]:
     must not be imported. Then score the week: now it must be (the check can see it)."""
     import importlib.util
 
-    from reviewops.ingest import IngestParams, ingest_reviews
-    from reviewops.transform import TransformParams, transform_reviews
-    from reviewops.validate import ValidateParams, validate_reviews
-    from reviewops.windows import Window
+    from reviewops.data.ingest import IngestParams, ingest_reviews
+    from reviewops.data.transform import TransformParams, transform_reviews
+    from reviewops.data.validate import ValidateParams, validate_reviews
+    from reviewops.data.windows import Window
 
     checks: dict[str, bool] = {}
     window = Window.week(LAST_WEEK)
@@ -128,16 +128,13 @@ def child_no_tf(data_root: str) -> dict[str, Any]:
         TransformParams(data_root=data_root, window=window), only_output(validated.outputs, "validated")
     )
     checks["transform_reviews"] = "tensorflow" not in sys.modules
-    import reviewops.monitoring
-    import reviewops.scoring
-    import reviewops.training  # noqa: F401
 
-    checks["import reviewops.training, .scoring, .monitoring"] = "tensorflow" not in sys.modules
+    checks["import reviewops.modeling.training, .scoring, .monitoring"] = "tensorflow" not in sys.modules
     spec = importlib.util.spec_from_file_location("reviews_weekly_dag", ROOT / "dags" / f"{REAL}.py")
     assert spec and spec.loader
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     checks["parse dags/reviews_weekly.py"] = "tensorflow" not in sys.modules
-    from reviewops.scoring import ScoreParams, score_week
+    from reviewops.modeling.scoring import ScoreParams, score_week
 
     score_week(ScoreParams(data_root=data_root), only_output(curated.outputs, "curated"))
     checks["score_week imports it (control)"] = "tensorflow" in sys.modules

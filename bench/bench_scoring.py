@@ -1,4 +1,4 @@
-"""Scoring: ``reviewops.scoring.score_week`` on a curated week of 100k and 1M synthetic
+"""Scoring: ``reviewops.modeling.scoring.score_week`` on a curated week of 100k and 1M synthetic
 reviews, against a bare ``model.predict`` of the same model on the same texts held in
 memory.
 
@@ -54,10 +54,10 @@ def _import_tensorflow() -> float:
 def child_score(data_root: str, curated: str, profile: bool = False) -> dict[str, Any]:
     """score_week on the partition, timed whole; predict and safety-scan time split out by
     wrapping the two functions score_table_batches imports at call time."""
-    import reviewops.safety
-    import reviewops.training
-    from reviewops.lineage import Artifact
-    from reviewops.scoring import ScoreParams, score_week
+    import reviewops.data.safety
+    import reviewops.modeling.training
+    from reviewops.lineage.record import Artifact
+    from reviewops.modeling.scoring import ScoreParams, score_week
 
     import_seconds = _import_tensorflow()
     spent = {"predict_proba": 0.0, "scan_texts": 0.0, "load_model": 0.0}
@@ -73,9 +73,9 @@ def child_score(data_root: str, curated: str, profile: bool = False) -> dict[str
 
         return wrapper
 
-    reviewops.training.predict_proba = clocked("predict_proba", reviewops.training.predict_proba)
-    reviewops.training.load_model = clocked("load_model", reviewops.training.load_model)
-    reviewops.safety.scan_texts = clocked("scan_texts", reviewops.safety.scan_texts)
+    reviewops.modeling.training.predict_proba = clocked("predict_proba", reviewops.modeling.training.predict_proba)
+    reviewops.modeling.training.load_model = clocked("load_model", reviewops.modeling.training.load_model)
+    reviewops.data.safety.scan_texts = clocked("scan_texts", reviewops.data.safety.scan_texts)
     partition = Artifact.of_file(Path(curated), "curated")
     rss_before = rss_mb()
 
@@ -111,8 +111,8 @@ def child_bare(data_root: str, curated: str) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from reviewops.registry import MODEL_FILE, Registry
-    from reviewops.training import load_model
+    from reviewops.modeling.training import load_model
+    from reviewops.registry.store import MODEL_FILE, Registry
 
     registry = Registry(data_root)
     model = load_model(registry.path(registry.require_champion()) / MODEL_FILE)
@@ -141,7 +141,7 @@ def child_prefilter(curated: str) -> dict[str, Any]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from reviewops import safety
+    from reviewops.data import safety
 
     texts = pq.read_table(curated, columns=["text"]).column("text").combine_chunks()
     values = texts.to_pylist()
@@ -171,7 +171,8 @@ def child_prefilter(curated: str) -> dict[str, Any]:
 
 def build_partition(data_root: Path, rows: int) -> Path:
     """The bench week's curated partition, written as transform writes it."""
-    from reviewops.storage import Layout, write_parquet
+    from reviewops.storage.io import write_parquet
+    from reviewops.storage.paths import Layout
 
     return write_parquet(synthetic_curated(rows), Layout(data_root).curated(BENCH_WEEK.isoformat()))
 

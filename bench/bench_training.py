@@ -39,19 +39,19 @@ def child_train(data_root: str, dataset_dir: str) -> dict[str, Any]:
 
     # The epochs' progress goes to this child's stderr (kept in the bench log on failure).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("reviewops.training").setLevel(logging.INFO)
+    logging.getLogger("reviewops.modeling.training").setLevel(logging.INFO)
     started = time.perf_counter()
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
 
     import_seconds = time.perf_counter() - started
-    import reviewops.training
-    from reviewops.training import TrainParams, TrainStepParams, train_candidate
+    import reviewops.modeling.training
+    from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
 
     # train_candidate ends with write_reference (the monitoring reference: the model's
     # predictions on every training text); time it and the peak RSS before it apart.
     reference: dict[str, float] = {}
-    write_reference = reviewops.training.write_reference
+    write_reference = reviewops.modeling.training.write_reference
 
     def clocked_write_reference(*args: Any, **kwargs: Any) -> None:
         reference["peak_rss_before_mb"] = peak_rss_mb()
@@ -59,7 +59,7 @@ def child_train(data_root: str, dataset_dir: str) -> dict[str, Any]:
         write_reference(*args, **kwargs)
         reference["seconds"] = round(time.perf_counter() - begun, 1)
 
-    reviewops.training.write_reference = clocked_write_reference
+    reviewops.modeling.training.write_reference = clocked_write_reference
     params = TrainParams()
     rss_before = rss_mb()
     started = time.perf_counter()
@@ -81,8 +81,9 @@ def child_train(data_root: str, dataset_dir: str) -> dict[str, Any]:
 
 def child_dataset(data_root: str, rows: int) -> dict[str, Any]:
     """The dataset version to train on: the shipped reviews (rows 0) or ``rows`` synthetic ones."""
-    from reviewops.datasets import SnapshotParams, snapshot_dataset
-    from reviewops.storage import Layout, write_parquet
+    from reviewops.data.datasets import SnapshotParams, snapshot_dataset
+    from reviewops.storage.io import write_parquet
+    from reviewops.storage.paths import Layout
 
     started = time.perf_counter()
     if rows:

@@ -280,8 +280,8 @@ def write_source_tsv(table: pa.Table, path: Path) -> Path:
 def synthetic_curated(n: int, monday: dt.date = BENCH_WEEK, seed: int = 0, id_offset: int = 0) -> pa.Table:
     """``n`` reviews as the curated partition of the week (``CURATED_SCHEMA``): cleaned text,
     typed dates, as transform writes them. Cleaning runs on the 600 shipped texts only."""
-    from reviewops.parsing import clean_text, parse_label
-    from reviewops.schema import CURATED_SCHEMA
+    from reviewops.data.parsing import clean_text, parse_label
+    from reviewops.data.schema import CURATED_SCHEMA
 
     base = shipped_table()
     rng = np.random.default_rng(seed)
@@ -322,9 +322,9 @@ def build_champion(data_root: Path, epochs: int = 3) -> str:
     """The shipped reviews curated, snapshotted, trained on (``TrainParams`` defaults but
     ``epochs``), evaluated, gated and registered; a model the gate rejects is promoted by
     hand so there is a champion. Returns it (an existing champion is kept)."""
+    from reviewops.modeling.training import TrainParams
     from reviewops.pipeline import build_champion as build
-    from reviewops.registry import Registry
-    from reviewops.training import TrainParams
+    from reviewops.registry.store import Registry
 
     champion = Registry(str(data_root)).champion()
     if champion:

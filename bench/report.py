@@ -225,7 +225,7 @@ def scoring_section(s: dict[str, Any]) -> str:
     parts = [
         "## 1. Scoring",
         "",
-        "`reviewops.scoring.score_week` on a curated week partition (written in `CURATED_SCHEMA` with "
+        "`reviewops.modeling.scoring.score_week` on a curated week partition (written in `CURATED_SCHEMA` with "
         "`storage.write_parquet`, as transform writes it) against `model.predict` of the same registered "
         "model (Keras, TF-IDF vectoriser inside) on the same texts already in memory, batch size 4096 for both. "
         "Each side runs in a fresh interpreter with TensorFlow imported before the clock starts; `score_week` is "
@@ -275,7 +275,7 @@ def scoring_section(s: dict[str, Any]) -> str:
                 else f"At {num(int(max(sizes, key=int)), 0)} rows the project's `predict_proba` took "
                 f"{sw['split_seconds']['predict_proba']:.1f} s and `model.predict` {bare['seconds']:.1f} s. "
             )
-            + "The gap is the **safety scan**: `reviewops.safety.scan_texts`, called on every batch at "
+            + "The gap is the **safety scan**: `reviewops.data.safety.scan_texts`, called on every batch at "
             f"`{where('include/reviewops/scoring.py', 'flags = scan_texts(texts)')}`, took {scan:.1f} s, "
             f"**{pct(scan, sw['seconds'])} of `score_week`**. It runs `scan_text` "
             f"(`{where('include/reviewops/safety.py', 'def scan_text(')}`) in Python once per review: for the toxic "
@@ -373,7 +373,7 @@ def dataplane_section(d: dict[str, Any]) -> str:
             est = clean["calls_per_row"] * clean["one_pass_seconds"]
             parts += [
                 "",
-                f"**Hot spot 1: `reviewops.parsing.clean_text`, three times per row.** One pass over the "
+                f"**Hot spot 1: `reviewops.data.parsing.clean_text`, three times per row.** One pass over the "
                 f"{num(clean['rows'], 0)} texts takes about {clean['one_pass_seconds']:.1f} s (timed on "
                 f"{num(clean.get('sample_rows', clean['rows']), 0)} of them after the run, scaled), and the pipeline "
                 "makes three: "
@@ -532,8 +532,8 @@ def orchestration_section(o: dict[str, Any]) -> str:
         parts += [
             "",
             "**What the project does to keep it off tasks that do not need it**: TensorFlow is imported only inside "
-            "the functions that train, evaluate or score (`reviewops.training`'s functions, "
-            "`reviewops.scoring.score_table_batches`, `reviewops.datasets._write_tfrecord`), never at module level; "
+            "the functions that train, evaluate or score (`reviewops.modeling.training`'s functions, "
+            "`reviewops.modeling.scoring.score_table_batches`, `reviewops.data.datasets._write_tfrecord`), never at module level; "
             "the operators import the domain modules inside `run_step`, and the DAG files import only the operators. "
             "Checked in a fresh interpreter that runs the weekly steps' domain functions on a week of the shipped "
             "reviews:",

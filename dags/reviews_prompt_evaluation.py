@@ -48,7 +48,7 @@ with DAG(
             type="array",
             items={"type": "string"},
             title="Prompt templates",
-            description="NAME or NAME@vN under include/prompts/. Empty: every version of the default prompt.",
+            description="NAME or NAME@vN under include/reviewops/gcp/prompt_templates/. Empty: every version of the default prompt.",
         ),
         "model": Param(
             "",

@@ -89,7 +89,7 @@ with DAG(
             DEFAULT_SEARCH_SPACE,
             type="object",
             title="Search space",
-            description="Hyperparameter -> list of values to try (fields of reviewops.training.TrainParams).",
+            description="Hyperparameter -> list of values to try (fields of reviewops.modeling.training.TrainParams).",
         ),
         "max_trials": Param(DEFAULT_MAX_TRIALS, type="integer", minimum=1, maximum=64, title="Tuning budget (trials)"),
         "hyperparameters": Param(
@@ -106,7 +106,7 @@ with DAG(
             "",
             type="string",
             title="Prompt template (Vertex AI)",
-            description="NAME or NAME@vN under include/prompts/ for tuning and evaluating the Gemini model. "
+            description="NAME or NAME@vN under include/reviewops/gcp/prompt_templates/ for tuning and evaluating the Gemini model. "
             "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
         ),
         **location_params(source=False),  # training reads curated data, not the source

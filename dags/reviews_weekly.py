@@ -68,7 +68,7 @@ with DAG(
             {},
             type="object",
             title="Monitoring thresholds",
-            description='Overrides of reviewops.monitoring.Thresholds, e.g. {"max_prediction_psi": 0.3}.',
+            description='Overrides of reviewops.monitoring.thresholds.Thresholds, e.g. {"max_prediction_psi": 0.3}.',
         ),
         "model_version": Param(
             "",
@@ -82,7 +82,7 @@ with DAG(
             "",
             type="string",
             title="Prompt template",
-            description="Vertex backend only: NAME or NAME@vN under include/prompts/. "
+            description="Vertex backend only: NAME or NAME@vN under include/reviewops/gcp/prompt_templates/. "
             "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
         ),
         **location_params(),

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from google.genai import types
 
-from reviewops.prompts import PromptTemplate
-from reviewops.storage import as_path
+from reviewops.gcp.prompts import PromptTemplate
+from reviewops.storage.paths import as_path
 
 MIN_TRAIN = 16
 PROJECT = "reviewops-test"
@@ -193,7 +193,7 @@ def install(
 def vertex_tuning_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertexTuning]:
     """The fake for the default prompt, with the Vertex settings pointing at it."""
     from reviewops.config import VertexSettings
-    from reviewops.prompts import load_template
+    from reviewops.gcp.prompts import load_template
 
     settings = VertexSettings.from_env()
     monkeypatch.setenv("REVIEWOPS_VERTEX_PROJECT", PROJECT)

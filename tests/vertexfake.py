@@ -102,7 +102,7 @@ def sentiment(user_text: str) -> str:
 
 
 def user_text(request: Mapping[str, Any]) -> str:
-    """The concatenated user parts (as ``reviewops.vertex.request_key`` hashes them)."""
+    """The concatenated user parts (as ``reviewops.gcp.gemini.request_key`` hashes them)."""
     texts = [
         str(part.get("text") or "")
         for content in request.get("contents") or []
@@ -287,7 +287,7 @@ class FakeVertex:
     def submit(self, **kwargs: Any) -> FakeBatchPredictionJob:
         from google.cloud.aiplatform_v1 import types
 
-        from reviewops.storage import as_path
+        from reviewops.storage.paths import as_path
 
         self.jobs.append(dict(kwargs))
         model = str(kwargs["model_name"])

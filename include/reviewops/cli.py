@@ -13,14 +13,15 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from reviewops.config import Settings
-from reviewops.lineage import Artifact, LineageRecord
-from reviewops.lineage_store import LineageIndex, LineageNotFound
-from reviewops.parsing import clean_text
-from reviewops.registry import Registry, RegistryError
-from reviewops.scoring import score_table_batches
-from reviewops.sources import SourceError, read_source
-from reviewops.storage import StoragePath, as_path, atomic_path, sort_paths
-from reviewops.validate import validate_frame
+from reviewops.data.parsing import clean_text
+from reviewops.data.sources import SourceError, read_source
+from reviewops.data.validate import validate_frame
+from reviewops.lineage.record import Artifact, LineageRecord
+from reviewops.lineage.store import LineageIndex, LineageNotFound
+from reviewops.modeling.scoring import score_table_batches
+from reviewops.registry.store import Registry, RegistryError
+from reviewops.storage.io import atomic_path
+from reviewops.storage.paths import StoragePath, as_path, sort_paths
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -59,8 +60,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     """Validate a file or folder like the pipeline does, without writing to the data root."""
-    from reviewops.sources import RejectedFile, scan_source
-    from reviewops.validate import check_conservation, validation_report, write_quarantined
+    from reviewops.data.sources import RejectedFile, scan_source
+    from reviewops.data.validate import check_conservation, validation_report, write_quarantined
 
     settings = Settings.from_env(data_root=args.data_root)
     tables, rejected = [], []
@@ -165,7 +166,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from reviewops.reproduce import TOLERANCE, reproduce
+    from reviewops.modeling.reproduce import TOLERANCE, reproduce
 
     result = reproduce(_registry(args).data_root, args.version, args.tolerance or TOLERANCE)
     if args.json:
@@ -182,8 +183,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    from reviewops.lineage_store import LineageStore, impact
-    from reviewops.storage import to_uri
+    from reviewops.lineage.store import LineageStore, impact
+    from reviewops.storage.paths import to_uri
 
     index = LineageStore(Settings.from_env(data_root=args.data_root).data_root).index()
     if args.down:

@@ -72,7 +72,7 @@ class VertexSettings:
     location: str = "us-central1"
     model: str = "publishers/google/models/gemini-2.5-flash"  # batch prediction with no tuned champion
     tuning_source_model: str = "gemini-2.5-flash"
-    prompt: str = "review_sentiment"  # NAME or NAME@vN under include/prompts/
+    prompt: str = "review_sentiment"  # NAME or NAME@vN under include/reviewops/gcp/prompt_templates/
     gcp_conn_id: str = "google_cloud_default"
     tuning_epochs: int = 3
 

@@ -7,16 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 from reviewops.config import SHIPPED_REVIEWS
-from reviewops.datasets import SnapshotParams, snapshot_dataset
-from reviewops.evaluation import evaluate_candidate
-from reviewops.gate import GatePolicy, decide
-from reviewops.ingest import IngestParams, ingest_reviews
-from reviewops.registry import RegisterParams, Registry, register_model
-from reviewops.sources import source_window
-from reviewops.storage import Layout, StoragePath, read_json, write_json
-from reviewops.training import TrainParams, TrainStepParams, train_candidate
-from reviewops.transform import TransformParams, transform_reviews
-from reviewops.validate import ValidateParams, validate_reviews
+from reviewops.data.datasets import SnapshotParams, snapshot_dataset
+from reviewops.data.ingest import IngestParams, ingest_reviews
+from reviewops.data.sources import source_window
+from reviewops.data.transform import TransformParams, transform_reviews
+from reviewops.data.validate import ValidateParams, validate_reviews
+from reviewops.modeling.evaluation import evaluate_candidate
+from reviewops.modeling.promotion import GatePolicy, decide
+from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.registry.store import RegisterParams, Registry, register_model
+from reviewops.storage.io import read_json, write_json
+from reviewops.storage.paths import Layout, StoragePath
 
 
 def curate_source(data_root: str | StoragePath, source: str | StoragePath = SHIPPED_REVIEWS) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from reviewops.config import Settings
-    from reviewops.lineage import Artifact, LineageRecord, StepResult
+    from reviewops.lineage.record import Artifact, LineageRecord, StepResult
 
 
 class ReviewOpsOperator(BaseOperator):
@@ -50,7 +50,7 @@ class ReviewOpsOperator(BaseOperator):
         return Settings.from_env(source=self.source, data_root=self.data_root)
 
     def upstream_records(self, context: Context) -> dict[str, LineageRecord]:
-        from reviewops.lineage import LineageRecord
+        from reviewops.lineage.record import LineageRecord
 
         records = {}
         for role, task_ids in self.upstream.items():
@@ -69,7 +69,7 @@ class ReviewOpsOperator(BaseOperator):
 
     def upstream_record_lists(self, context: Context) -> dict[str, list[LineageRecord]]:
         """Records of mapped upstream tasks (one per map index), by role."""
-        from reviewops.lineage import LineageRecord
+        from reviewops.lineage.record import LineageRecord
 
         lists = {}
         for role, task_id in self.upstream_many.items():
@@ -85,8 +85,8 @@ class ReviewOpsOperator(BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
-        from reviewops.lineage import LineageError, LineageRecord, code_version, new_record_id, utcnow_iso
-        from reviewops.lineage_store import LineageStore
+        from reviewops.lineage.record import LineageError, LineageRecord, code_version, new_record_id, utcnow_iso
+        from reviewops.lineage.store import LineageStore
 
         started = utcnow_iso()
         upstream = self.upstream_records(context)

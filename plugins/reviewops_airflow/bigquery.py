@@ -1,5 +1,5 @@
 """The Airflow side of a BigQuery review source: the connection, through the Google
-provider's ``BigQueryHook``. Everything else is in :mod:`reviewops.bigquery_source`."""
+provider's ``BigQueryHook``. Everything else is in :mod:`reviewops.gcp.bigquery`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
-    from reviewops.bigquery_source import BigQuerySourceConfig
-    from reviewops.ingest import IngestParams
-    from reviewops.lineage import Artifact, StepResult
-    from reviewops.windows import Window
+    from reviewops.data.ingest import IngestParams
+    from reviewops.data.windows import Window
+    from reviewops.gcp.bigquery import BigQuerySourceConfig
+    from reviewops.lineage.record import Artifact, StepResult
 
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
 
@@ -45,12 +45,12 @@ class BigQueryReviewSource:
         return self.hook.get_client(project_id=self.hook.project_id)
 
     def config(self) -> BigQuerySourceConfig:
-        from reviewops.bigquery_source import BigQuerySourceConfig
+        from reviewops.gcp.bigquery import BigQuerySourceConfig
 
         return BigQuerySourceConfig.from_env(columns=self.columns)
 
     def ingest(self, params: IngestParams) -> tuple[StepResult, list[Artifact]]:
-        from reviewops.bigquery_source import ingest_bigquery, parse_table
+        from reviewops.gcp.bigquery import ingest_bigquery, parse_table
 
         parse_table(params.source)  # a bad name or mapping fails before the Connection is read
         config = self.config()
@@ -58,7 +58,7 @@ class BigQueryReviewSource:
 
     def window(self, source: str) -> Window:
         """The whole weeks the table has reviews for, up to the current week."""
-        from reviewops.bigquery_source import bigquery_window, parse_table
+        from reviewops.gcp.bigquery import bigquery_window, parse_table
 
         parse_table(source)
         config = self.config()

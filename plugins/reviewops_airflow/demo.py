@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from reviewops.config import Settings
-    from reviewops.registry import Registry
-    from reviewops.transform import curated_weeks
+    from reviewops.data.transform import curated_weeks
+    from reviewops.registry.store import Registry
 
     dagbag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if dagbag.import_errors:

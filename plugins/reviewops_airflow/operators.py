@@ -13,9 +13,9 @@ from reviewops_airflow.base import ReviewOpsOperator, verified
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from reviewops.lineage import Artifact, LineageRecord, StepResult
-    from reviewops.monitoring import Thresholds
-    from reviewops.windows import Window
+    from reviewops.data.windows import Window
+    from reviewops.lineage.record import Artifact, LineageRecord, StepResult
+    from reviewops.monitoring.thresholds import Thresholds
     from reviewops_airflow.bigquery import BigQueryReviewSource
 
 StepOutput = tuple["StepResult", list["Artifact"]]
@@ -56,9 +56,9 @@ class IngestReviewsOperator(ReviewOpsOperator):
         self.bigquery_columns = bigquery_columns
 
     def resolve_window(self, context: Context, source: str) -> Window:
-        from reviewops.bigquery_source import is_bigquery
-        from reviewops.sources import source_window
-        from reviewops.windows import Window, WindowError, parse_day, resolve_week
+        from reviewops.data.sources import source_window
+        from reviewops.data.windows import Window, WindowError, parse_day, resolve_week
+        from reviewops.gcp.bigquery import is_bigquery
 
         try:
             if self.window_start or self.window_end:
@@ -84,9 +84,9 @@ class IngestReviewsOperator(ReviewOpsOperator):
             raise AirflowFailException(str(exc)) from exc
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.bigquery_source import is_bigquery
-        from reviewops.ingest import IngestParams, ingest_reviews
-        from reviewops.sources import SourceError
+        from reviewops.data.ingest import IngestParams, ingest_reviews
+        from reviewops.data.sources import SourceError
+        from reviewops.gcp.bigquery import is_bigquery
 
         settings = self.settings()
         try:
@@ -109,7 +109,7 @@ class ValidateReviewsOperator(ReviewOpsOperator):
     """Split the raw batch into valid rows and quarantined rows with their reasons."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.validate import ValidateParams, validate_reviews
+        from reviewops.data.validate import ValidateParams, validate_reviews
 
         settings = self.settings()
         raw = verified(upstream["raw"].output("raw"))
@@ -129,7 +129,7 @@ class TransformReviewsOperator(ReviewOpsOperator):
     """Clean and deduplicate the valid rows into one curated partition per week."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.transform import TransformParams, transform_reviews
+        from reviewops.data.transform import TransformParams, transform_reviews
 
         settings = self.settings()
         validated = verified(upstream["validated"].output("validated"))
@@ -147,8 +147,8 @@ class ScoreReviewsOperator(ReviewOpsOperator):
         self.model_version = model_version
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.registry import RegistryError
-        from reviewops.scoring import ScoreParams, score_week
+        from reviewops.modeling.scoring import ScoreParams, score_week
+        from reviewops.registry.store import RegistryError
 
         curated = upstream["curated"].outputs_of("curated")
         if len(curated) != 1:
@@ -172,7 +172,7 @@ class MonitorWeekOperator(ReviewOpsOperator):
         self.thresholds = thresholds
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.monitoring import MonitorParams, monitor_week
+        from reviewops.monitoring.step import MonitorParams, monitor_week
 
         predictions = verified(upstream["predictions"].output("predictions"))
         curated = next(a for a in upstream["predictions"].inputs if a.kind == "curated")
@@ -186,7 +186,7 @@ class MonitorWeekOperator(ReviewOpsOperator):
 
 
 def _keras_reference(data_root: str) -> str:
-    from reviewops.registry import Registry
+    from reviewops.registry.store import Registry
 
     version = Registry(data_root).keras_reference()
     if version is None:
@@ -210,7 +210,7 @@ class CheckWeekOperator(ReviewOpsOperator):
     The predictions stay written; the run shows red so the ops engineer looks."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.lineage import StepResult
+        from reviewops.lineage.record import StepResult
 
         monitor = upstream["monitoring"]
         metrics_file = verified(monitor.outputs[0])
@@ -232,7 +232,7 @@ class SnapshotDatasetOperator(ReviewOpsOperator):
         self.eval_fraction = eval_fraction
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.datasets import DatasetError, SnapshotParams, snapshot_dataset
+        from reviewops.data.datasets import DatasetError, SnapshotParams, snapshot_dataset
 
         params = SnapshotParams(data_root=self.settings().data_root, eval_fraction=float(self.eval_fraction))
         try:
@@ -263,8 +263,8 @@ class PlanTrialsOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
-        from reviewops.lineage import StepResult
-        from reviewops.tuning import SearchSpaceError, plan_trials
+        from reviewops.lineage.record import StepResult
+        from reviewops.modeling.search import SearchSpaceError, plan_trials
 
         space = dict(_as_mapping(self.search_space) or DEFAULT_SEARCH_SPACE)
         # Fixed hyperparameters override every trial (e.g. fewer epochs for a quick run).
@@ -296,7 +296,7 @@ class TrainTrialOperator(ReviewOpsOperator):
         self.trial = trial
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.tuning import TrialParams, run_trial
+        from reviewops.modeling.search import TrialParams, run_trial
 
         context["trial_label"] = self.trial["label"]  # type: ignore[typeddict-unknown-key]
         train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
@@ -313,8 +313,8 @@ class SelectBestTrialOperator(ReviewOpsOperator):
     """Choose the trial with the best validation macro-F1."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.lineage import StepResult
-        from reviewops.tuning import select_best
+        from reviewops.lineage.record import StepResult
+        from reviewops.modeling.search import select_best
 
         trials = [record.metrics for record in self.many["trials"]]
         best = select_best(trials)
@@ -354,8 +354,8 @@ class TrainModelOperator(ReviewOpsOperator):
         self.warm_start = warm_start
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.registry import MODEL_FILE, Registry
-        from reviewops.training import TrainParams, TrainStepParams, train_candidate
+        from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
+        from reviewops.registry.store import MODEL_FILE, Registry
 
         manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
         train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
@@ -365,7 +365,7 @@ class TrainModelOperator(ReviewOpsOperator):
         inputs = [manifest, train_file]
         warm_from = None
         if _truthy(self.warm_start):
-            from reviewops.lineage import Artifact
+            from reviewops.lineage.record import Artifact
 
             warm_from = Registry(settings.data_root).champion()
             if warm_from is None:
@@ -386,9 +386,9 @@ class EvaluateModelOperator(ReviewOpsOperator):
     the majority-class and TF-IDF + logistic regression baselines."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.evaluation import evaluate_candidate
-        from reviewops.lineage import Artifact
-        from reviewops.registry import Registry, RegistryError
+        from reviewops.lineage.record import Artifact
+        from reviewops.modeling.evaluation import evaluate_candidate
+        from reviewops.registry.store import Registry, RegistryError
 
         model = verified(_model_file(upstream["candidate"]))
         eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
@@ -424,9 +424,9 @@ class GateModelOperator(ReviewOpsOperator):
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         import json
 
-        from reviewops.gate import GatePolicy, decide
-        from reviewops.lineage import Artifact, StepResult
-        from reviewops.storage import write_json
+        from reviewops.lineage.record import Artifact, StepResult
+        from reviewops.modeling.promotion import GatePolicy, decide
+        from reviewops.storage.io import write_json
 
         evaluation = verified(upstream["evaluation"].output("evaluation"))
         policy = GatePolicy(float(self.min_macro_f1_gain), float(self.max_recall_drop))
@@ -446,7 +446,7 @@ class RegisterModelOperator(ReviewOpsOperator):
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         import json
 
-        from reviewops.registry import RegisterParams, register_model
+        from reviewops.registry.store import RegisterParams, register_model
 
         model = verified(_candidate_model_file(upstream["candidate"]))
         evaluation = verified(upstream["evaluation"].output("evaluation"))
@@ -486,7 +486,7 @@ def _as_mapping(value: Any) -> dict[str, Any] | None:
 def _thresholds(value: Any) -> Thresholds:
     import dataclasses
 
-    from reviewops.monitoring import Thresholds
+    from reviewops.monitoring.thresholds import Thresholds
 
     overrides = _as_mapping(value) or {}
     known = {f.name for f in dataclasses.fields(Thresholds)}
@@ -504,7 +504,7 @@ def _truthy(value: Any) -> bool:
 
 
 def _window_of(record: LineageRecord) -> Window:
-    from reviewops.windows import Window, parse_day
+    from reviewops.data.windows import Window, parse_day
 
     window = record.metrics["window"]
     return Window(parse_day(window["start"], "start"), parse_day(window["end"], "end"))
@@ -524,7 +524,7 @@ def _model_file(record: LineageRecord) -> Artifact:
 def _candidate_model_file(record: LineageRecord) -> Artifact:
     """The model file of a candidate of any kind: ``model.keras``, or the
     ``vertex_model.json`` describing a Vertex AI tuned model."""
-    from reviewops.registry import MODEL_FILES
+    from reviewops.registry.store import MODEL_FILES
 
     for name in MODEL_FILES.values():
         if any(a.uri.endswith("/" + name) for a in record.outputs):

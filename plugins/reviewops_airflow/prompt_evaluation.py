@@ -14,7 +14,7 @@ from reviewops_airflow.vertex_batch import MapIndexAwareOperator, batch_predicti
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from reviewops.lineage import Artifact, LineageRecord, StepResult
+    from reviewops.lineage.record import Artifact, LineageRecord, StepResult
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
@@ -48,9 +48,9 @@ class PlanPromptsOperator(ReviewOpsOperator):
         self.prompts = prompts
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.prompt_evaluation import PlanParams, PromptEvaluationError, plan_prompts
-        from reviewops.prompts import PromptError
-        from reviewops.vertex_batch import BatchError
+        from reviewops.gcp.batch import BatchError
+        from reviewops.gcp.prompt_evaluation import PlanParams, PromptEvaluationError, plan_prompts
+        from reviewops.gcp.prompts import PromptError
 
         params = PlanParams(
             data_root=self.settings().data_root, dataset=self.dataset or "", prompts=tuple(_as_list(self.prompts))
@@ -69,7 +69,7 @@ class ScorePromptOperator(MapIndexAwareOperator):
     """Score one template's predictions of the eval split with our metrics."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.prompt_evaluation import score_prompt
+        from reviewops.gcp.prompt_evaluation import score_prompt
 
         collected = upstream["predictions"]
         predictions = verified(collected.output("predictions"))
@@ -81,7 +81,7 @@ class SelectPromptOperator(ReviewOpsOperator):
     report; upstream_many ``{"scores": "<group>.score_prompt"}``."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.prompt_evaluation import PromptEvaluationError, select_prompt
+        from reviewops.gcp.prompt_evaluation import PromptEvaluationError, select_prompt
 
         scored = self.many["scores"]
         try:

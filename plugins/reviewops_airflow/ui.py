@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 
 if TYPE_CHECKING:
-    from reviewops.storage import StoragePath
+    from reviewops.storage.paths import StoragePath
 
 WEEK = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -27,7 +27,7 @@ User = Annotated[Any, Depends(get_user)]
 
 def _monitoring_root() -> StoragePath:
     from reviewops.config import Settings
-    from reviewops.storage import Layout
+    from reviewops.storage.paths import Layout
 
     return Layout(Settings.from_env().data_root).root / "monitoring"
 
@@ -36,7 +36,7 @@ def _monitoring_root() -> StoragePath:
 def monitoring_index(user: User) -> str:
     """Every monitored week, newest first, with its volume, accuracy and breaches."""
     rows = []
-    from reviewops.storage import glob
+    from reviewops.storage.paths import glob
 
     for metrics_file in reversed(glob(_monitoring_root(), "week=*/metrics.json")):
         week = metrics_file.parent.name.removeprefix("week=")

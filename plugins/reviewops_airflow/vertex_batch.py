@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from airflow.sdk import Asset, Context
 
-    from reviewops.lineage import Artifact, LineageRecord, StepResult
+    from reviewops.lineage.record import Artifact, LineageRecord, StepResult
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
@@ -109,8 +109,8 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
         self.location = location
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.prompts import PromptError
-        from reviewops.vertex_batch import BatchError, PrepareParams, dataset_input, prepare_batch, select_input
+        from reviewops.gcp.batch import BatchError, PrepareParams, dataset_input, prepare_batch, select_input
+        from reviewops.gcp.prompts import PromptError
 
         data_root = self.settings().data_root
         try:
@@ -137,7 +137,7 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
         from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
 
         from reviewops.config import VertexSettings
-        from reviewops.vertex_batch import BatchError
+        from reviewops.gcp.batch import BatchError
 
         settings = VertexSettings.from_env(project=self.project or "")
         if settings.project:
@@ -171,8 +171,8 @@ class CollectBatchPredictionOperator(MapIndexAwareOperator):
         self.job_task_id = job_task_id
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.prompts import PromptError
-        from reviewops.vertex_batch import BatchError, BatchSpec, collect_batch
+        from reviewops.gcp.batch import BatchError, BatchSpec, collect_batch
+        from reviewops.gcp.prompts import PromptError
 
         prepared = upstream["requests"]
         job = pull_own_index(context, self.job_task_id)
@@ -243,9 +243,9 @@ def batch_prediction_tasks(
     ``prompt_template``); for a dataset split,
     ``vertex/batch/<ds>/<split>/<prompt ref>/predictions-<model id>.parquet``. Its metrics
     hold ``model_version``, ``prompt_template``, ``prompt_sha256``, ``response_summary``
-    and the model's safety counts (:func:`reviewops.vertex_batch.model_safety_metrics`).
+    and the model's safety counts (:func:`reviewops.monitoring.metrics.model_safety_metrics`).
     To score it against the labels, read the file with
-    :func:`reviewops.prompt_evaluation.evaluate_predictions`.
+    :func:`reviewops.gcp.prompt_evaluation.evaluate_predictions`.
 
     Example (evaluate a tuned model on the eval split of the training DAG's dataset)::
 

@@ -22,7 +22,7 @@ from reviewops_airflow.base import ReviewOpsOperator, verified
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from reviewops.lineage import Artifact, LineageRecord, StepResult
+    from reviewops.lineage.record import Artifact, LineageRecord, StepResult
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
@@ -66,9 +66,9 @@ class ExportTuningDataOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.config import VertexSettings
-        from reviewops.prompts import PromptError
-        from reviewops.storage import to_uri
-        from reviewops.vertex_tuning import TuningDataParams, TuningError, export_tuning_data
+        from reviewops.gcp.prompts import PromptError
+        from reviewops.gcp.tuning import TuningDataParams, TuningError, export_tuning_data
+        from reviewops.storage.paths import to_uri
 
         manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
         train = verified(_output_named(upstream["dataset"], "train.jsonl"))
@@ -99,7 +99,7 @@ class RecordTunedModelOperator(ReviewOpsOperator):
         self.tuned_model = tuned_model
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.vertex_tuning import TunedModelParams, TuningError, record_tuned_model
+        from reviewops.gcp.tuning import TunedModelParams, TuningError, record_tuned_model
 
         export = upstream["tuning_data"]
         tuning_files = [verified(a) for a in export.outputs_of("tuning_data")]
@@ -143,7 +143,7 @@ class ChooseChampionScoringOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Context) -> str | list[str] | None:
         from reviewops.config import Settings
-        from reviewops.registry import Registry
+        from reviewops.registry.store import Registry
 
         registry = Registry(Settings.from_env(data_root=self.data_root).data_root)
         champion = registry.champion()
@@ -170,7 +170,7 @@ class EvaluateTunedModelOperator(ReviewOpsOperator):
         self.champion_predictions_task = champion_predictions_task
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.vertex_tuning import VERTEX_MODEL_FILE, TuningError, evaluate_tuned_model
+        from reviewops.gcp.tuning import VERTEX_MODEL_FILE, TuningError, evaluate_tuned_model
 
         candidate = verified(_output_named(upstream["candidate"], VERTEX_MODEL_FILE))
         eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
@@ -196,8 +196,8 @@ class EvaluateTunedModelOperator(ReviewOpsOperator):
         self, context: Context
     ) -> tuple[tuple[str, Any] | None, tuple[str, dict[str, str | None]] | None, list[Artifact]]:
         """(Keras champion, Vertex AI champion with its predictions, their input artifacts)."""
-        from reviewops.lineage import Artifact, LineageRecord
-        from reviewops.registry import Registry, RegistryError
+        from reviewops.lineage.record import Artifact, LineageRecord
+        from reviewops.registry.store import Registry, RegistryError
 
         registry = Registry(self.settings().data_root)
         champion = registry.champion()
@@ -229,7 +229,7 @@ class EvaluateTunedModelOperator(ReviewOpsOperator):
 def _predicted_labels(predictions: list[Artifact]) -> dict[str, str | None]:
     """review_id -> predicted class (None when the model gave no usable answer) from
     the batch predictions' Parquet files."""
-    from reviewops.storage import read_table
+    from reviewops.storage.io import read_table
 
     if not predictions:
         raise AirflowFailException("the batch prediction step recorded no predictions output")

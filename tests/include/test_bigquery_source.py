@@ -22,7 +22,11 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import bigquery
 
-from reviewops.bigquery_source import (
+from reviewops.data.parsing import parse_date
+from reviewops.data.schema import CANONICAL
+from reviewops.data.sources import read_source_file
+from reviewops.data.windows import Window
+from reviewops.gcp.bigquery import (
     ENV_COLUMNS,
     ENV_DATE_TYPE,
     ENV_MAX_BYTES_BILLED,
@@ -37,10 +41,6 @@ from reviewops.bigquery_source import (
     to_raw,
     week_query,
 )
-from reviewops.parsing import parse_date
-from reviewops.schema import CANONICAL
-from reviewops.sources import read_source_file
-from reviewops.windows import Window
 from tests.conftest import shipped_records
 
 DRUGS_COM = {

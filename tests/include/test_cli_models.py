@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reviewops.cli import main
-from reviewops.registry import MODEL_FILE, Registry
+from reviewops.registry.store import MODEL_FILE, Registry
 
 
 def build(root: Path, *versions: str) -> Registry:

@@ -12,10 +12,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops import validate as v
 from reviewops.cli import main
 from reviewops.config import SHIPPED_REVIEWS
-from reviewops.schema import QUARANTINE_SCHEMA, SOURCE_ROW
+from reviewops.data import validate as v
+from reviewops.data.schema import QUARANTINE_SCHEMA, SOURCE_ROW
 
 from .conftest import AppendRows
 from .samples import SLICE_ROWS, Record, as_row, shipped_text

@@ -19,14 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops import datasets
-from reviewops.datasets import DatasetError, SnapshotParams, eval_bucket, snapshot_dataset
-from reviewops.lineage import StepResult
-from reviewops.schema import CLASSES, CURATED_SCHEMA
-from reviewops.sources import read_source_file
-from reviewops.storage import Layout, sha256_file, write_parquet
-from reviewops.transform import curate_frame
-from reviewops.validate import validate_frame
+from reviewops.data import datasets
+from reviewops.data.datasets import DatasetError, SnapshotParams, eval_bucket, snapshot_dataset
+from reviewops.data.schema import CLASSES, CURATED_SCHEMA
+from reviewops.data.sources import read_source_file
+from reviewops.data.transform import curate_frame
+from reviewops.data.validate import validate_frame
+from reviewops.lineage.record import StepResult
+from reviewops.storage.io import sha256_file, write_parquet
+from reviewops.storage.paths import Layout
 
 from .samples import TODAY, shipped_records, shipped_text
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from reviewops.evaluation import classification_metrics, majority_baseline
-from reviewops.schema import CLASSES
+from reviewops.data.schema import CLASSES
+from reviewops.modeling.evaluation import classification_metrics, majority_baseline
 
 from .samples import shipped_records
 

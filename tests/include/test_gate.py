@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reviewops.gate import GatePolicy, decide
+from reviewops.modeling.promotion import GatePolicy, decide
 
 
 def per_class(neg: float, neu: float, pos: float) -> dict[str, dict[str, float]]:

@@ -16,21 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reviewops.monitoring import (
-    Breach,
-    Thresholds,
-    check_thresholds,
-    jensen_shannon,
-    population_stability_index,
-    render_report_html,
-    tokenize,
-    training_reference,
-    unknown_word_share,
-    week_metrics,
-)
-from reviewops.parsing import clean_text
-from reviewops.safety import scan_texts
-from reviewops.schema import CLASSES
+from reviewops.data.parsing import clean_text
+from reviewops.data.safety import scan_texts
+from reviewops.data.schema import CLASSES
+from reviewops.modeling.reference import tokenize, training_reference
+from reviewops.monitoring.drift import jensen_shannon, population_stability_index, unknown_word_share
+from reviewops.monitoring.metrics import week_metrics
+from reviewops.monitoring.report import render_report_html
+from reviewops.monitoring.thresholds import Breach, Thresholds, check_thresholds
 
 from .samples import Record, shipped_records
 

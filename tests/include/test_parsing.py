@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from reviewops.parsing import (
+from reviewops.data.parsing import (
     clean_text,
     content_key,
     has_control_characters,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewops.prompts import (
+from reviewops.data.schema import CLASSES
+from reviewops.gcp.prompts import (
     DEFAULT_PROMPT,
     PROMPTS_DIR,
     PromptError,
@@ -16,7 +17,6 @@ from reviewops.prompts import (
     parse_ref,
     versions,
 )
-from reviewops.schema import CLASSES
 
 V1 = """name = "demo"
 version = 1

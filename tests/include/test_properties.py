@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from reviewops import validate as v
-from reviewops.schema import CANONICAL, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
-from reviewops.sources import MALFORMED, READ_SCHEMA, WRONG_TYPE, SourceError, read_source_file
-from reviewops.validate import VALIDATED_SCHEMA, validate_frame
+from reviewops.data import validate as v
+from reviewops.data.schema import CANONICAL, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
+from reviewops.data.sources import MALFORMED, READ_SCHEMA, WRONG_TYPE, SourceError, read_source_file
+from reviewops.data.validate import VALIDATED_SCHEMA, validate_frame
 
 from .samples import HEADER, TODAY
 

@@ -11,12 +11,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops.gate import GatePolicy, decide
-from reviewops.lineage import Artifact
-from reviewops.registry import RegisterParams, Registry, RegistryError, register_model
-from reviewops.scoring import ScoreParams, score_week
-from reviewops.storage import from_uri, read_json
-from reviewops.vertex_tuning import TunedModelParams, evaluate_tuned_model, export_tuning_data, record_tuned_model
+from reviewops.gcp.tuning import TunedModelParams, evaluate_tuned_model, export_tuning_data, record_tuned_model
+from reviewops.lineage.record import Artifact
+from reviewops.modeling.promotion import GatePolicy, decide
+from reviewops.modeling.scoring import ScoreParams, score_week
+from reviewops.registry.store import RegisterParams, Registry, RegistryError, register_model
+from reviewops.storage.io import read_json
+from reviewops.storage.paths import from_uri
 
 from .test_vertex_tuning import ENDPOINT, MODEL, _params, dataset_dir  # noqa: F401  (fixture)
 
@@ -68,7 +69,7 @@ def test_local_scoring_refuses_a_vertex_champion_with_what_to_do(registered: dic
 
 
 def test_reproduce_and_the_cli_refuse_a_vertex_version(registered: dict[str, Any]) -> None:
-    from reviewops.reproduce import reproduce
+    from reviewops.modeling.reproduce import reproduce
 
     version = registered["result"].subject
     with pytest.raises(RegistryError, match=r"is a vertex model: its weights live on Vertex AI"):

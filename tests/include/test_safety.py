@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reviewops.parsing import clean_text
-from reviewops.safety import (
+from reviewops.data.parsing import clean_text
+from reviewops.data.safety import (
     CATEGORIES,
     TOXIC_TERMS_FILE,
     SafetyFlags,

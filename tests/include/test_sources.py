@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from reviewops.config import SHIPPED_REVIEWS
-from reviewops.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
-from reviewops.parsing import parse_dates
-from reviewops.schema import CANONICAL, SOURCE_FILE, SOURCE_ROW
-from reviewops.sources import (
+from reviewops.data.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
+from reviewops.data.parsing import parse_dates
+from reviewops.data.schema import CANONICAL, SOURCE_FILE, SOURCE_ROW
+from reviewops.data.sources import (
     MALFORMED,
     READ_SCHEMA,
     WRONG_TYPE,
@@ -34,7 +34,7 @@ from reviewops.sources import (
     scan_source,
     source_window,
 )
-from reviewops.storage import Layout
+from reviewops.storage.paths import Layout
 
 from .conftest import AppendRows
 from .samples import HEADER, SLICE_ROWS, Record, as_row, monday, shipped_records, shipped_text, source_date, tsv_line

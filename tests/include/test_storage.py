@@ -14,13 +14,16 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from reviewops import storage
-from reviewops.datasets import DatasetError, read_manifest
-from reviewops.lineage import Artifact, LineageError, LineageRecord
-from reviewops.lineage_store import LineageStore
-from reviewops.registry import CHAMPION_FILE, LOCK_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError
-from reviewops.sources import list_source_files, read_source
-from reviewops.storage import CLAIM, MARKER, Layout, StoragePath
+from reviewops.data.datasets import DatasetError, read_manifest
+from reviewops.data.sources import list_source_files, read_source
+from reviewops.lineage.record import Artifact, LineageError, LineageRecord
+from reviewops.lineage.store import LineageStore
+from reviewops.registry.store import CHAMPION_FILE, LOCK_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError
+from reviewops.storage import io as storage_io
+from reviewops.storage import paths as storage_paths
+from reviewops.storage import publish as storage_publish
+from reviewops.storage.paths import Layout, StoragePath
+from reviewops.storage.publish import CLAIM, MARKER
 from tests.gcsfake import FakeGCSFileSystem
 
 from .samples import SLICE_ROWS, shipped_text
@@ -43,7 +46,7 @@ def _bytes(path: StoragePath) -> bytes:
 
 
 def _stage(parent: StoragePath, name: str, files: dict[str, bytes]) -> Path:
-    staging = storage.staging_dir(parent, name)
+    staging = storage_publish.staging_dir(parent, name)
     for relative, data in files.items():
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         (staging / relative).write_bytes(data)
@@ -56,7 +59,7 @@ def _stage(parent: StoragePath, name: str, files: dict[str, bytes]) -> Path:
 def test_local_uris_are_file_uris_with_readable_partitions(tmp_path: Path) -> None:
     target = Layout(tmp_path / "data root").curated("2017-12-11")
 
-    uri = storage.to_uri(target)
+    uri = storage_paths.to_uri(target)
 
     assert (
         uri
@@ -64,54 +67,54 @@ def test_local_uris_are_file_uris_with_readable_partitions(tmp_path: Path) -> No
         + str(tmp_path.resolve()).replace(" ", "%20")
         + "/data%20root/curated/week=2017-12-11/reviews.parquet"
     )
-    assert storage.from_uri(uri) == target
-    assert isinstance(storage.from_uri(uri), Path)
+    assert storage_paths.from_uri(uri) == target
+    assert isinstance(storage_paths.from_uri(uri), Path)
 
 
 def test_gs_uris_name_the_object(fake_gcs: Path) -> None:
     target = Layout(GS_ROOT + "/").curated("2017-12-11")
 
-    uri = storage.to_uri(target)
+    uri = storage_paths.to_uri(target)
 
     assert uri == "gs://reviewops-test/prefix/curated/week=2017-12-11/reviews.parquet"
-    assert storage.to_uri(storage.from_uri(uri)) == uri
-    assert storage.is_remote(storage.from_uri(uri))
+    assert storage_paths.to_uri(storage_paths.from_uri(uri)) == uri
+    assert storage_paths.is_remote(storage_paths.from_uri(uri))
 
 
 def test_other_schemes_are_refused() -> None:
     with pytest.raises(ValueError, match="only local paths, file:// and gs://"):
-        storage.from_uri("s3://bucket/key")
+        storage_paths.from_uri("s3://bucket/key")
 
 
 # --- single objects ----------------------------------------------------------------------
 
 
 def test_written_files_are_described_the_same_on_both_roots(root: str) -> None:
-    target = storage.write_parquet(TABLE, Layout(root).curated("2017-12-11"))
-    report = storage.write_json({"rows": 3}, Layout(root).monitoring("2017-12-11") / "metrics.json")
+    target = storage_io.write_parquet(TABLE, Layout(root).curated("2017-12-11"))
+    report = storage_io.write_json({"rows": 3}, Layout(root).monitoring("2017-12-11") / "metrics.json")
 
     artifact = Artifact.of_file(target, "curated")
 
     assert artifact.uri.startswith("gs://" if root == GS_ROOT else "file://")
-    assert artifact.sha256 == hashlib.sha256(_bytes(target)).hexdigest() == storage.sha256_file(target)
+    assert artifact.sha256 == hashlib.sha256(_bytes(target)).hexdigest() == storage_io.sha256_file(target)
     assert (artifact.rows, artifact.bytes) == (3, len(_bytes(target)))
     assert artifact.schema_fingerprint is not None
-    assert storage.read_table(target).equals(TABLE)
-    assert storage.read_json(report) == {"rows": 3}
+    assert storage_io.read_table(target).equals(TABLE)
+    assert storage_io.read_json(report) == {"rows": 3}
     artifact.verify()
-    storage.write_parquet(TABLE.slice(1), target)
+    storage_io.write_parquet(TABLE.slice(1), target)
     with pytest.raises(LineageError, match="changed since it was recorded"):
         artifact.verify()
 
 
 def test_a_failed_write_leaves_the_old_content_and_no_temporary_file(root: str) -> None:
-    target = storage.write_json({"v": 1}, Layout(root).root / "report.json")
+    target = storage_io.write_json({"v": 1}, Layout(root).root / "report.json")
 
-    with pytest.raises(RuntimeError), storage.atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError), storage_io.atomic_path(target) as tmp:
         tmp.write_text("half of it")
         raise RuntimeError("killed mid-write")
 
-    assert storage.read_json(target) == {"v": 1}
+    assert storage_io.read_json(target) == {"v": 1}
     assert [p.name for p in Layout(root).root.iterdir()] == ["report.json"]
 
 
@@ -119,7 +122,7 @@ def test_on_gs_an_object_is_uploaded_once_never_renamed(fake_gcs: Path) -> None:
     target = Layout(GS_ROOT).predictions("2017-12-11")
     before = FakeGCSFileSystem.writes
 
-    storage.write_parquet(TABLE, target)
+    storage_io.write_parquet(TABLE, target)
 
     assert FakeGCSFileSystem.writes - before == 1
     assert sorted(p.name for p in (fake_gcs / "reviewops-test/prefix/predictions/week=2017-12-11").iterdir()) == [
@@ -129,9 +132,9 @@ def test_on_gs_an_object_is_uploaded_once_never_renamed(fake_gcs: Path) -> None:
 
 def test_the_fake_store_cannot_rename_a_folder(fake_gcs: Path) -> None:
     folder = Layout(GS_ROOT).root / "folder"
-    storage.write_json({}, folder / "a.json")
+    storage_io.write_json({}, folder / "a.json")
 
-    assert isinstance(folder, storage.UPath)
+    assert isinstance(folder, storage_paths.UPath)
     with pytest.raises(NotImplementedError, match="cannot rename a folder"):
         folder.fs.mv(folder.path, folder.path + "-moved")
 
@@ -145,14 +148,14 @@ def test_first_writer_wins_and_the_second_copy_is_discarded(root: str) -> None:
     first = _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "first"}', "sub/train.jsonl": b"1\n"})
     second = _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "second"}', "sub/train.jsonl": b"2\n"})
 
-    assert storage.publish_dir(first, target) is True
-    assert storage.publish_dir(second, target) is False
+    assert storage_publish.publish_dir(first, target) is True
+    assert storage_publish.publish_dir(second, target) is False
 
-    assert storage.is_published(target)
-    assert storage.read_json(target / "manifest.json") == {"version": "first"}
+    assert storage_publish.is_published(target)
+    assert storage_io.read_json(target / "manifest.json") == {"version": "first"}
     assert _bytes(target / "sub" / "train.jsonl") == b"1\n"
     assert not first.exists() and not second.exists()
-    assert [p.name for p in storage.files_in(target)] == ["manifest.json"]
+    assert [p.name for p in storage_publish.files_in(target)] == ["manifest.json"]
 
 
 def test_on_gs_the_marker_is_written_last_and_lists_the_files(fake_gcs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,11 +170,11 @@ def test_on_gs_the_marker_is_written_last_and_lists_the_files(fake_gcs: Path, mo
     parent = Layout(GS_ROOT).models()
     staging = _stage(parent, "m-0123456789ab", {MODEL_FILE: b"weights", METADATA_FILE: b"{}"})
 
-    assert storage.publish_dir(staging, parent / "m-0123456789ab")
+    assert storage_publish.publish_dir(staging, parent / "m-0123456789ab")
 
     assert written[0] == CLAIM and written[-1] == MARKER
     assert set(written[1:-1]) == {MODEL_FILE, METADATA_FILE}
-    marker = storage.read_json(parent / "m-0123456789ab" / MARKER)
+    marker = storage_io.read_json(parent / "m-0123456789ab" / MARKER)
     assert marker["files"][MODEL_FILE] == {"sha256": hashlib.sha256(b"weights").hexdigest(), "bytes": 7}
     assert not (parent / "m-0123456789ab" / CLAIM).exists()
 
@@ -179,13 +182,13 @@ def test_on_gs_the_marker_is_written_last_and_lists_the_files(fake_gcs: Path, mo
 def test_on_gs_readers_ignore_a_version_without_its_marker(fake_gcs: Path) -> None:
     layout = Layout(GS_ROOT)
     half = layout.datasets() / "ds-0123456789ab"
-    storage.write_json({"version": "ds-0123456789ab"}, half / "manifest.json")  # a writer died before the marker
+    storage_io.write_json({"version": "ds-0123456789ab"}, half / "manifest.json")  # a writer died before the marker
     registry = Registry(GS_ROOT)
-    storage.write_json(
+    storage_io.write_json(
         {"version": "m-0123456789ab", "registered_at": "2024"}, registry.path("m-0123456789ab") / METADATA_FILE
     )
 
-    assert not storage.is_published(half)
+    assert not storage_publish.is_published(half)
     with pytest.raises(DatasetError, match="not a dataset version"):
         read_manifest(half)
     assert registry.versions() == []
@@ -197,38 +200,38 @@ def test_on_gs_a_second_writer_waits_for_the_first_ones_marker(fake_gcs: Path) -
     parent = Layout(GS_ROOT).datasets()
     target = parent / "ds-0123456789ab"
     first = _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "first"}'})
-    storage.create_exclusive(target / CLAIM, b"{}")  # the first writer is uploading
+    storage_io.create_exclusive(target / CLAIM, b"{}")  # the first writer is uploading
 
     def finish_first() -> None:
         time.sleep(0.5)
-        storage._upload_tree(first, target)  # type: ignore[arg-type]
-        storage.write_json({"files": {}}, target / MARKER)
+        storage_publish._upload_tree(first, target)  # type: ignore[arg-type]
+        storage_io.write_json({"files": {}}, target / MARKER)
 
     thread = threading.Thread(target=finish_first)
     thread.start()
     second = _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "second"}'})
-    assert storage.publish_dir(second, target) is False
+    assert storage_publish.publish_dir(second, target) is False
     thread.join()
-    assert storage.read_json(target / "manifest.json") == {"version": "first"}
+    assert storage_io.read_json(target / "manifest.json") == {"version": "first"}
 
 
 def test_on_gs_a_claim_abandoned_by_a_dead_writer_is_taken_over(
     fake_gcs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "CLAIM_STALE_SECONDS", 0.5)
+    monkeypatch.setattr(storage_publish, "CLAIM_STALE_SECONDS", 0.5)
     parent = Layout(GS_ROOT).datasets()
     target = parent / "ds-0123456789ab"
-    storage.create_exclusive(target / CLAIM, storage._claim())  # a writer that was killed mid-upload
-    storage.write_json({"version": "half"}, target / "manifest.json")
+    storage_io.create_exclusive(target / CLAIM, storage_publish._claim())  # a writer that was killed mid-upload
+    storage_io.write_json({"version": "half"}, target / "manifest.json")
 
     started = time.monotonic()
-    published = storage.publish_dir(
+    published = storage_publish.publish_dir(
         _stage(parent, "ds-0123456789ab", {"manifest.json": b'{"version": "whole"}'}), target
     )
 
     assert published and time.monotonic() - started >= 0.5
-    assert storage.read_json(target / "manifest.json") == {"version": "whole"}
-    assert storage.is_published(target) and not (target / CLAIM).exists()
+    assert storage_io.read_json(target / "manifest.json") == {"version": "whole"}
+    assert storage_publish.is_published(target) and not (target / CLAIM).exists()
 
 
 def test_on_gs_a_failed_upload_gives_up_its_claim(fake_gcs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,22 +240,22 @@ def test_on_gs_a_failed_upload_gives_up_its_claim(fake_gcs: Path, monkeypatch: p
 
     parent = Layout(GS_ROOT).datasets()
     target = parent / "ds-0123456789ab"
-    monkeypatch.setattr(storage, "_upload_tree", broken)
+    monkeypatch.setattr(storage_publish, "_upload_tree", broken)
     with pytest.raises(OSError, match="connection reset"):
-        storage.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
+        storage_publish.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
     monkeypatch.undo()
 
-    assert not (target / CLAIM).exists() and not storage.is_published(target)
-    assert storage.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
+    assert not (target / CLAIM).exists() and not storage_publish.is_published(target)
+    assert storage_publish.publish_dir(_stage(parent, "ds-0123456789ab", {"manifest.json": b"{}"}), target)
 
 
 def test_replace_dir_swaps_the_whole_folder(root: str) -> None:
     target = Layout(root).root / "quarantine" / "week=2017-12-11" / "files"
-    storage.replace_dir(_stage(target.parent, "files", {"a.csv": b"a", "a.csv.error.txt": b"bad"}), target)
-    storage.replace_dir(_stage(target.parent, "files", {"b.csv": b"b"}), target)
+    storage_publish.replace_dir(_stage(target.parent, "files", {"a.csv": b"a", "a.csv.error.txt": b"bad"}), target)
+    storage_publish.replace_dir(_stage(target.parent, "files", {"b.csv": b"b"}), target)
 
-    assert [p.name for p in storage.files_in(target)] == ["b.csv"]
-    storage.remove_tree(target)
+    assert [p.name for p in storage_publish.files_in(target)] == ["b.csv"]
+    storage_publish.remove_tree(target)
     assert not target.exists()
 
 
@@ -260,10 +263,10 @@ def test_replace_dir_swaps_the_whole_folder(root: str) -> None:
 
 
 def _register(registry: Registry, version: str) -> None:
-    staging = storage.staging_dir(registry.staging(), version)
+    staging = storage_publish.staging_dir(registry.staging(), version)
     (staging / MODEL_FILE).write_bytes(version.encode())
     candidate = registry.candidates() / version
-    storage.publish_dir(staging, candidate)
+    storage_publish.publish_dir(staging, candidate)
     registry.register(candidate, {"version": version, "registered_at": "2024-06-03T10:00:00+00:00"})
 
 
@@ -287,12 +290,12 @@ def test_on_gs_promotion_takes_the_lock_object_and_keeps_the_history(fake_gcs: P
 def test_on_gs_a_held_lock_fails_the_promotion_instead_of_racing(
     fake_gcs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reviewops.registry as registry_module
+    import reviewops.registry.store as registry_module
 
     monkeypatch.setattr(registry_module, "LOCK_WAIT_SECONDS", 0.3)
     registry = Registry(GS_ROOT)
     _register(registry, "m-000000000001")
-    storage.create_exclusive(registry.root / LOCK_FILE, b'{"host": "worker-2"}')
+    storage_io.create_exclusive(registry.root / LOCK_FILE, b'{"host": "worker-2"}')
 
     with pytest.raises(RegistryError, match=r"registry lock gs://.*worker-2.*delete the lock object"):
         registry.promote("m-000000000001", "first", "test")
@@ -344,7 +347,7 @@ def _record(record_id: str, output: Artifact, ended_at: str) -> LineageRecord:
 
 
 def test_on_gs_the_lineage_store_lists_and_resolves_objects(fake_gcs: Path) -> None:
-    target = storage.write_parquet(TABLE, Layout(GS_ROOT).predictions("2017-12-11"))
+    target = storage_io.write_parquet(TABLE, Layout(GS_ROOT).predictions("2017-12-11"))
     store = LineageStore(GS_ROOT)
     store.write(_record("b", Artifact.of_file(target, "predictions"), "2024-01-02"))
     store.write(_record("a", Artifact("gs://reviewops-test/prefix/other", "other", "0" * 64), "2024-01-01"))
@@ -355,22 +358,22 @@ def test_on_gs_the_lineage_store_lists_and_resolves_objects(fake_gcs: Path) -> N
     index = store.index()
     folder = "gs://reviewops-test/prefix/predictions/week=2017-12-11/"
     assert [r.record_id for r in index.resolve(folder)] == ["b"]
-    assert [r.record_id for r in index.resolve(storage.to_uri(target))] == ["b"]
+    assert [r.record_id for r in index.resolve(storage_paths.to_uri(target))] == ["b"]
 
 
 def test_a_gs_file_folder_or_glob_is_a_source(fake_gcs: Path) -> None:
     text = shipped_text(SLICE_ROWS)
     for name in ("2017/a.tsv", "2017/b.tsv"):
-        storage.write_text(text, storage.from_uri(f"gs://drops/reviews/{name}"))
+        storage_io.write_text(text, storage_paths.from_uri(f"gs://drops/reviews/{name}"))
 
     one = list_source_files("gs://drops/reviews/2017/a.tsv")
     folder = list_source_files("gs://drops/reviews/")
     matched = list_source_files("gs://drops/reviews/*/*.tsv")
 
-    assert [storage.to_uri(p) for p in one] == ["gs://drops/reviews/2017/a.tsv"]
+    assert [storage_paths.to_uri(p) for p in one] == ["gs://drops/reviews/2017/a.tsv"]
     assert (
-        [storage.to_uri(p) for p in folder]
-        == [storage.to_uri(p) for p in matched]
+        [storage_paths.to_uri(p) for p in folder]
+        == [storage_paths.to_uri(p) for p in matched]
         == [
             "gs://drops/reviews/2017/a.tsv",
             "gs://drops/reviews/2017/b.tsv",
@@ -382,11 +385,11 @@ def test_a_gs_file_folder_or_glob_is_a_source(fake_gcs: Path) -> None:
 
 
 def test_on_gs_ingest_keeps_a_rejected_file_whole_and_forgets_it_once_fixed(fake_gcs: Path) -> None:
-    from reviewops.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
-    from reviewops.sources import source_window
+    from reviewops.data.ingest import ERROR_SUFFIX, IngestParams, ingest_reviews, rejected_files_dir
+    from reviewops.data.sources import source_window
 
-    storage.write_text(shipped_text(SLICE_ROWS), storage.from_uri("gs://drops/reviews/good.tsv"))
-    bad = storage.from_uri("gs://drops/reviews/late/bad.tsv")
+    storage_io.write_text(shipped_text(SLICE_ROWS), storage_paths.from_uri("gs://drops/reviews/good.tsv"))
+    bad = storage_paths.from_uri("gs://drops/reviews/late/bad.tsv")
     bad.write_bytes(b"")
     window = source_window("gs://drops/reviews/")
     params = IngestParams(source="gs://drops/reviews/", data_root=GS_ROOT, window=window)
@@ -397,7 +400,7 @@ def test_on_gs_ingest_keeps_a_rejected_file_whole_and_forgets_it_once_fixed(fake
     copies = [a for a in result.outputs if a.kind == "rejected_file"]
     assert [a.uri for a in copies] == [f"{GS_ROOT}/quarantine/{window.key}/files/bad.tsv"]
     assert [a.uri for a in sources] == ["gs://drops/reviews/good.tsv", "gs://drops/reviews/late/bad.tsv"]
-    assert storage.is_published(folder)
+    assert storage_publish.is_published(folder)
     assert "is empty" in (folder / f"bad.tsv{ERROR_SUFFIX}").read_text()
     assert result.outputs[0].uri == f"{GS_ROOT}/raw/{window.key}/reviews.parquet"
 

@@ -12,14 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops.lineage import Artifact
-from reviewops.parsing import clean_text
-from reviewops.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
-from reviewops.sources import read_source_file
-from reviewops.storage import Layout, write_parquet
-from reviewops.transform import DUPLICATE_TEXT, TransformParams, curate_frame, curated_weeks, transform_reviews
-from reviewops.validate import ValidateParams, validate_frame, validate_reviews
-from reviewops.windows import ONE_WEEK, Window
+from reviewops.data.parsing import clean_text
+from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
+from reviewops.data.sources import read_source_file
+from reviewops.data.transform import DUPLICATE_TEXT, TransformParams, curate_frame, curated_weeks, transform_reviews
+from reviewops.data.validate import ValidateParams, validate_frame, validate_reviews
+from reviewops.data.windows import ONE_WEEK, Window
+from reviewops.lineage.record import Artifact
+from reviewops.storage.io import write_parquet
+from reviewops.storage.paths import Layout
 
 from .conftest import AppendRows
 from .samples import SLICE_ROWS, TODAY, Record, as_row, monday, source_date

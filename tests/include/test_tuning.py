@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
-from reviewops.training import TrainParams
-from reviewops.tuning import SearchSpaceError, plan_trials, select_best, trial_label
+from reviewops.modeling.search import SearchSpaceError, plan_trials, select_best, trial_label
+from reviewops.modeling.training import TrainParams
 
 
 def test_default_plan_is_deterministic_valid_and_within_budget() -> None:

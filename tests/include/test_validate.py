@@ -14,15 +14,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops import validate as v
 from reviewops.config import SHIPPED_REVIEWS, Settings
-from reviewops.ingest import IngestParams, ingest_reviews
-from reviewops.lineage import Artifact
-from reviewops.parsing import clean_text
-from reviewops.schema import CLASSES, QUARANTINE_SCHEMA, SOURCE_ROW
-from reviewops.sources import MALFORMED, WRONG_TYPE, read_source, read_source_file, source_window
-from reviewops.storage import Layout, write_parquet
-from reviewops.validate import (
+from reviewops.data import validate as v
+from reviewops.data.ingest import IngestParams, ingest_reviews
+from reviewops.data.parsing import clean_text
+from reviewops.data.schema import CLASSES, QUARANTINE_SCHEMA, SOURCE_ROW
+from reviewops.data.sources import MALFORMED, WRONG_TYPE, read_source, read_source_file, source_window
+from reviewops.data.validate import (
     VALIDATED_SCHEMA,
     ValidateParams,
     ValidationOutcome,
@@ -32,6 +30,9 @@ from reviewops.validate import (
     validation_report,
     write_quarantined,
 )
+from reviewops.lineage.record import Artifact
+from reviewops.storage.io import write_parquet
+from reviewops.storage.paths import Layout
 
 from .conftest import AppendRows
 from .samples import HEADER, SLICE_ROWS, TODAY, Record, as_row, monday, source_date, tsv_line

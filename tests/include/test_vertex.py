@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from reviewops.prompts import load_template
-from reviewops.vertex import (
+from reviewops.gcp.gemini import (
     BLOCKED,
     ERROR,
     OK,
@@ -23,6 +22,7 @@ from reviewops.vertex import (
     response_summary,
     tuning_example,
 )
+from reviewops.gcp.prompts import load_template
 
 TEMPLATE = load_template("review_sentiment@v2")
 REVIEW = {

@@ -14,13 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from reviewops.config import VertexSettings
-from reviewops.lineage import Artifact
-from reviewops.prompts import load_template
-from reviewops.registry import Registry
-from reviewops.schema import CLASSES, CURATED_SCHEMA, prediction_schema
-from reviewops.storage import MARKER, Layout, as_path, write_json, write_parquet
-from reviewops.vertex import batch_request, request_key
-from reviewops.vertex_batch import (
+from reviewops.data.schema import CLASSES, CURATED_SCHEMA, prediction_schema
+from reviewops.gcp.batch import (
     BatchError,
     BatchSpec,
     PrepareParams,
@@ -28,13 +23,21 @@ from reviewops.vertex_batch import (
     collect_batch,
     dataset_input,
     model_id,
-    model_safety_metrics,
     newest_dataset,
     prepare_batch,
     resolve_model,
     select_input,
     vertex_prediction_schema,
 )
+from reviewops.gcp.gemini import batch_request, request_key
+from reviewops.gcp.prompts import load_template
+from reviewops.lineage.record import Artifact
+from reviewops.monitoring.metrics import model_safety_metrics
+from reviewops.monitoring.thresholds import Thresholds, check_thresholds
+from reviewops.registry.store import Registry
+from reviewops.storage.io import write_json, write_parquet
+from reviewops.storage.paths import Layout, as_path
+from reviewops.storage.publish import MARKER
 from tests import vertexfake
 from tests.vertexfake import FakeVertex
 
@@ -358,3 +361,27 @@ def test_request_keys_of_the_fake_match_ours() -> None:
     request = batch_request(load_template("review_sentiment@v2"), review)["request"]
     lines = vertexfake.response_lines(request, "2026-11-26T00:00:00")
     assert all(request_key(line["request"]) == request_key(request) for line in lines)
+
+
+def test_an_empty_vertex_week_has_no_rates_and_breaches_nothing() -> None:
+    # An empty week's answered_rate was 0.0, which breached min_answered_rate (a false alarm):
+    # a rate over no reviews is undefined (null), like every other metric of an empty week.
+    empty = pa.table(
+        {
+            "response_status": pa.array([], pa.string()),
+            "model_safety_categories": pa.array([], pa.list_(pa.string())),
+            "citation_count": pa.array([], pa.int32()),
+        }
+    )
+    metrics = model_safety_metrics(empty)
+    assert metrics["answered_rate"] is None and metrics["model_safety_rate"] is None
+    assert metrics["model_blocked"] == 0 and metrics["response_status"] == {}
+    week = {
+        "review_count": 0,
+        "labelled_count": 0,
+        "drift": {"prediction_psi": None, "length_psi": None},
+        "accuracy": None,
+        "safety": {"flagged_rate": None},
+        "answered_rate": None,
+    }
+    assert "answered_rate" not in [b.metric for b in check_thresholds({**week, **metrics}, Thresholds())]

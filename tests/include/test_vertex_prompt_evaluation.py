@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from reviewops.prompt_evaluation import (
+from reviewops.data.schema import CURATED_SCHEMA
+from reviewops.gcp.prompt_evaluation import (
     PlanParams,
     PromptEvaluationError,
     evaluate_predictions,
@@ -18,9 +19,9 @@ from reviewops.prompt_evaluation import (
     rank_key,
     select_prompt,
 )
-from reviewops.prompts import PromptError, load_template
-from reviewops.schema import CURATED_SCHEMA
-from reviewops.storage import Layout, write_parquet
+from reviewops.gcp.prompts import PromptError, load_template
+from reviewops.storage.io import write_parquet
+from reviewops.storage.paths import Layout
 
 
 def predictions(rows: list[tuple[str, str | None, str]]) -> pa.Table:

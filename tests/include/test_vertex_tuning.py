@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from reviewops import datasets
 from reviewops.config import VertexSettings
-from reviewops.datasets import SnapshotParams, snapshot_dataset
-from reviewops.prompts import load_template
-from reviewops.schema import CLASSES
-from reviewops.storage import from_uri, sha256_file
-from reviewops.vertex_tuning import (
+from reviewops.data import datasets
+from reviewops.data.datasets import SnapshotParams, snapshot_dataset
+from reviewops.data.schema import CLASSES
+from reviewops.gcp.prompts import load_template
+from reviewops.gcp.tuning import (
     MIN_TRAIN_EXAMPLES,
     TRAINING_FILE,
     VERTEX_MODEL_FILE,
@@ -30,6 +29,8 @@ from reviewops.vertex_tuning import (
     split_for_tuning,
     validation_bucket,
 )
+from reviewops.storage.io import sha256_file
+from reviewops.storage.paths import from_uri
 
 from .test_datasets import curated_frame, write_curated
 
@@ -157,7 +158,7 @@ def test_a_local_data_root_is_refused_for_vertex(dataset_dir: Path, tmp_path: Pa
 
 
 def test_an_unknown_prompt_fails_before_anything_is_written(dataset_dir: Path, tmp_path: Path) -> None:
-    from reviewops.prompts import PromptError
+    from reviewops.gcp.prompts import PromptError
 
     with pytest.raises(PromptError, match="no version 9"):
         export_tuning_data(_params(dataset_dir, tmp_path, vertex=VertexSettings(prompt="review_sentiment@v9")))

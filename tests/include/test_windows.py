@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from reviewops.windows import ONE_WEEK, Window, WindowError, monday_of, resolve_week
+from reviewops.data.windows import ONE_WEEK, Window, WindowError, monday_of, resolve_week
 
 MONDAY = dt.date(2024, 1, 8)
 UTC = dt.UTC

@@ -23,11 +23,12 @@ from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops.lineage_store import LineageStore
-from reviewops.parsing import parse_date
-from reviewops.schema import CANONICAL
-from reviewops.storage import as_path, sha256_file
-from reviewops.windows import Window
+from reviewops.data.parsing import parse_date
+from reviewops.data.schema import CANONICAL
+from reviewops.data.windows import Window
+from reviewops.lineage.store import LineageStore
+from reviewops.storage.io import sha256_file
+from reviewops.storage.paths import as_path
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from tests import gcsfake
 from tests.conftest import SHIPPED

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops.schema import CURATED_SCHEMA
-from reviewops.storage import Layout, write_parquet
+from reviewops.data.schema import CURATED_SCHEMA
+from reviewops.storage.io import write_parquet
+from reviewops.storage.paths import Layout
 from reviewops_airflow.prompt_evaluation import PlanPromptsOperator, _as_list
 from tests.plugins.stubs import StubTaskInstance
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops.storage import Layout, as_path
-from reviewops.vertex_batch import vertex_prediction_schema
+from reviewops.gcp.batch import vertex_prediction_schema
+from reviewops.storage.paths import Layout, as_path
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
 from tests import gcsfake
 from tests.conftest import ROOT, SHIPPED

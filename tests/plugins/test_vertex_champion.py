@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops.lineage import Artifact
+from reviewops.lineage.record import Artifact
 from reviewops_airflow.operators import EvaluateModelOperator
 from tests.plugins.test_operators import run
 
@@ -36,8 +36,8 @@ def _record(task_id: str, *files: Path) -> dict[str, Any]:
 
 
 def test_evaluate_model_refuses_a_vertex_champion(data_root: Path, tmp_path: Path) -> None:
-    from reviewops.registry import Registry
-    from reviewops.storage import write_json
+    from reviewops.registry.store import Registry
+    from reviewops.storage.io import write_json
 
     version = data_root / "models" / "m-vertex"
     write_json(

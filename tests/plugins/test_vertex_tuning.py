@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops import datasets
 from reviewops.config import VERTEX_TUNING_POOL
-from reviewops.prompts import load_template
-from reviewops.storage import as_path
+from reviewops.data import datasets
+from reviewops.gcp.prompts import load_template
+from reviewops.storage.paths import as_path
 from reviewops_airflow.operators import SnapshotDatasetOperator
 from reviewops_airflow.vertex_tuning import ExportTuningDataOperator, RecordTunedModelOperator
 from tests import gcsfake, genaifake

@@ -166,7 +166,7 @@ def tail(path: Path, lines: int = 40) -> str:
 _BUILD_CHAMPION = (
     "import sys, pathlib\n"
     "from reviewops.pipeline import build_champion\n"
-    "from reviewops.training import TrainParams\n"
+    "from reviewops.modeling.training import TrainParams\n"
     "print(build_champion(pathlib.Path(sys.argv[1]), TrainParams(epochs=5), sys.argv[2], promote_if_rejected=True)[0])\n"
 )
 

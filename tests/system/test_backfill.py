@@ -126,7 +126,7 @@ def _finished_backfill(stack: AirflowStack, until_completed: bool = True) -> Bac
 
 
 def _partitions(folder: Path, name: str) -> dict[dt.date, Partition]:
-    from reviewops.storage import sha256_file
+    from reviewops.storage.io import sha256_file
 
     found = {}
     for week in WEEKS:
@@ -209,7 +209,7 @@ def test_every_run_processed_its_own_week(first: Backfill) -> None:
 def test_each_weeks_lineage_chain_is_complete_and_its_own(setup: Setup, first: Backfill) -> None:
     """Runs in parallel never mix lineage: from each week's predictions the chain walks up
     through that run's own tasks to the source file and the champion's training."""
-    from reviewops.lineage_store import LineageStore
+    from reviewops.lineage.store import LineageStore
 
     index = LineageStore(setup.stack.data_root).index()
     own_records = []

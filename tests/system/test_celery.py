@@ -242,7 +242,7 @@ def test_the_two_runs_overlapped(celery_run: CeleryRun) -> None:
 
 
 def test_each_weeks_lineage_chain_is_its_own(celery_run: CeleryRun) -> None:
-    from reviewops.lineage_store import LineageStore
+    from reviewops.lineage.store import LineageStore
 
     data_root = celery_run.stack.data_root
     index = LineageStore(data_root).index()
@@ -267,7 +267,8 @@ def test_every_artifact_in_the_lineage_resolves_by_uri_with_its_sha256(celery_ru
     """Every input and output of every task's record (XCom): an absolute file:// URI
     (nothing relative to a worker's working directory, nothing in a worker's temporary
     folder) under the data root or the source, whose bytes still hash to the record."""
-    from reviewops.storage import from_uri, sha256_file
+    from reviewops.storage.io import sha256_file
+    from reviewops.storage.paths import from_uri
 
     data_root, checked = celery_run.stack.data_root.resolve(), 0
     run_ids = {r["run_id"] for r in celery_run.runs}

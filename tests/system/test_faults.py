@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reviewops.lineage import Artifact
+from reviewops.data.schema import CURATED_SCHEMA
+from reviewops.lineage.record import Artifact
+from reviewops.modeling.scoring import ScoreParams, score_week
+from reviewops.modeling.training import TrainParams
 from reviewops.pipeline import build_champion
-from reviewops.schema import CURATED_SCHEMA
-from reviewops.scoring import ScoreParams, score_week
-from reviewops.storage import sha256_file, write_parquet
-from reviewops.training import TrainParams
+from reviewops.storage.io import sha256_file, write_parquet
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,8 @@ def scoring_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 def _start_scoring(root: Path, curated: Path) -> subprocess.Popen[str]:
     code = textwrap.dedent(
         f"""
-        from reviewops.lineage import Artifact
-        from reviewops.scoring import ScoreParams, score_week
+        from reviewops.lineage.record import Artifact
+        from reviewops.modeling.scoring import ScoreParams, score_week
         from pathlib import Path
         score_week(ScoreParams({str(root)!r}, batch_size=256), Artifact.of_file(Path({str(curated)!r}), "curated"))
         """

@@ -33,8 +33,8 @@ QUICK = {
 
 def _run_lifecycle(dagbag: Any, source: str, data_root: str) -> dict[str, Any]:
     """Initial load, training, then the latest week with reviews, as ``make demo`` does."""
-    from reviewops.registry import Registry
-    from reviewops.transform import curated_weeks
+    from reviewops.data.transform import curated_weeks
+    from reviewops.registry.store import Registry
 
     load = dagbag.dags["reviews_initial_load"].test(run_conf={"source": source, "data_root": data_root})
     training = dagbag.dags["reviews_training"].test(run_conf={"data_root": data_root, **QUICK})
@@ -51,7 +51,8 @@ def _run_lifecycle(dagbag: Any, source: str, data_root: str) -> dict[str, Any]:
 def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from airflow.dag_processing.dagbag import DagBag
 
-    from reviewops import storage
+    from reviewops.storage import io as storage_io
+    from reviewops.storage import paths as storage_paths
 
     base = tmp_path_factory.mktemp("gcs-root")
     header, records = shipped_records()
@@ -60,7 +61,7 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert dagbag.import_errors == {}
     local = _run_lifecycle(dagbag, str(source), str(base / "data-root"))
     with gcsfake.installed(base / "fake-gcs") as bucket_root:
-        storage.upload(source, storage.from_uri(GS_SOURCE))
+        storage_io.upload(source, storage_paths.from_uri(GS_SOURCE))
         remote = _run_lifecycle(dagbag, GS_SOURCE, GS_ROOT)
         yield {"local": local, "gs": remote, "objects": bucket_root / "reviewops-test" / "prefix"}
 
@@ -79,7 +80,7 @@ def test_every_run_succeeds_on_both_roots(runs: dict[str, Any]) -> None:
 
 
 def test_artifacts_land_in_the_bucket_with_versions_published_by_marker(runs: dict[str, Any]) -> None:
-    from reviewops.storage import CLAIM, MARKER
+    from reviewops.storage.publish import CLAIM, MARKER
 
     objects: Path = runs["objects"]
     week = runs["gs"]["week"]
@@ -108,8 +109,9 @@ def test_artifacts_land_in_the_bucket_with_versions_published_by_marker(runs: di
 
 
 def test_every_lineage_uri_is_gs_and_every_hash_matches_the_object(runs: dict[str, Any]) -> None:
-    from reviewops.lineage_store import LineageStore
-    from reviewops.storage import from_uri, sha256_file
+    from reviewops.lineage.store import LineageStore
+    from reviewops.storage.io import sha256_file
+    from reviewops.storage.paths import from_uri
 
     records = LineageStore(GS_ROOT).records()
     assert len(records) >= 17
@@ -124,8 +126,8 @@ def test_every_lineage_uri_is_gs_and_every_hash_matches_the_object(runs: dict[st
 
 def _shape(data_root: str, week: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
     """The chain from the week's predictions up to the source, without URIs or hashes."""
-    from reviewops.lineage_store import LineageStore
-    from reviewops.storage import Layout, to_uri
+    from reviewops.lineage.store import LineageStore
+    from reviewops.storage.paths import Layout, to_uri
 
     index = LineageStore(data_root).index()
     chain = index.upstream(index.resolve(to_uri(Layout(data_root).predictions(week))))

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from reviewops.modeling.reproduce import reproduce
+from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
 from reviewops.pipeline import curate_and_snapshot, evaluate_and_register
-from reviewops.registry import MODEL_FILE, Registry, RegistryError
-from reviewops.reproduce import reproduce
-from reviewops.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.registry.store import MODEL_FILE, Registry, RegistryError
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_cannot_score(
 ) -> None:
     import tensorflow as tf
 
-    from reviewops.training import read_tfrecord
+    from reviewops.modeling.training import read_tfrecord
 
     shuffled_dir = tmp_path / "ds-shuffled"
     shutil.copytree(governed["dataset_dir"], shuffled_dir)
@@ -84,7 +84,7 @@ def test_a_registered_version_reproduces_from_its_lineage(governed: dict[str, An
 
 
 def test_warm_start_fine_tunes_the_champion_keeping_its_vocabulary(governed: dict[str, Any]) -> None:
-    from reviewops.training import load_model
+    from reviewops.modeling.training import load_model
 
     data_root = governed["data_root"]
     champion = governed["champion"]

@@ -164,7 +164,7 @@ def test_weekly_run_for_a_day_that_is_not_a_monday_fails_in_ingest(lifecycle: di
 
 
 def _artifact_path(record: dict[str, Any], kind: str) -> Path:
-    from reviewops.storage import from_uri
+    from reviewops.storage.paths import from_uri
 
     (artifact,) = [a for a in record["outputs"] if a["kind"] == kind]
     return from_uri(artifact["uri"])
@@ -221,7 +221,8 @@ def _reviewops(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_lineage_walks_from_a_predictions_partition_to_the_source_file(lifecycle: dict[str, Any]) -> None:
-    from reviewops.storage import from_uri, sha256_file
+    from reviewops.storage.io import sha256_file
+    from reviewops.storage.paths import from_uri
 
     week = _latest_week(lifecycle)
     dag = lifecycle["dagbag"].dags["reviews_weekly"]

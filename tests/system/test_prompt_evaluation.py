@@ -29,7 +29,7 @@ def run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from airflow.dag_processing.dagbag import DagBag
 
     from reviewops.pipeline import curate_and_snapshot
-    from reviewops.storage import as_path
+    from reviewops.storage.paths import as_path
 
     base = tmp_path_factory.mktemp("prompt-evaluation")
     header, records = shipped_records()
@@ -82,7 +82,7 @@ def test_each_template_is_scored_with_our_metrics_in_its_record(run: dict[str, A
 
 
 def test_select_prompt_names_the_best_and_writes_the_report(run: dict[str, Any]) -> None:
-    from reviewops.prompt_evaluation import rank_key
+    from reviewops.gcp.prompt_evaluation import rank_key
 
     report = run["report"]
     assert report is not None

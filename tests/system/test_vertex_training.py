@@ -48,8 +48,8 @@ VERTEX_TASKS = {
 def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from airflow.dag_processing.dagbag import DagBag
 
-    from reviewops.prompts import load_template
-    from reviewops.registry import Registry
+    from reviewops.gcp.prompts import load_template
+    from reviewops.registry.store import Registry
 
     base = tmp_path_factory.mktemp("vertex-training")
     header, records = shipped_records()
@@ -98,7 +98,7 @@ def test_each_backend_runs_its_own_path_and_skips_the_other(runs: dict[str, Any]
 
 
 def test_the_tuning_job_got_the_exported_files_and_config(runs: dict[str, Any]) -> None:
-    from reviewops.prompts import load_template
+    from reviewops.gcp.prompts import load_template
 
     request, _ = runs["tuning"].tunings.requests  # every line was checked by the fake
     export = _record(runs["vertex"], "export_tuning_data")["metrics"]
@@ -122,7 +122,7 @@ def test_the_tuning_job_got_the_exported_files_and_config(runs: dict[str, Any]) 
 
 
 def test_the_registry_holds_a_vertex_version_gated_like_a_local_one(runs: dict[str, Any]) -> None:
-    from reviewops.registry import Registry
+    from reviewops.registry.store import Registry
 
     tuned = _record(runs["vertex"], "tune_model")
     assert genaifake.TUNED_MODEL_NAME.match(tuned["tuned_model_name"])
@@ -199,7 +199,7 @@ def test_a_tuned_champion_is_compared_from_its_own_batch_predictions(runs: dict[
 def _main_chain(data_root: str, record_id: str) -> list[tuple[str, str]]:
     """From a record, up the main line of its lineage: at each hop the input of the
     highest-ranked kind that has a producer (tuning files are a side branch)."""
-    from reviewops.lineage_store import LineageStore
+    from reviewops.lineage.store import LineageStore
 
     rank = ["model_candidate", "dataset", "curated", "validated", "raw"]
     index = LineageStore(data_root).index()
@@ -231,7 +231,7 @@ def test_the_lineage_chain_has_the_local_paths_shape(runs: dict[str, Any]) -> No
     # model <- candidate <- dataset <- curated weeks <- validated <- raw, on both paths.
     assert [kind for kind, _ in vertex][1:] == ["model_candidate", "dataset", "curated", "validated", "raw"]
     # The tuning files hang off the same dataset version.
-    from reviewops.lineage_store import LineageStore
+    from reviewops.lineage.store import LineageStore
 
     index = LineageStore(GS_ROOT).index()
     record = index.by_id[_record(runs["vertex"], "record_tuned_model")["record_id"]]

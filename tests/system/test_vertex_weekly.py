@@ -39,7 +39,7 @@ STATUS_OF = {
 }
 
 # >>> Enable once monitor_week counts the Vertex model's safety ratings and citations
-# (reviewops.vertex_batch.model_safety_metrics) and accepts predictions by a model that is
+# (reviewops.monitoring.metrics.model_safety_metrics) and accepts predictions by a model that is
 # not a registered Keras model (a base Gemini model): the Vertex run then succeeds end to end.
 MONITOR_INTEGRATED = True
 
@@ -56,8 +56,8 @@ def _states(dag_run: Any) -> dict[str, str]:
 def _data_path(data_root: str, week: str) -> list[tuple[str, str]]:
     """From the week's predictions up to the source file along the reviews (not the
     model): (task, kind of the artifact it was reached through) per hop."""
-    from reviewops.lineage_store import LineageStore
-    from reviewops.storage import Layout, to_uri
+    from reviewops.lineage.store import LineageStore
+    from reviewops.storage.paths import Layout, to_uri
 
     index = LineageStore(data_root).index()
     (record,) = index.resolve(to_uri(Layout(data_root).predictions(week)))
@@ -77,9 +77,10 @@ def _data_path(data_root: str, week: str) -> list[tuple[str, str]]:
 def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from airflow.dag_processing.dagbag import DagBag
 
-    from reviewops import storage
-    from reviewops.registry import Registry
-    from reviewops.transform import curated_weeks
+    from reviewops.data.transform import curated_weeks
+    from reviewops.registry.store import Registry
+    from reviewops.storage import io as storage_io
+    from reviewops.storage import paths as storage_paths
 
     base = tmp_path_factory.mktemp("vertex-weekly")
     header, records = shipped_records()
@@ -92,7 +93,7 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     fake = FakeVertex()
     with pytest.MonkeyPatch.context() as monkeypatch, gcsfake.installed(base / "fake-gcs"):
         fake.patch(monkeypatch)
-        storage.upload(source, storage.from_uri(GS_SOURCE))
+        storage_io.upload(source, storage_paths.from_uri(GS_SOURCE))
         conf = {"source": GS_SOURCE, "data_root": GS_ROOT}
         load = dagbag.dags["reviews_initial_load"].test(run_conf=conf)
         training = dagbag.dags["reviews_training"].test(run_conf={"data_root": GS_ROOT, **QUICK})
@@ -106,7 +107,9 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         # purpose), below the gate's default min_answered_rate of 0.9.
         loose = {"thresholds": {"min_answered_rate": 0.5}}
         vertex = weekly.test(run_conf={**conf, **loose, "week": week, "scoring_backend": "vertex"})
-        vertex_predictions = pq.read_table(pa.BufferReader(storage.Layout(GS_ROOT).predictions(week).read_bytes()))
+        vertex_predictions = pq.read_table(
+            pa.BufferReader(storage_paths.Layout(GS_ROOT).predictions(week).read_bytes())
+        )
         vertex_path = _data_path(GS_ROOT, week)
         local = weekly.test(run_conf={**conf, "week": week, "scoring_backend": "local"})
         local_path = _data_path(GS_ROOT, week)
@@ -148,10 +151,10 @@ def test_one_job_ran_with_the_base_model_because_the_champion_is_keras(runs: dic
 
 
 def test_every_review_of_the_week_has_a_vertex_prediction_with_its_status(runs: dict[str, Any]) -> None:
-    from reviewops.prompts import load_template
-    from reviewops.storage import as_path
-    from reviewops.vertex import batch_request
-    from reviewops.vertex_batch import vertex_prediction_schema
+    from reviewops.gcp.batch import vertex_prediction_schema
+    from reviewops.gcp.gemini import batch_request
+    from reviewops.gcp.prompts import load_template
+    from reviewops.storage.paths import as_path
 
     table = runs["vertex_predictions"]
     assert table.schema == vertex_prediction_schema()
@@ -188,7 +191,7 @@ def test_the_lineage_has_the_shape_of_the_local_path_and_names_the_prompt(runs: 
 
     prepare = _record(runs["vertex"], "prepare_batch")
     collect = _record(runs["vertex"], "collect_batch")
-    from reviewops.prompts import load_template
+    from reviewops.gcp.prompts import load_template
 
     sha = load_template("review_sentiment@v2").sha256
     assert prepare["metrics"]["prompt_sha256"] == collect["metrics"]["prompt_sha256"] == sha

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
-from reviewops.lineage import Artifact, StepResult
-from reviewops.storage import Layout, as_path, local_copy, write_json
-from reviewops.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
+from reviewops.storage.io import local_copy, write_json
+from reviewops.storage.paths import Layout, as_path
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def run_trial(params: TrialParams) -> StepResult:
     validation carve; the report is written under ``models/trials/<dataset>/``."""
     import tempfile
 
-    from reviewops.evaluation import classification_metrics
-    from reviewops.schema import CLASSES
+    from reviewops.data.schema import CLASSES
+    from reviewops.modeling.evaluation import classification_metrics
 
     dataset_dir = as_path(params.dataset_dir)
     train = TrainParams(**params.trial["params"])

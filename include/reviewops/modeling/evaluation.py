@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from reviewops.lineage import StepResult
-    from reviewops.storage import StoragePath
+    from reviewops.lineage.record import StepResult
+    from reviewops.storage.paths import StoragePath
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def references(
     """What a challenger is compared with on the eval split (``texts``, ``labels``):
     the majority and TF-IDF + LR baselines trained on the dataset's train split, and the
     Keras champion (version, model file) predicting the same texts, when there is one."""
-    from reviewops.schema import CLASSES
-    from reviewops.storage import read_table
-    from reviewops.training import load_model, predict_labels
+    from reviewops.data.schema import CLASSES
+    from reviewops.modeling.training import load_model, predict_labels
+    from reviewops.storage.io import read_table
 
     train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     train_texts = train.column("text").to_pylist()
@@ -127,10 +127,10 @@ def evaluate_candidate(
     """Score the eval split with the challenger, the champion (when there is one) and
     two baselines trained on the same train split; write ``evaluation.json`` beside the
     challenger."""
-    from reviewops.lineage import Artifact, StepResult
-    from reviewops.schema import CLASSES
-    from reviewops.storage import read_table, write_json
-    from reviewops.training import load_model, predict_labels
+    from reviewops.data.schema import CLASSES
+    from reviewops.lineage.record import Artifact, StepResult
+    from reviewops.modeling.training import load_model, predict_labels
+    from reviewops.storage.io import read_table, write_json
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-from reviewops.lineage import Artifact, StepResult
-from reviewops.parsing import clean_text
-from reviewops.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
-from reviewops.storage import Layout, glob, read_parquet_metadata, read_table, write_parquet
-from reviewops.windows import Window
+from reviewops.data.parsing import clean_text
+from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
+from reviewops.data.windows import Window
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.storage.io import read_parquet_metadata, read_table, write_parquet
+from reviewops.storage.paths import Layout, glob
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 like any file.
 
 ``bigquery://project.dataset.table`` names the table. The week's rows are selected with
-the query in ``include/sql/reviews_week.sql``: the window arrives only as typed query
+the query in ``include/reviewops/gcp/sql/reviews_week.sql``: the window arrives only as typed query
 parameters (``@window_start``, ``@window_end``), never formatted into the SQL; the table
 and the column names cannot be parameters, so they are checked against strict patterns
 and backquoted. The table's columns are mapped onto the canonical ones in the query
@@ -12,7 +12,7 @@ them key by key).
 
 The result is converted to the canonical columns as strings and landed under
 ``<data_root>/landing/bigquery/<table>/<batch>/reviews.parquet``; the file is then read
-by :func:`reviewops.ingest.ingest_reviews`, so validation and transformation see exactly
+by :func:`reviewops.data.ingest.ingest_reviews`, so validation and transformation see exactly
 what a file source would give them. The lineage names the table as the input
 (``bigquery://…``, kind ``source``) with the sha256 of the landed bytes (the same whenever
 the week's rows are the same, since the query orders them), and the query's hash, job id,
@@ -40,12 +40,13 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reviewops.ingest import IngestParams, ingest_reviews
-from reviewops.lineage import Artifact, StepResult
-from reviewops.schema import CANONICAL, REQUIRED
-from reviewops.sources import SourceError
-from reviewops.storage import Layout, write_parquet
-from reviewops.windows import Window
+from reviewops.data.ingest import IngestParams, ingest_reviews
+from reviewops.data.schema import CANONICAL, REQUIRED
+from reviewops.data.sources import SourceError
+from reviewops.data.windows import Window
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.storage.io import write_parquet
+from reviewops.storage.paths import Layout
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ ENV_COLUMNS = "REVIEWOPS_BIGQUERY_COLUMNS"
 ENV_DATE_TYPE = "REVIEWOPS_BIGQUERY_DATE_TYPE"
 ENV_MAX_BYTES_BILLED = "REVIEWOPS_BIGQUERY_MAX_BYTES_BILLED"
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 WEEK_SQL = SQL_DIR / "reviews_week.sql"
 EXTENT_SQL = SQL_DIR / "reviews_extent.sql"
 
@@ -147,7 +148,7 @@ class BigQueryColumns:
 
     def select_list(self) -> str:
         """The query's select list: each table column under its canonical name, in
-        :data:`~reviewops.schema.CANONICAL` order (the query's ORDER BY counts on it)."""
+        :data:`~reviewops.data.schema.CANONICAL` order (the query's ORDER BY counts on it)."""
         items = []
         for name in CANONICAL:
             column = getattr(self, name)

@@ -22,7 +22,8 @@ from typing import Any
 import pyarrow as pa
 
 from reviewops import __version__
-from reviewops.storage import StoragePath, from_uri, read_parquet_metadata, sha256_file, size_of, to_uri
+from reviewops.storage.io import read_parquet_metadata, sha256_file, size_of
+from reviewops.storage.paths import StoragePath, from_uri, to_uri
 
 
 class LineageError(RuntimeError):
@@ -141,7 +142,7 @@ def utcnow_iso() -> str:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The git commit of the checkout, else the package version plus a hash of the code."""
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # include/reviewops
     try:
         commit = subprocess.run(
             ["git", "-C", str(package_dir), "rev-parse", "--short=12", "HEAD"],

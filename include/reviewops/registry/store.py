@@ -26,24 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.storage import (
-    Layout,
-    StoragePath,
-    create_exclusive,
-    fetch,
-    files_in,
-    is_published,
-    is_remote,
-    publish_dir,
-    read_json,
-    remove,
-    size_of,
-    staging_dir,
-    to_uri,
-    write_json,
-    write_text,
-)
+from reviewops.lineage.record import Artifact, StepResult, code_version
+from reviewops.storage.io import create_exclusive, fetch, read_json, remove, size_of, write_json, write_text
+from reviewops.storage.paths import Layout, StoragePath, is_remote, to_uri
+from reviewops.storage.publish import files_in, is_published, publish_dir, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +292,7 @@ def register_model(
     """Publish an evaluated candidate as an immutable registry version, with its model
     card, and make it champion when the gate said so and the champion is still the one
     it was compared with."""
-    from reviewops.model_card import render_model_card
+    from reviewops.registry.model_card import render_model_card
 
     registry = Registry(params.data_root)
     version = evaluation["model_version"]

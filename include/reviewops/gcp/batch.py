@@ -11,8 +11,8 @@ provider's ``CreateBatchPredictionJobOperator``):
   resolves where and with what the job runs (a :class:`BatchSpec`: project, location,
   model, the Cloud Storage source and output prefix), which its lineage record carries.
 - :func:`collect_batch` reads the job's ``predictions*.jsonl``, matches each output line
-  to its request by :func:`reviewops.vertex.request_key`, and writes one row per input
-  review, in the same columns as local scoring (``reviewops.schema.prediction_schema``)
+  to its request by :func:`reviewops.gcp.gemini.request_key`, and writes one row per input
+  review, in the same columns as local scoring (``reviewops.data.schema.prediction_schema``)
   plus the response's status, the model's own safety categories, the number of
   citations and the prompt template. Nothing is dropped: a review whose request came
   back with no line gets status ``missing``.
@@ -41,21 +41,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
-from reviewops.lineage import Artifact, StepResult
-from reviewops.prompts import PromptTemplate, load_template
-from reviewops.schema import CLASSES, prediction_schema
-from reviewops.storage import (
-    Layout,
-    StoragePath,
-    as_path,
-    glob,
-    is_published,
-    is_remote,
-    to_uri,
-    write_parquet,
-    write_text,
-)
-from reviewops.vertex import MISSING, OK, ParsedResponse, batch_request, parse_output, request_key, response_summary
+from reviewops.data.schema import CLASSES, prediction_schema
+from reviewops.gcp.gemini import MISSING, OK, ParsedResponse, batch_request, parse_output, request_key, response_summary
+from reviewops.gcp.prompts import PromptTemplate, load_template
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.monitoring.metrics import model_safety_metrics
+from reviewops.storage.io import write_parquet, write_text
+from reviewops.storage.paths import Layout, StoragePath, as_path, glob, is_remote, to_uri
+from reviewops.storage.publish import is_published
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +222,7 @@ def resolve_model(params: PrepareParams, settings: VertexSettings) -> ResolvedMo
     3. the registry's champion when it is of kind ``vertex`` (a tuned Gemini model);
     4. ``VertexSettings.model``: the base Gemini model.
     """
-    from reviewops.registry import Registry, RegistryError
+    from reviewops.registry.store import Registry, RegistryError
 
     if params.model.strip():
         return ResolvedModel(params.model.strip())
@@ -486,7 +479,7 @@ def predictions_table(
     table: pa.Table, responses: Sequence[ParsedResponse], model_version: str, prompt_ref: str
 ) -> pa.Table:
     """One row per review in :func:`vertex_prediction_schema`."""
-    from reviewops.safety import scan_texts
+    from reviewops.data.safety import scan_texts
 
     flags = scan_texts(table.column("text").to_pylist())
     answered = [r.label if r.status == OK else None for r in responses]
@@ -568,39 +561,3 @@ def collect_batch(
 
 
 # --- monitoring ---------------------------------------------------------------------------------------
-
-
-def model_safety_metrics(predictions: pa.Table) -> dict[str, Any]:
-    """The model's own safety signals in a predictions table, like the local safety
-    flags: reviews the model rated MEDIUM/HIGH or blocked in a category (by category),
-    reviews blocked, answers with citations, and the count of each response status.
-    A table without the Vertex columns (local scoring) gives an empty dict."""
-    names = set(predictions.column_names)
-    if not {"response_status", "model_safety_categories", "citation_count"} <= names:
-        return {}
-    rows = predictions.num_rows
-    statuses = predictions.column("response_status").to_pylist()
-    categories = predictions.column("model_safety_categories").to_pylist()
-    citations = predictions.column("citation_count").to_pylist()
-    by_status: dict[str, int] = {}
-    for status in statuses:
-        by_status[status] = by_status.get(status, 0) + 1
-    by_category: dict[str, int] = {}
-    for found in categories:
-        for category in found or ():
-            by_category[category] = by_category.get(category, 0) + 1
-    flagged = sum(1 for found in categories if found)
-    cited = sum(1 for count in citations if count)
-    answered = by_status.get(OK, 0)
-    return {
-        "model_safety_flagged": flagged,
-        "model_safety_rate": round(flagged / rows, 4) if rows else 0.0,
-        "model_safety_by_category": dict(sorted(by_category.items())),
-        "model_blocked": by_status.get("blocked", 0),
-        "model_blocked_rate": round(by_status.get("blocked", 0) / rows, 4) if rows else 0.0,
-        "citations_reviews": cited,
-        "citations_total": int(sum(c or 0 for c in citations)),
-        "citation_rate": round(cited / rows, 4) if rows else 0.0,
-        "response_status": dict(sorted(by_status.items())),
-        "answered_rate": round(answered / rows, 4) if rows else 0.0,
-    }

@@ -18,20 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewops.lineage import Artifact, StepResult, schema_fingerprint
-from reviewops.schema import CLASSES, CURATED_SCHEMA
-from reviewops.storage import (
-    Layout,
-    StoragePath,
-    glob,
-    is_published,
-    publish_dir,
-    read_json,
-    sha256_file,
-    staging_dir,
-    to_uri,
-    write_json,
-)
+from reviewops.data.schema import CLASSES, CURATED_SCHEMA
+from reviewops.lineage.record import Artifact, StepResult, schema_fingerprint
+from reviewops.storage.io import read_json, sha256_file, write_json
+from reviewops.storage.paths import Layout, StoragePath, glob, to_uri
+from reviewops.storage.publish import is_published, publish_dir, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +87,7 @@ def load_curated(tables: list[pa.Table]) -> pd.DataFrame:
 def exclude_flagged(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Leave out reviews with safety flags (personal data, abusive language): a model
     must not learn from them. Returns the kept rows and counts by reason."""
-    from reviewops.safety import scan_texts
+    from reviewops.data.safety import scan_texts
 
     flags = scan_texts(frame["text"].tolist())
     keep = [not f.flagged for f in flags]

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reviewops.registry import MODEL_FILE, Registry, RegistryError
-from reviewops.storage import Layout, is_published, read_table
+from reviewops.registry.store import MODEL_FILE, Registry, RegistryError
+from reviewops.storage.io import read_table
+from reviewops.storage.paths import Layout
+from reviewops.storage.publish import is_published
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,9 @@ class Reproduction:
 def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Reproduction:
     """Retrain ``version`` with its recorded dataset version, parameters and seed (and
     warm start, if it had one) and evaluate it on the same eval split."""
-    from reviewops.evaluation import classification_metrics
-    from reviewops.schema import CLASSES
-    from reviewops.training import FitPlan, TrainParams, load_model, predict_labels, train_model
+    from reviewops.data.schema import CLASSES
+    from reviewops.modeling.evaluation import classification_metrics
+    from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, train_model
 
     registry = Registry(data_root)
     meta = registry.metadata(version)

@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from reviewops.lineage import Artifact, StepResult
-from reviewops.parsing import parse_dates
-from reviewops.sources import RejectedFile, SourceFile, scan_source
-from reviewops.storage import (
-    Layout,
-    StoragePath,
-    fetch,
-    remove_tree,
-    replace_dir,
-    sha256_file,
-    size_of,
-    staging_dir,
-    to_uri,
-    write_parquet,
-)
-from reviewops.windows import Window
+from reviewops.data.parsing import parse_dates
+from reviewops.data.sources import RejectedFile, SourceFile, scan_source
+from reviewops.data.windows import Window
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.storage.io import fetch, sha256_file, size_of, write_parquet
+from reviewops.storage.paths import Layout, StoragePath, to_uri
+from reviewops.storage.publish import remove_tree, replace_dir, staging_dir
 
 log = logging.getLogger(__name__)
 

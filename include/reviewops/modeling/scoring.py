@@ -12,10 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewops.lineage import Artifact, StepResult
-from reviewops.registry import Registry
-from reviewops.schema import prediction_schema
-from reviewops.storage import Layout, StoragePath, atomic_path, parquet_file
+from reviewops.data.schema import prediction_schema
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.registry.store import Registry
+from reviewops.storage.io import atomic_path, parquet_file
+from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ def score_table_batches(
     """Score record batches (review_id, text, and with context week and label) into one
     Parquet file, one batch in memory at a time. With context, each review also gets its
     safety flags. Returns row count, total and per-batch seconds."""
-    from reviewops.safety import scan_texts
-    from reviewops.training import load_model, predict_proba
+    from reviewops.data.safety import scan_texts
+    from reviewops.modeling.training import load_model, predict_proba
 
     model = load_model(model_file)
     schema = prediction_schema(classes, with_context)

@@ -5,7 +5,7 @@ Three steps, each a plain function over files (the tuning job itself is the Goog
 provider's operator):
 
 1. :func:`export_tuning_data`: a dataset version's train split as Vertex AI tuning
-   JSONL (one :func:`reviewops.vertex.tuning_example` per line) under
+   JSONL (one :func:`reviewops.gcp.gemini.tuning_example` per line) under
    ``<data_root>/vertex/tuning/<ds-…>/<prompt ref>/``: ``train.jsonl`` and
    ``validation.jsonl``. The validation file is a deterministic carve of the *train*
    split (by a salted hash of ``review_id``), so the eval split stays untouched for the
@@ -15,7 +15,7 @@ provider's operator):
    can publish like a Keras candidate.
 3. :func:`evaluate_tuned_model`: the tuned model's batch predictions on the eval split,
    the champion's (computed locally when it is a Keras model) and the two baselines, in
-   the same ``evaluation.json`` shape as :func:`reviewops.evaluation.evaluate_candidate`.
+   the same ``evaluation.json`` shape as :func:`reviewops.modeling.evaluation.evaluate_candidate`.
 
 Limits (Vertex AI documentation, Gemini supervised tuning): at least 16 training
 examples (100 to 500 recommended), at most 5,000 validation examples and 1 GB of
@@ -34,22 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewops.config import VertexSettings
-from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.prompts import PromptTemplate, load_template
-from reviewops.schema import CLASSES
-from reviewops.storage import (
-    Layout,
-    StoragePath,
-    as_path,
-    is_remote,
-    publish_dir,
-    read_json,
-    staging_dir,
-    to_uri,
-    write_json,
-    write_text,
-)
-from reviewops.vertex import tuning_example
+from reviewops.data.schema import CLASSES
+from reviewops.gcp.gemini import tuning_example
+from reviewops.gcp.prompts import PromptTemplate, load_template
+from reviewops.lineage.record import Artifact, StepResult, code_version
+from reviewops.storage.io import read_json, write_json, write_text
+from reviewops.storage.paths import Layout, StoragePath, as_path, is_remote, to_uri
+from reviewops.storage.publish import publish_dir, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +261,7 @@ def record_tuned_model(params: TunedModelParams) -> StepResult:
     names, base model, prompt, data, tuning job config) and ``training.json`` (what the
     registry and the model card read). Its version hashes the tuned model's name, so
     every tuning job is a version of its own."""
-    from reviewops.registry import Registry, model_version_id
+    from reviewops.registry.store import Registry, model_version_id
 
     check_tuned_model(params.tuned_model_name, params.endpoint)
     tuning = params.tuning
@@ -339,11 +330,11 @@ def _resource_part(name: str, collection: str) -> str:
 
 
 def scored_metrics(labels: Sequence[str], predicted: Sequence[str | None]) -> dict[str, Any]:
-    """:func:`reviewops.evaluation.classification_metrics` over every eval row, where a
+    """:func:`reviewops.modeling.evaluation.classification_metrics` over every eval row, where a
     review the model did not answer (blocked, unparseable, failed, missing) counts as a
     miss: it lowers accuracy and its class's recall, it is never dropped. The confusion
     matrix covers the answered rows; ``unanswered`` counts the rest by true class."""
-    from reviewops.evaluation import classification_metrics
+    from reviewops.modeling.evaluation import classification_metrics
 
     classes = (*CLASSES, UNANSWERED)
     full = classification_metrics(labels, [p if p in CLASSES else UNANSWERED for p in predicted], classes)
@@ -373,13 +364,13 @@ def evaluate_tuned_model(
     """Score the tuned model's eval-split predictions (review_id -> class, or None when
     unanswered) beside the champion's and the two baselines trained on the same train
     split; write ``evaluation.json`` into the candidate folder, in the shape
-    :func:`reviewops.evaluation.evaluate_candidate` writes.
+    :func:`reviewops.modeling.evaluation.evaluate_candidate` writes.
 
     The champion is either a Keras model (``champion``: version and model file; it
     predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
     batch predictions of the same eval split, unanswered reviews counted as misses)."""
-    from reviewops.evaluation import references
-    from reviewops.storage import read_table
+    from reviewops.modeling.evaluation import references
+    from reviewops.storage.io import read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
     ids = [str(i) for i in evaluation.column("review_id").to_pylist()]

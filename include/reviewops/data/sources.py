@@ -33,10 +33,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from reviewops.parsing import parse_dates
-from reviewops.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
-from reviewops.storage import StoragePath, as_path, read_table, sort_paths
-from reviewops.windows import Window
+from reviewops.data.parsing import parse_dates
+from reviewops.data.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
+from reviewops.data.windows import Window
+from reviewops.storage.io import read_table
+from reviewops.storage.paths import StoragePath, as_path, sort_paths
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from reviewops.lineage import Artifact, StepResult
-from reviewops.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
-from reviewops.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
-from reviewops.sources import MALFORMED, WRONG_TYPE
-from reviewops.storage import Layout, StoragePath, atomic_path, read_table, write_parquet
-from reviewops.windows import monday_of
+from reviewops.data.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
+from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from reviewops.data.sources import MALFORMED, WRONG_TYPE
+from reviewops.data.windows import monday_of
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.storage.io import atomic_path, read_table, write_parquet
+from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Versioned prompt templates for the foundation-model backend (Vertex AI Gemini).
 
-Templates live in ``include/prompts/<name>/v<N>.toml`` (see the README there). A
+Templates live in ``include/reviewops/gcp/prompt_templates/<name>/v<N>.toml`` (see the README there). A
 template is identified by ``name@vN`` and by the sha256 of its file: that hash goes
 into the lineage record of every step that used it, so a prediction names the exact
 prompt that produced it.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reviewops.schema import CLASSES
+from reviewops.data.schema import CLASSES
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompt_templates"
 DEFAULT_PROMPT = "review_sentiment"
 PLACEHOLDERS = frozenset({"product", "condition", "text"})
 

@@ -28,7 +28,7 @@ URL = "url"
 TOXIC = "toxic"
 CATEGORIES: tuple[str, ...] = (EMAIL, PHONE, URL, TOXIC)
 
-TOXIC_TERMS_FILE = Path(__file__).resolve().parent / "data" / "toxic_terms.txt"
+TOXIC_TERMS_FILE = Path(__file__).resolve().parent / "toxic_terms.txt"
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 

@@ -1,10 +1,10 @@
 """Prompt evaluation: several prompt templates, one model, the same eval split, scored
-with our own metrics (``reviewops.evaluation``), and the best template named.
+with our own metrics (``reviewops.modeling.evaluation``), and the best template named.
 
 - :func:`plan_prompts` fixes the dataset version (empty: the newest) and the templates
   (empty: every version of the default prompt) once for the run;
 - each template's eval split goes through Vertex AI batch prediction
-  (``reviewops.vertex_batch``), then :func:`score_prompt` scores its predictions;
+  (``reviewops.gcp.batch``), then :func:`score_prompt` scores its predictions;
 - :func:`select_prompt` names the best and writes the report.
 
 A review the model did not classify (blocked, unparseable, error, missing) counts as a
@@ -29,13 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
-from reviewops.evaluation import classification_metrics
-from reviewops.lineage import Artifact, StepResult
-from reviewops.prompts import load_template, parse_ref, versions
-from reviewops.schema import CLASSES
-from reviewops.storage import Layout, StoragePath, write_json
-from reviewops.vertex import BLOCKED, ERROR, MISSING, OK, UNPARSEABLE
-from reviewops.vertex_batch import dataset_input
+from reviewops.data.schema import CLASSES
+from reviewops.gcp.batch import dataset_input
+from reviewops.gcp.gemini import BLOCKED, ERROR, MISSING, OK, UNPARSEABLE
+from reviewops.gcp.prompts import load_template, parse_ref, versions
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.modeling.evaluation import classification_metrics
+from reviewops.storage.io import write_json
+from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
 

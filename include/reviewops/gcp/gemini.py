@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewops.prompts import PromptTemplate
+from reviewops.gcp.prompts import PromptTemplate
 
 # Statuses of a parsed output line.
 OK = "ok"

@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from reviewops.lineage import Artifact, LineageRecord
-from reviewops.storage import Layout, StoragePath, as_path, read_texts, sha256_file, sort_paths, to_uri, write_json
+from reviewops.lineage.record import Artifact, LineageRecord
+from reviewops.storage.io import read_texts, sha256_file, write_json
+from reviewops.storage.paths import Layout, StoragePath, as_path, sort_paths, to_uri
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reviewops.lineage import Artifact, StepResult, code_version
-from reviewops.schema import CLASSES
-from reviewops.storage import StoragePath, as_path, local_copy, publish_dir, staging_dir
+from reviewops.data.schema import CLASSES
+from reviewops.lineage.record import Artifact, StepResult, code_version
+from reviewops.storage.io import local_copy
+from reviewops.storage.paths import StoragePath, as_path
+from reviewops.storage.publish import publish_dir, staging_dir
 
 if TYPE_CHECKING:
     import keras
@@ -74,7 +76,7 @@ def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 def read_tfrecord(path: Path, part: str = "all", validation_fraction: float = 0.0) -> tf.data.Dataset:
     """(text, label_id) pairs from a dataset version's TFRecord split (a local file:
-    TensorFlow reads no object store here; see :func:`reviewops.storage.local_copy`).
+    TensorFlow reads no object store here; see :func:`reviewops.storage.io.local_copy`).
 
     ``part`` carves a validation set out of the split deterministically by a hash of
     review_id: ``fit`` is the rest, ``validation`` the carved part, ``all`` both.
@@ -274,8 +276,8 @@ VOCABULARY_FILE = "vocabulary.txt"
 def write_reference(model_dir: Path, dataset_dir: StoragePath) -> None:
     """What weekly monitoring compares each week with: the training data's class mix (of
     labels and of the model's predictions), text lengths, and the model's vocabulary."""
-    from reviewops.monitoring import training_reference
-    from reviewops.storage import read_table, write_json
+    from reviewops.modeling.reference import training_reference
+    from reviewops.storage.io import read_table, write_json
 
     train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     texts = train.column("text").to_pylist()
@@ -298,8 +300,8 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     """Train a candidate on a dataset version's whole train split into the candidates
     folder; with ``warm_start_from`` (a registered version) fine-tune that model. The
     candidate is written to a local staging folder and published whole."""
-    from reviewops.datasets import read_manifest
-    from reviewops.registry import Registry, model_version_id
+    from reviewops.data.datasets import read_manifest
+    from reviewops.registry.store import Registry, model_version_id
 
     registry = Registry(params.data_root)
     dataset_dir = as_path(params.dataset_dir)

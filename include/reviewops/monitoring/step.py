@@ -1,0 +1,84 @@
+"""The monitoring step: a scored week's metrics against the scoring model's training
+reference, written as ``monitoring/week=…/metrics.json`` and ``report.html``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.monitoring.metrics import model_safety_metrics, week_metrics
+from reviewops.monitoring.report import render_report_html
+from reviewops.monitoring.thresholds import Thresholds, check_thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    data_root: str
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def monitor_week(
+    params: MonitorParams,
+    predictions: Artifact,
+    curated: Artifact,
+    batch_seconds: Sequence[float],
+    model_version: str,
+    reference_version: str | None = None,
+) -> tuple[StepResult, list[Artifact]]:
+    """Compute a scored week's metrics against the scoring model's training reference;
+    write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
+    in the metrics (the gate task fails on them), never raised here.
+
+    ``reference_version``: the registered Keras model whose training reference and
+    vocabulary to compare with when the scoring model is not one (Gemini on Vertex AI).
+    Predictions from Vertex AI also get the model's own safety counts
+    (``reviewops.monitoring.metrics.model_safety_metrics``)."""
+    from reviewops.modeling.training import REFERENCE_FILE, VOCABULARY_FILE
+    from reviewops.registry.store import Registry
+    from reviewops.storage.io import read_json, read_table, write_json, write_text
+    from reviewops.storage.paths import Layout
+
+    table = read_table(predictions.path)
+    scored = table.to_pandas()
+    texts = read_table(curated.path, columns=["review_id", "product", "condition", "text"]).to_pandas()
+    frame = scored.merge(texts, on="review_id", how="left", validate="one_to_one")
+    registry = Registry(params.data_root)
+    found = set(scored["model_version"])
+    if found - {model_version}:
+        raise ValueError(
+            f"{predictions.uri} holds predictions of {sorted(found)}, not {model_version}: re-score the week"
+        )
+    versions = [reference_version or model_version]
+    model_dir = registry.path(versions[0])
+    reference = read_json(model_dir / REFERENCE_FILE)
+    vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
+    classes = tuple(registry.metadata(versions[0])["classes"])
+    metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
+    metrics.update(model_safety_metrics(table))  # {} for local scoring
+    breaches = check_thresholds(metrics, params.thresholds)
+    week = predictions.path.parent.name.removeprefix("week=")
+    metrics["week"] = week
+    metrics["model_version"] = model_version
+    metrics["reference_model_version"] = versions[0]
+    metrics["breaches"] = [b.as_dict() for b in breaches]
+    folder = Layout(params.data_root).monitoring(week)
+    metrics_path = write_json(metrics, folder / "metrics.json")
+    report_path = write_text(render_report_html(week, metrics, breaches), folder / "report.html")
+    for breach in breaches:
+        log.warning("week %s: %s", week, breach.message)
+    result = StepResult(
+        subject=f"week={week}",
+        outputs=(Artifact.of_file(metrics_path, "report"), Artifact.of_file(report_path, "report")),
+        metrics=metrics,
+    )
+    model_file = model_dir / "model.keras"
+    return result, [
+        predictions,
+        curated,
+        Artifact.of_file(model_dir / REFERENCE_FILE, "model"),
+        Artifact.of_file(model_file, "model"),
+    ]

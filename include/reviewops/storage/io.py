@@ -1,0 +1,182 @@
+"""Whole-file reads and atomic writes, local or on an object store, and content hashes.
+
+Readers only ever see whole files. Locally, every artifact is written next to its final
+name and moved into place with ``os.replace``, which is atomic on a POSIX file system; on
+an object store an object is uploaded whole (an upload is atomic: readers see the old
+object or the new one), so it is written directly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from reviewops.storage.paths import StoragePath, is_remote
+
+log = logging.getLogger(__name__)
+
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: StoragePath) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def size_of(path: StoragePath) -> int:
+    return int(path.stat().st_size)
+
+
+@contextmanager
+def atomic_path(target: StoragePath) -> Iterator[Path]:
+    """Yield a local temporary path; on success it becomes ``target`` in one step: moved
+    onto it locally, uploaded whole to an object store."""
+    if is_remote(target):
+        folder = Path(tempfile.mkdtemp(prefix="reviewops-upload-"))
+        try:
+            tmp = folder / target.name
+            yield tmp
+            upload(tmp, target)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    assert isinstance(target, Path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def upload(local: Path, target: StoragePath) -> None:
+    """Copy a local file to ``target`` as one whole object (or file, atomically)."""
+    if isinstance(target, UPath) and not isinstance(target, Path):
+        target.fs.put_file(str(local), target.path)
+        return
+    with atomic_path(target) as tmp:
+        shutil.copyfile(local, tmp)
+
+
+def write_parquet(table: pa.Table, target: StoragePath) -> StoragePath:
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return target
+
+
+def write_json(payload: Any, target: StoragePath) -> StoragePath:
+    return write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", target)
+
+
+def write_text(text: str, target: StoragePath) -> StoragePath:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def read_json(path: StoragePath) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_texts(paths: Iterable[StoragePath]) -> list[str]:
+    """The text of many small files, in order; from an object store in one concurrent fetch."""
+    found = list(paths)
+    if not found or isinstance(found[0], Path):
+        return [p.read_text(encoding="utf-8") for p in found]
+    remote = [p for p in found if isinstance(p, UPath)]
+    blobs = remote[0].fs.cat([p.path for p in remote])
+    return [blobs[p.path].decode("utf-8") for p in remote]
+
+
+def read_table(path: StoragePath, columns: list[str] | None = None) -> pa.Table:
+    if isinstance(path, Path):
+        return pq.read_table(path, columns=columns)
+    return pq.read_table(pa.BufferReader(path.read_bytes()), columns=columns)
+
+
+def read_parquet_metadata(path: StoragePath) -> pq.FileMetaData:
+    if isinstance(path, Path):
+        return pq.read_metadata(path)
+    with path.open("rb") as handle:
+        return pq.read_metadata(handle)
+
+
+@contextmanager
+def parquet_file(path: StoragePath) -> Iterator[pq.ParquetFile]:
+    """A Parquet file opened for streaming its row groups (local or remote)."""
+    if isinstance(path, Path):
+        yield pq.ParquetFile(path)
+        return
+    with path.open("rb") as handle:
+        yield pq.ParquetFile(handle)
+
+
+@contextmanager
+def local_copy(path: StoragePath) -> Iterator[Path]:
+    """A local file with ``path``'s content, for libraries that only read local files
+    (TensorFlow, Keras): the file itself locally, else a download removed afterwards."""
+    if isinstance(path, Path):
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="reviewops-download-"))
+    try:
+        local = folder / path.name
+        path.fs.get_file(path.path, str(local))
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fetch(source: StoragePath, local: Path) -> Path:
+    """Copy a file or object to a local path (parents created)."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, Path):
+        shutil.copyfile(source, local)
+    else:
+        source.fs.get_file(source.path, str(local))
+    return local
+
+
+def create_exclusive(target: StoragePath, data: bytes) -> bool:
+    """Create ``target`` with ``data`` only if it does not exist yet, in one step
+    (``O_EXCL`` locally, an ``ifGenerationMatch=0`` precondition on GCS). False when it
+    already existed."""
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+    try:
+        target.fs.pipe_file(target.path, data, mode="create")
+    except FileExistsError:
+        return False
+    return True
+
+
+def remove(path: StoragePath) -> None:
+    """Delete a file or object if it is there."""
+    with suppress(FileNotFoundError):
+        path.unlink()
