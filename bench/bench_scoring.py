@@ -111,8 +111,9 @@ def child_bare(data_root: str, curated: str) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
+    from reviewops.contracts import MODEL_FILE
     from reviewops.modeling.training import load_model
-    from reviewops.registry.store import MODEL_FILE, Registry
+    from reviewops.registry.store import Registry
 
     registry = Registry(data_root)
     model = load_model(registry.path(registry.require_champion()) / MODEL_FILE)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from reviewops.config import Settings
+from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import clean_text
 from reviewops.data.sources import SourceError, read_source
 from reviewops.data.validate import validate_frame
@@ -223,7 +224,7 @@ def lineage_hops(index: LineageIndex, chain: list[LineageRecord]) -> list[str]:
     for record in chain:
         artifact = via[record.record_id]
         lines.append(f"{_hop(artifact)}  <- {record.dag_id}.{record.task_id} ({record.subject})")
-    sources = {a.uri: a for r in chain for a in r.inputs if a.kind == "source"}
+    sources = {a.uri: a for r in chain for a in r.inputs if a.kind == ArtifactKind.SOURCE}
     lines += [f"{_hop(a)}  (source)" for a in sources.values()]
     return lines
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reviewops.contracts import Backend
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_REVIEWS = PACKAGE_DIR / "data" / "reviews.tsv"
 
@@ -22,9 +24,9 @@ ENV_DATA_ROOT = "REVIEWOPS_DATA_ROOT"
 ENV_SCORING_BACKEND = "REVIEWOPS_SCORING_BACKEND"
 ENV_TRAINING_BACKEND = "REVIEWOPS_TRAINING_BACKEND"
 
-LOCAL = "local"  # TensorFlow on the Airflow workers
-VERTEX = "vertex"  # a Gemini model on Vertex AI (needs a gs:// data root)
-BACKENDS = (LOCAL, VERTEX)
+LOCAL = Backend.LOCAL  # TensorFlow on the Airflow workers
+VERTEX = Backend.VERTEX  # a Gemini model on Vertex AI (needs a gs:// data root)
+BACKENDS: tuple[str, ...] = tuple(Backend)
 
 # Airflow pool of the Vertex AI tuning task: it holds a worker slot while it polls.
 VERTEX_TUNING_POOL = "vertex_tuning"

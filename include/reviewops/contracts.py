@@ -25,6 +25,8 @@ class ArtifactKind(StrEnum):
     """The kind of an artifact in a lineage record."""
 
     SOURCE = "source"
+    REJECTED_SOURCE = "rejected_source"  # a source file rejected whole (unreadable, unknown type)
+    REJECTED_FILE = "rejected_file"  # its copy set aside under quarantine/
     LANDING = "landing"
     RAW = "raw"
     VALIDATED = "validated"
@@ -37,7 +39,9 @@ class ArtifactKind(StrEnum):
     DECISION = "decision"
     MODEL = "model"
     PREDICTIONS = "predictions"
+    VERTEX_REQUESTS = "vertex_requests"
     VERTEX_OUTPUT = "vertex_output"
+    TUNING_DATA = "tuning_data"
     REPORT = "report"
     PROMPT_EVALUATION = "prompt_evaluation"
 
@@ -49,6 +53,7 @@ METADATA_FILE = "metadata.json"
 MODEL_CARD_FILE = "model_card.md"
 REFERENCE_FILE = "reference.json"
 VOCABULARY_FILE = "vocabulary.txt"
+TRAINING_FILE = "training.json"  # how a candidate was trained (parameters, seconds, classes)
 EVALUATION_FILE = "evaluation.json"
 DECISION_FILE = "decision.json"
 # A dataset version's manifest (datasets/<version>/).

@@ -7,16 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from reviewops.config import SHIPPED_REVIEWS
+from reviewops.contracts import MANIFEST_FILE, MODEL_FILE, ArtifactKind
 from reviewops.data.datasets import SnapshotParams, snapshot_dataset
 from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.sources import source_window
 from reviewops.data.transform import TransformParams, transform_reviews
 from reviewops.data.validate import ValidateParams, validate_reviews
-from reviewops.modeling.evaluation import evaluate_candidate
-from reviewops.modeling.promotion import GatePolicy, decide
+from reviewops.modeling.evaluation import evaluate_against_champion
+from reviewops.modeling.promotion import GatePolicy, gate_candidate
 from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
-from reviewops.registry.store import RegisterParams, Registry, register_model
-from reviewops.storage.io import read_json, write_json
+from reviewops.registry.store import RegisterParams, Registry, register_candidate
 from reviewops.storage.paths import Layout, StoragePath
 
 
@@ -25,8 +25,8 @@ def curate_source(data_root: str | StoragePath, source: str | StoragePath = SHIP
     root, source = str(data_root), str(source)
     window = source_window(source)
     raw, _ = ingest_reviews(IngestParams(source=source, data_root=root, window=window))
-    validated = validate_reviews(ValidateParams(data_root=root, batch_key=window.key), raw.outputs[0])
-    transform_reviews(TransformParams(data_root=root, window=window), validated.outputs[0])
+    validated = validate_reviews(ValidateParams(data_root=root, batch_key=window.key), raw.output(ArtifactKind.RAW))
+    transform_reviews(TransformParams(data_root=root, window=window), validated.output(ArtifactKind.VALIDATED))
 
 
 def curate_and_snapshot(data_root: str | StoragePath, source: str | StoragePath = SHIPPED_REVIEWS) -> StoragePath:
@@ -40,16 +40,12 @@ def evaluate_and_register(
     data_root: str | StoragePath, candidate_model: StoragePath, dataset_dir: StoragePath, version: str, actor: str
 ) -> dict[str, Any]:
     """The training DAG's evaluate, gate and register steps; returns the register metrics."""
-    registry = Registry(str(data_root))
-    champion = registry.champion()
-    against = (champion, registry.keras_model(champion)) if champion else None
-    report = evaluate_candidate(candidate_model, dataset_dir, version, against).metrics
-    decision = decide(report, GatePolicy()).to_dict()
-    write_json(decision, candidate_model.parent / "decision.json")
-    training = read_json(candidate_model.parent / "training.json")
-    manifest = read_json(dataset_dir / "manifest.json")
-    return register_model(
-        RegisterParams(str(data_root), actor), candidate_model.parent, report, decision, training, manifest
+    evaluated, _ = evaluate_against_champion(str(data_root), candidate_model, dataset_dir, version)
+    evaluation = evaluated.output(ArtifactKind.EVALUATION)
+    decision = gate_candidate(evaluation, GatePolicy()).output(ArtifactKind.DECISION)
+    params = RegisterParams(str(data_root), actor)
+    return register_candidate(
+        params, candidate_model, evaluation.path, decision.path, dataset_dir / MANIFEST_FILE
     ).metrics
 
 
@@ -62,7 +58,7 @@ def build_champion(
     Returns the champion and the dataset folder."""
     dataset_dir = curate_and_snapshot(data_root)
     trained = train_candidate(TrainStepParams(str(data_root), str(dataset_dir), train))
-    evaluate_and_register(data_root, trained.outputs[0].path, dataset_dir, trained.subject, actor)
+    evaluate_and_register(data_root, trained.output_named(MODEL_FILE).path, dataset_dir, trained.subject, actor)
     registry = Registry(str(data_root))
     if registry.champion() is None and promote_if_rejected:
         registry.promote(trained.subject, f"{actor}: a quick model, promoted by hand", actor)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from reviewops.contracts import MANIFEST_FILE, MODEL_FILE, VERTEX_MODEL_FILE, ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
     from reviewops.data.windows import Window
     from reviewops.lineage.record import Artifact, LineageRecord, StepResult
-    from reviewops.monitoring.thresholds import Thresholds
     from reviewops_airflow.bigquery import BigQueryReviewSource
 
 StepOutput = tuple["StepResult", list["Artifact"]]
@@ -112,7 +112,7 @@ class ValidateReviewsOperator(ReviewOpsOperator):
         from reviewops.data.validate import ValidateParams, validate_reviews
 
         settings = self.settings()
-        raw = verified(upstream["raw"].output("raw"))
+        raw = verified(upstream["raw"].output(ArtifactKind.RAW))
         params = ValidateParams(
             data_root=settings.data_root, batch_key=upstream["raw"].subject, max_text_chars=settings.max_text_chars
         )
@@ -132,7 +132,7 @@ class TransformReviewsOperator(ReviewOpsOperator):
         from reviewops.data.transform import TransformParams, transform_reviews
 
         settings = self.settings()
-        validated = verified(upstream["validated"].output("validated"))
+        validated = verified(upstream["validated"].output(ArtifactKind.VALIDATED))
         window = _window_of(upstream["validated"])
         return transform_reviews(TransformParams(data_root=settings.data_root, window=window), validated), [validated]
 
@@ -150,7 +150,7 @@ class ScoreReviewsOperator(ReviewOpsOperator):
         from reviewops.modeling.scoring import ScoreParams, score_week
         from reviewops.registry.store import RegistryError
 
-        curated = upstream["curated"].outputs_of("curated")
+        curated = upstream["curated"].outputs_of(ArtifactKind.CURATED)
         if len(curated) != 1:
             raise AirflowFailException(f"expected the curated partition of one week, got {len(curated)}")
         partition = verified(curated[0])
@@ -172,29 +172,22 @@ class MonitorWeekOperator(ReviewOpsOperator):
         self.thresholds = thresholds
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.monitoring.step import MonitorParams, monitor_week
+        from reviewops.contracts import ArtifactKind
+        from reviewops.monitoring.step import MonitoringError, MonitorParams, monitor_week
+        from reviewops.monitoring.thresholds import Thresholds
 
-        predictions = verified(upstream["predictions"].output("predictions"))
-        curated = next(a for a in upstream["predictions"].inputs if a.kind == "curated")
-        params = MonitorParams(data_root=self.settings().data_root, thresholds=_thresholds(self.thresholds))
-        batch_seconds = upstream["predictions"].metrics.get("batch_seconds", [])
-        model_version = upstream["predictions"].metrics["model_version"]
-        reference = None
-        if "vertex_model" in upstream["predictions"].metrics:  # scored on Vertex AI (collect_batch)
-            reference = _keras_reference(self.settings().data_root)
-        return monitor_week(params, predictions, verified(curated), batch_seconds, model_version, reference)
-
-
-def _keras_reference(data_root: str) -> str:
-    from reviewops.registry.store import Registry
-
-    version = Registry(data_root).keras_reference()
-    if version is None:
-        raise AirflowFailException(
-            "a week scored on Vertex AI is monitored against the training reference of a Keras model, "
-            "and none is registered: run reviews_training with training_backend=local once"
-        )
-    return version
+        scored = upstream["predictions"]
+        predictions = verified(scored.output(ArtifactKind.PREDICTIONS))
+        curated = verified(next(a for a in scored.inputs if a.kind == ArtifactKind.CURATED))
+        try:
+            params = MonitorParams(
+                data_root=self.settings().data_root, thresholds=Thresholds.from_overrides(_as_mapping(self.thresholds))
+            )
+            return monitor_week(
+                params, predictions, curated, scored.metrics.get("batch_seconds", []), scored.metrics["model_version"]
+            )
+        except (MonitoringError, ValueError) as exc:  # a setting or a missing model, not a transient fault
+            raise AirflowFailException(str(exc)) from exc
 
 
 class WeeklyGateBreached(AirflowFailException):
@@ -299,7 +292,7 @@ class TrainTrialOperator(ReviewOpsOperator):
         from reviewops.modeling.search import TrialParams, run_trial
 
         context["trial_label"] = self.trial["label"]  # type: ignore[typeddict-unknown-key]
-        train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
+        train_file = verified(upstream["dataset"].output_named("train.tfrecord"))
         params = TrialParams(
             data_root=self.settings().data_root, dataset_dir=str(train_file.path.parent), trial=self.trial
         )
@@ -314,11 +307,11 @@ class SelectBestTrialOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.lineage.record import StepResult
-        from reviewops.modeling.search import select_best
+        from reviewops.modeling.search import rank_trials, select_best
 
         trials = [record.metrics for record in self.many["trials"]]
+        ranking = rank_trials(trials)
         best = select_best(trials)
-        ranking = sorted(trials, key=lambda t: -t["validation_macro_f1"])
         for trial in ranking:
             self.log.info(
                 "%-40s validation macro-F1 %.4f accuracy %.4f%s",
@@ -354,31 +347,19 @@ class TrainModelOperator(ReviewOpsOperator):
         self.warm_start = warm_start
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
-        from reviewops.registry.store import MODEL_FILE, Registry
+        from reviewops.modeling.training import CandidateParams, train_chosen_candidate
 
-        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
-        train_file = verified(_output_named(upstream["dataset"], "train.tfrecord"))
-        chosen = dict(upstream["best"].metrics["best"]["params"]) if "best" in upstream else {}
-        chosen.update(_as_mapping(self.hyperparameters) or {})
-        settings = self.settings()
-        inputs = [manifest, train_file]
-        warm_from = None
-        if _truthy(self.warm_start):
-            from reviewops.lineage.record import Artifact
-
-            warm_from = Registry(settings.data_root).champion()
-            if warm_from is None:
-                self.log.warning("warm_start requested but there is no champion yet: training from scratch")
-            else:
-                inputs.append(Artifact.of_file(Registry(settings.data_root).path(warm_from) / MODEL_FILE, "model"))
-        params = TrainStepParams(
-            data_root=settings.data_root,
+        manifest = verified(upstream["dataset"].output_named(MANIFEST_FILE))
+        train_file = verified(upstream["dataset"].output_named("train.tfrecord"))
+        params = CandidateParams(
+            data_root=self.settings().data_root,
             dataset_dir=str(manifest.path.parent),
-            train=TrainParams(**chosen),
-            warm_start_from=warm_from,
+            chosen=dict(upstream["best"].metrics["best"]["params"]) if "best" in upstream else {},
+            overrides=_as_mapping(self.hyperparameters) or {},
+            warm_start=_truthy(self.warm_start),
         )
-        return train_candidate(params), inputs
+        result, warm_inputs = train_chosen_candidate(params)
+        return result, [manifest, train_file, *warm_inputs]
 
 
 class EvaluateModelOperator(ReviewOpsOperator):
@@ -386,28 +367,17 @@ class EvaluateModelOperator(ReviewOpsOperator):
     the majority-class and TF-IDF + logistic regression baselines."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.lineage.record import Artifact
-        from reviewops.modeling.evaluation import evaluate_candidate
-        from reviewops.registry.store import Registry, RegistryError
+        from reviewops.modeling.evaluation import EvaluationError, evaluate_against_champion
 
-        model = verified(_model_file(upstream["candidate"]))
-        eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
-        registry = Registry(self.settings().data_root)
-        inputs = [model, eval_file]
-        champion = registry.champion()
-        against = None
-        if champion is not None:
-            try:
-                champion_file = registry.keras_model(champion)
-            except RegistryError as exc:  # a Vertex AI champion does not predict here
-                raise AirflowFailException(
-                    f"cannot compare with the champion on this eval split: {exc}. Train with "
-                    "training_backend=vertex, or roll back to a Keras champion ('reviewops models rollback')"
-                ) from exc
-            inputs.append(Artifact.of_file(champion_file, "model"))
-            against = (champion, champion_file)
-        result = evaluate_candidate(model.path, eval_file.path.parent, upstream["candidate"].subject, against)
-        return result, inputs
+        model = verified(upstream["candidate"].output_named(MODEL_FILE))
+        eval_file = verified(upstream["dataset"].output_named("eval.parquet"))
+        try:
+            result, champion_inputs = evaluate_against_champion(
+                self.settings().data_root, model.path, eval_file.path.parent, upstream["candidate"].subject
+            )
+        except EvaluationError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return result, [model, eval_file, *champion_inputs]
 
 
 class GateModelOperator(ReviewOpsOperator):
@@ -422,21 +392,11 @@ class GateModelOperator(ReviewOpsOperator):
         self.max_recall_drop = max_recall_drop
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        import json
+        from reviewops.modeling.promotion import GatePolicy, gate_candidate
 
-        from reviewops.lineage.record import Artifact, StepResult
-        from reviewops.modeling.promotion import GatePolicy, decide
-        from reviewops.storage.io import write_json
-
-        evaluation = verified(upstream["evaluation"].output("evaluation"))
+        evaluation = verified(upstream["evaluation"].output(ArtifactKind.EVALUATION))
         policy = GatePolicy(float(self.min_macro_f1_gain), float(self.max_recall_drop))
-        decision = decide(json.loads(evaluation.path.read_text()), policy)
-        path = write_json(decision.to_dict(), evaluation.path.parent / "decision.json")
-        (self.log.warning if decision.verdict == "reject" else self.log.info)("gate: %s", decision.summary)
-        result = StepResult(
-            subject=decision.challenger, outputs=(Artifact.of_file(path, "decision"),), metrics=decision.to_dict()
-        )
-        return result, [evaluation]
+        return gate_candidate(evaluation, policy), [evaluation]
 
 
 class RegisterModelOperator(ReviewOpsOperator):
@@ -444,24 +404,15 @@ class RegisterModelOperator(ReviewOpsOperator):
     promote it when the gate said so (and the champion is still the one it beat)."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        import json
+        from reviewops.registry.store import RegisterParams, register_candidate
 
-        from reviewops.registry.store import RegisterParams, register_model
-
-        model = verified(_candidate_model_file(upstream["candidate"]))
-        evaluation = verified(upstream["evaluation"].output("evaluation"))
-        decision = verified(upstream["decision"].output("decision"))
-        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
-        training = json.loads((model.path.parent / "training.json").read_text())
+        model = verified(upstream["candidate"].output_named(MODEL_FILE, VERTEX_MODEL_FILE))
+        evaluation = verified(upstream["evaluation"].output(ArtifactKind.EVALUATION))
+        decision = verified(upstream["decision"].output(ArtifactKind.DECISION))
+        manifest = verified(upstream["dataset"].output_named(MANIFEST_FILE))
         ti = context["ti"]
-        result = register_model(
-            RegisterParams(data_root=self.settings().data_root, actor=f"{ti.dag_id}/{ti.run_id}"),
-            model.path.parent,
-            json.loads(evaluation.path.read_text()),
-            json.loads(decision.path.read_text()),
-            training,
-            json.loads(manifest.path.read_text()),
-        )
+        params = RegisterParams(data_root=self.settings().data_root, actor=f"{ti.dag_id}/{ti.run_id}")
+        result = register_candidate(params, model.path, evaluation.path, decision.path, manifest.path)
         return result, [model, evaluation, decision, manifest]
 
 
@@ -483,22 +434,6 @@ def _as_mapping(value: Any) -> dict[str, Any] | None:
     return parsed
 
 
-def _thresholds(value: Any) -> Thresholds:
-    import dataclasses
-
-    from reviewops.monitoring.thresholds import Thresholds
-
-    overrides = _as_mapping(value) or {}
-    known = {f.name for f in dataclasses.fields(Thresholds)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise AirflowFailException(f"unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        return Thresholds(**overrides)
-    except ValueError as exc:
-        raise AirflowFailException(f"thresholds: {exc}") from exc
-
-
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
@@ -508,27 +443,3 @@ def _window_of(record: LineageRecord) -> Window:
 
     window = record.metrics["window"]
     return Window(parse_day(window["start"], "start"), parse_day(window["end"], "end"))
-
-
-def _output_named(record: LineageRecord, name: str) -> Artifact:
-    for artifact in record.outputs:
-        if artifact.uri.endswith("/" + name):
-            return artifact
-    raise AirflowFailException(f"record {record.record_id} of task {record.task_id} has no output {name}")
-
-
-def _model_file(record: LineageRecord) -> Artifact:
-    return _output_named(record, "model.keras")
-
-
-def _candidate_model_file(record: LineageRecord) -> Artifact:
-    """The model file of a candidate of any kind: ``model.keras``, or the
-    ``vertex_model.json`` describing a Vertex AI tuned model."""
-    from reviewops.registry.store import MODEL_FILES
-
-    for name in MODEL_FILES.values():
-        if any(a.uri.endswith("/" + name) for a in record.outputs):
-            return _output_named(record, name)
-    raise AirflowFailException(
-        f"record {record.record_id} of task {record.task_id} has no model file ({', '.join(MODEL_FILES.values())})"
-    )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import task_group
 from airflow.sdk.exceptions import AirflowFailException
 
+from reviewops.contracts import ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
 from reviewops_airflow.vertex_batch import MapIndexAwareOperator, batch_prediction_tasks
 
@@ -72,7 +73,7 @@ class ScorePromptOperator(MapIndexAwareOperator):
         from reviewops.gcp.prompt_evaluation import score_prompt
 
         collected = upstream["predictions"]
-        predictions = verified(collected.output("predictions"))
+        predictions = verified(collected.output(ArtifactKind.PREDICTIONS))
         return score_prompt(self.settings().data_root, predictions, collected.metrics)
 
 
@@ -88,7 +89,7 @@ class SelectPromptOperator(ReviewOpsOperator):
             result = select_prompt(self.settings().data_root, [r.metrics for r in scored])
         except PromptEvaluationError as exc:
             raise AirflowFailException(str(exc)) from exc
-        return result, [verified(r.output("prompt_evaluation")) for r in scored]
+        return result, [verified(r.output(ArtifactKind.PROMPT_EVALUATION)) for r in scored]
 
 
 @task_group(group_id="evaluate_prompt")

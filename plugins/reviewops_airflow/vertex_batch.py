@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from reviewops.contracts import ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class CollectBatchPredictionOperator(MapIndexAwareOperator):
         try:
             spec = BatchSpec.from_dict(prepared.metrics["vertex"])
             source = verified(prepared.inputs[0])
-            requests = verified(prepared.output("vertex_requests"))
+            requests = verified(prepared.output(ArtifactKind.VERTEX_REQUESTS))
             return collect_batch(self.settings().data_root, spec, source, requests, job)
         except (BatchError, PromptError) as exc:
             raise AirflowFailException(str(exc)) from exc

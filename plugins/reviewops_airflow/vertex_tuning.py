@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from reviewops.contracts import MANIFEST_FILE, VERTEX_MODEL_FILE, ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ class ExportTuningDataOperator(ReviewOpsOperator):
         from reviewops.gcp.tuning import TuningDataParams, TuningError, export_tuning_data
         from reviewops.storage.paths import to_uri
 
-        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
-        train = verified(_output_named(upstream["dataset"], "train.jsonl"))
+        manifest = verified(upstream["dataset"].output_named(MANIFEST_FILE))
+        train = verified(upstream["dataset"].output_named("train.jsonl"))
         params = TuningDataParams(
             data_root=self.settings().data_root,
             dataset_dir=to_uri(manifest.path.parent),
@@ -102,8 +103,8 @@ class RecordTunedModelOperator(ReviewOpsOperator):
         from reviewops.gcp.tuning import TunedModelParams, TuningError, record_tuned_model
 
         export = upstream["tuning_data"]
-        tuning_files = [verified(a) for a in export.outputs_of("tuning_data")]
-        manifest = verified(_output_named(upstream["dataset"], "manifest.json"))
+        tuning_files = [verified(a) for a in export.outputs_of(ArtifactKind.TUNING_DATA)]
+        manifest = verified(upstream["dataset"].output_named(MANIFEST_FILE))
         if self.tuned_model is not None and not isinstance(self.tuned_model, dict):
             # The DAG must render templates as native objects, else the XCom dict is a string.
             raise AirflowFailException(
@@ -143,14 +144,15 @@ class ChooseChampionScoringOperator(BaseBranchOperator):
 
     def choose_branch(self, context: Context) -> str | list[str] | None:
         from reviewops.config import Settings
+        from reviewops.contracts import ModelKind
         from reviewops.registry.store import Registry
 
         registry = Registry(Settings.from_env(data_root=self.data_root).data_root)
         champion = registry.champion()
-        kind = registry.metadata(champion).get("kind", "keras") if champion else None
+        kind = registry.kind(champion) if champion else None
         context["ti"].xcom_push(key="champion", value=champion or "")
         self.log.info("champion: %s (%s)", champion or "none", kind or "-")
-        return self.vertex if kind == "vertex" else None
+        return self.vertex if kind == ModelKind.VERTEX else None
 
 
 class EvaluateTunedModelOperator(ReviewOpsOperator):
@@ -170,81 +172,28 @@ class EvaluateTunedModelOperator(ReviewOpsOperator):
         self.champion_predictions_task = champion_predictions_task
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.gcp.tuning import VERTEX_MODEL_FILE, TuningError, evaluate_tuned_model
+        from reviewops.gcp.tuning import TuningError, evaluate_tuned_step
+        from reviewops.lineage.record import LineageRecord
 
-        candidate = verified(_output_named(upstream["candidate"], VERTEX_MODEL_FILE))
-        eval_file = verified(_output_named(upstream["dataset"], "eval.parquet"))
-        predictions_record = upstream["predictions"]
-        predictions = [verified(a) for a in predictions_record.outputs_of("predictions")]
-        inputs = [candidate, eval_file, *predictions]
-        keras_champion, vertex_champion, champion_inputs = self.champion(context)
+        candidate = verified(upstream["candidate"].output_named(VERTEX_MODEL_FILE))
+        eval_file = verified(upstream["dataset"].output_named("eval.parquet"))
+        scored = upstream["predictions"]
+        predictions = [verified(a) for a in scored.outputs_of(ArtifactKind.PREDICTIONS)]
+        pulled = (
+            context["ti"].xcom_pull(task_ids=self.champion_predictions_task) if self.champion_predictions_task else None
+        )
         try:
-            result = evaluate_tuned_model(
-                candidate.path.parent,
-                eval_file.path.parent,
+            result, champion_inputs = evaluate_tuned_step(
+                self.settings().data_root,
                 upstream["candidate"].subject,
-                _predicted_labels(predictions),
-                keras_champion,
-                predictions_summary=predictions_record.metrics.get("response_summary") or {},
-                vertex_champion=vertex_champion,
+                candidate,
+                eval_file,
+                scored,
+                LineageRecord.from_dict(pulled) if pulled else None,
             )
         except TuningError as exc:
             raise AirflowFailException(str(exc)) from exc
-        return result, [*inputs, *champion_inputs]
-
-    def champion(
-        self, context: Context
-    ) -> tuple[tuple[str, Any] | None, tuple[str, dict[str, str | None]] | None, list[Artifact]]:
-        """(Keras champion, Vertex AI champion with its predictions, their input artifacts)."""
-        from reviewops.lineage.record import Artifact, LineageRecord
-        from reviewops.registry.store import Registry, RegistryError
-
-        registry = Registry(self.settings().data_root)
-        champion = registry.champion()
-        if champion is None:
-            return None, None, []
-        try:
-            model_file = registry.keras_model(champion)
-        except RegistryError:
-            pass
-        else:
-            return (champion, model_file), None, [Artifact.of_file(model_file, "model")]
-        value = (
-            context["ti"].xcom_pull(task_ids=self.champion_predictions_task) if self.champion_predictions_task else None
-        )
-        record = LineageRecord.from_dict(value) if value else None
-        if record is None or record.metrics.get("registry_version") != champion:
-            found = record.metrics.get("registry_version") if record else "none"
-            raise AirflowFailException(
-                f"the champion {champion} is a Vertex AI model, but the champion's batch predictions of this eval "
-                f"split are of {found}: the champion changed during the run. Run reviews_training again"
-            )
-        predictions = [verified(a) for a in record.outputs_of("predictions")]
-        return None, (champion, _predicted_labels(predictions)), predictions
+        return result, [candidate, eval_file, *predictions, *champion_inputs]
 
     def effective_params(self) -> dict[str, Any]:
         return {**super().effective_params(), "champion_predictions_task": self.champion_predictions_task}
-
-
-def _predicted_labels(predictions: list[Artifact]) -> dict[str, str | None]:
-    """review_id -> predicted class (None when the model gave no usable answer) from
-    the batch predictions' Parquet files."""
-    from reviewops.storage.io import read_table
-
-    if not predictions:
-        raise AirflowFailException("the batch prediction step recorded no predictions output")
-    predicted: dict[str, str | None] = {}
-    for artifact in predictions:
-        table = read_table(artifact.path, columns=["review_id", "predicted_label"])
-        for review_id, label in zip(
-            table.column("review_id").to_pylist(), table.column("predicted_label").to_pylist(), strict=True
-        ):
-            predicted[str(review_id)] = label or None
-    return predicted
-
-
-def _output_named(record: LineageRecord, name: str) -> Artifact:
-    for artifact in record.outputs:
-        if artifact.uri.endswith("/" + name):
-            return artifact
-    raise AirflowFailException(f"record {record.record_id} of task {record.task_id} has no output {name}")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from reviewops.cli import main
-from reviewops.registry.store import MODEL_FILE, Registry
+from reviewops.contracts import MODEL_FILE
+from reviewops.registry.store import Registry
 
 
 def build(root: Path, *versions: str) -> Registry:

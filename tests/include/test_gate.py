@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from reviewops.modeling.promotion import GatePolicy, decide
+from reviewops.contracts import DECISION_FILE, EVALUATION_FILE, ArtifactKind
+from reviewops.lineage.record import Artifact
+from reviewops.modeling.promotion import GatePolicy, decide, gate_candidate
+from reviewops.storage.io import read_json, write_json
 
 
 def per_class(neg: float, neu: float, pos: float) -> dict[str, dict[str, float]]:
@@ -64,3 +68,18 @@ def test_the_champion_evaluated_against_itself_is_not_a_rejection() -> None:
     decision = decide(same, GatePolicy())
     assert (decision.promote, decision.verdict) == (False, "already_champion")
     assert "already champion" in decision.summary
+
+
+def test_the_gate_step_writes_its_decision_beside_the_evaluation(tmp_path: Path) -> None:
+    # One gate function for the Airflow operator and for pipeline.py: it reads
+    # evaluation.json and writes decision.json next to it.
+    evaluation = write_json(report(0.50, 0.70), tmp_path / "cand" / EVALUATION_FILE)
+    result = gate_candidate(Artifact.of_file(evaluation, ArtifactKind.EVALUATION), GatePolicy())
+    decision = result.output(ArtifactKind.DECISION)
+    assert decision.path == tmp_path / "cand" / DECISION_FILE
+    assert read_json(decision.path) == result.metrics
+    assert result.metrics["verdict"] == "promote" and result.subject == "m-challenger0"
+    worse = write_json(report(0.30, 0.61), tmp_path / "worse" / EVALUATION_FILE)
+    rejected = gate_candidate(Artifact.of_file(worse, ArtifactKind.EVALUATION), GatePolicy())
+    assert rejected.metrics["verdict"] == "reject"
+    assert read_json(rejected.output(ArtifactKind.DECISION).path)["promote"] is False

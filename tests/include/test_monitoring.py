@@ -374,3 +374,12 @@ def test_the_report_escapes_text_from_data_and_loads_nothing() -> None:
     assert page.count("<svg") == 5  # classes, lengths, latency, product and condition slices
     assert page.count('<tr class="breach">') == len(breaches) == 2
     assert all(html.escape(b.message) in page for b in breaches)
+
+
+def test_a_runs_threshold_overrides_are_checked_by_name_and_range() -> None:
+    assert Thresholds.from_overrides(None) == Thresholds()
+    assert Thresholds.from_overrides({"max_prediction_psi": 0.3}).max_prediction_psi == 0.3
+    with pytest.raises(ValueError, match=r"unknown threshold\(s\) max_psi; known: .*max_prediction_psi"):
+        Thresholds.from_overrides({"max_psi": 0.3})
+    with pytest.raises(ValueError, match="min_accuracy is a share"):
+        Thresholds.from_overrides({"min_accuracy": 7})

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from reviewops.registry.store import CHAMPION_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError, model_version_id
+from reviewops.contracts import METADATA_FILE, MODEL_FILE
+from reviewops.registry.store import CHAMPION_FILE, Registry, RegistryError, model_version_id
 
 PARAMS = {"epochs": 5, "max_tokens": 20_000, "seed": 42}
 

@@ -8,13 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from reviewops.contracts import ArtifactKind, ModelKind
 from reviewops.gcp.tuning import TunedModelParams, evaluate_tuned_model, export_tuning_data, record_tuned_model
 from reviewops.lineage.record import Artifact
 from reviewops.modeling.promotion import GatePolicy, decide
 from reviewops.modeling.scoring import ScoreParams, score_week
+from reviewops.monitoring.step import MonitoringError, MonitorParams, monitor_week
 from reviewops.registry.store import RegisterParams, Registry, RegistryError, register_model
 from reviewops.storage.io import read_json
 from reviewops.storage.paths import from_uri
@@ -99,3 +102,33 @@ def test_monitoring_reference_is_the_keras_champion_else_the_newest_keras_versio
     assert registry.keras_reference() == "m-keras-new"
     registry.promote("m-keras-old", "test: a Keras champion", "test")
     assert registry.keras_reference() == "m-keras-old"
+    assert registry.kind("m-keras-old") is ModelKind.KERAS and registry.kind(registered["result"].subject) == "vertex"
+
+
+def test_a_vertex_week_without_a_keras_reference_says_what_to_run(registered: dict[str, Any], tmp_path: Path) -> None:
+    # The monitoring step (not the operator) chooses the reference: a week scored on
+    # Vertex AI, recognised by its response columns, needs a registered Keras model.
+    version = registered["result"].subject
+    week = tmp_path / "week=2017-12-11"
+    week.mkdir()
+    predictions = pa.table(
+        {
+            "review_id": ["r1"],
+            "predicted_label": ["positive"],
+            "model_version": [version],
+            "response_status": ["ok"],
+            "model_safety_categories": pa.array([[]], pa.list_(pa.string())),
+            "citation_count": pa.array([0], pa.int32()),
+        }
+    )
+    curated = pa.table({"review_id": ["r1"], "product": ["p"], "condition": ["c"], "text": ["fine"]})
+    pq.write_table(predictions, week / "predictions.parquet")
+    pq.write_table(curated, tmp_path / "curated.parquet")
+    with pytest.raises(MonitoringError, match="run reviews_training with training_backend=local once"):
+        monitor_week(
+            MonitorParams(str(registered["data_root"])),
+            Artifact.of_file(week / "predictions.parquet", ArtifactKind.PREDICTIONS),
+            Artifact.of_file(tmp_path / "curated.parquet", ArtifactKind.CURATED),
+            [],
+            version,
+        )

@@ -14,11 +14,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from reviewops.contracts import METADATA_FILE, MODEL_FILE
 from reviewops.data.datasets import DatasetError, read_manifest
 from reviewops.data.sources import list_source_files, read_source
 from reviewops.lineage.record import Artifact, LineageError, LineageRecord
 from reviewops.lineage.store import LineageStore
-from reviewops.registry.store import CHAMPION_FILE, LOCK_FILE, METADATA_FILE, MODEL_FILE, Registry, RegistryError
+from reviewops.registry.store import CHAMPION_FILE, LOCK_FILE, Registry, RegistryError
 from reviewops.storage import io as storage_io
 from reviewops.storage import paths as storage_paths
 from reviewops.storage import publish as storage_publish

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
-from reviewops.modeling.search import SearchSpaceError, plan_trials, select_best, trial_label
+from reviewops.modeling.search import SearchSpaceError, plan_trials, rank_trials, select_best, trial_label
 from reviewops.modeling.training import TrainParams
 
 
@@ -50,3 +50,18 @@ def test_best_trial_is_the_highest_validation_macro_f1_then_accuracy() -> None:
     assert select_best(trials)["label"] == "c"
     with pytest.raises(SearchSpaceError):
         select_best([])
+
+
+def test_the_ranking_the_operator_logs_starts_with_the_chosen_trial() -> None:
+    # Ties on macro-F1 and accuracy: the ranking and the choice break them the same way
+    # (they once differed, so the logged ranking could disagree with the chosen trial).
+    trials = [
+        {"label": "b", "validation_macro_f1": 0.5, "validation_accuracy": 0.7},
+        {"label": "a", "validation_macro_f1": 0.5, "validation_accuracy": 0.7},
+        {"label": "c", "validation_macro_f1": 0.5, "validation_accuracy": 0.8},
+        {"label": "d", "validation_macro_f1": 0.4, "validation_accuracy": 0.9},
+    ]
+    ranking = rank_trials(trials)
+    assert [t["label"] for t in ranking] == ["c", "b", "a", "d"]
+    assert select_best(trials) is ranking[0]
+    assert select_best(list(reversed(trials)))["label"] == "c"

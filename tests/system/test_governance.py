@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from reviewops.contracts import MODEL_FILE
 from reviewops.modeling.reproduce import reproduce
 from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
 from reviewops.pipeline import curate_and_snapshot, evaluate_and_register
-from reviewops.registry.store import MODEL_FILE, Registry, RegistryError
+from reviewops.registry.store import Registry, RegistryError
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.schema import CLASSES, CURATED_SCHEMA
 from reviewops.lineage.record import Artifact, StepResult, schema_fingerprint
 from reviewops.storage.io import read_json, sha256_file, write_json
@@ -63,7 +64,7 @@ def read_partitions(partitions: list[StoragePath]) -> tuple[list[Artifact], list
         inputs.append(
             Artifact(
                 uri=to_uri(path),
-                kind="curated",
+                kind=ArtifactKind.CURATED,
                 sha256=hashlib.sha256(data).hexdigest(),
                 rows=table.num_rows,
                 bytes=len(data),
@@ -191,7 +192,7 @@ def dataset_artifacts(folder: StoragePath) -> tuple[Artifact, ...]:
     for split in SPLITS:
         files += [folder / f"{split}.{fmt}" for fmt in FORMATS]
     rows = {f"{s}.{fmt}": manifest["splits"][s]["rows"] for s in SPLITS for fmt in FORMATS}
-    return tuple(Artifact.of_file(p, "dataset", rows=rows.get(p.name)) for p in files)
+    return tuple(Artifact.of_file(p, ArtifactKind.DATASET, rows=rows.get(p.name)) for p in files)
 
 
 def read_manifest(folder: StoragePath) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import parse_dates
 from reviewops.data.sources import RejectedFile, SourceFile, scan_source
 from reviewops.data.windows import Window
@@ -56,17 +57,17 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         if isinstance(item, RejectedFile):
             log.warning("file rejected, the others are read: %s", item.error)
             rejected.append(item)
-            sources.append(_unread(item.path, "rejected_source"))
+            sources.append(_unread(item.path, ArtifactKind.REJECTED_SOURCE))
             continue
         rows_in_source += item.table.num_rows
-        sources.append(Artifact.of_file(item.path, "source", rows=item.table.num_rows))
+        sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows))
         parts.append(_in_window(item, params.window))
     batch = pa.concat_tables(parts)
     copies = _keep_rejected(rejected_files_dir(params.data_root, params.window.key), rejected)
     raw = write_parquet(batch, layout.raw(params.window.key))
     result = StepResult(
         subject=params.window.key,
-        outputs=(Artifact.of_file(raw, "raw"), *[_unread(c, "rejected_file") for c in copies]),
+        outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
         metrics={
             "files_read": len(parts),
             "files_rejected": [r.as_dict() for r in rejected],

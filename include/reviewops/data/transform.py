@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import clean_text
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
@@ -56,11 +57,11 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
         part = curated[curated["week"] == monday]
         table = pa.Table.from_pandas(part, schema=CURATED_SCHEMA, preserve_index=False) if len(part) else empty
         path = write_parquet(table, layout.curated(monday.isoformat()))
-        outputs.append(Artifact.of_file(path, "curated", rows=table.num_rows))
+        outputs.append(Artifact.of_file(path, ArtifactKind.CURATED, rows=table.num_rows))
         rows_by_week[monday.isoformat()] = table.num_rows
     dup_table = pa.Table.from_pandas(_as_quarantine(duplicates), schema=QUARANTINE_SCHEMA, preserve_index=False)
     dup_path = write_parquet(dup_table, layout.quarantine(params.window.key).with_name("duplicates.parquet"))
-    outputs.append(Artifact.of_file(dup_path, "quarantine"))
+    outputs.append(Artifact.of_file(dup_path, ArtifactKind.QUARANTINE))
     log.info(
         "curated %d rows into %d week partitions; %d repeated reviews set aside",
         len(curated),

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
@@ -180,7 +181,10 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
         log.warning("quarantined %d of %d rows: %s", len(outcome.quarantined), rows_read, outcome.reasons)
     return StepResult(
         subject=params.batch_key,
-        outputs=(Artifact.of_file(valid_path, "validated"), Artifact.of_file(quarantine_path, "quarantine")),
+        outputs=(
+            Artifact.of_file(valid_path, ArtifactKind.VALIDATED),
+            Artifact.of_file(quarantine_path, ArtifactKind.QUARANTINE),
+        ),
         metrics={
             "rows_read": rows_read,
             "rows_valid": len(outcome.valid),

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
+from reviewops.contracts import ArtifactKind, ModelKind
 from reviewops.data.schema import CLASSES, prediction_schema
 from reviewops.gcp.gemini import MISSING, OK, ParsedResponse, batch_request, parse_output, request_key, response_summary
 from reviewops.gcp.prompts import PromptTemplate, load_template
@@ -58,7 +59,7 @@ OUTPUT_FOLDER = "output"
 # Vertex AI names each job's output folder prediction-<model>-<timestamp> under the prefix.
 JOB_FOLDER_PREFIX = "prediction-"
 OUTPUT_FILE_PREFIX = "predictions"
-VERTEX_KIND = "vertex"  # registry metadata "kind" of a Vertex-tuned model
+VERTEX_KIND = ModelKind.VERTEX  # registry metadata "kind" of a Vertex-tuned model
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
 
 # The columns Vertex scoring adds to the local prediction schema.
@@ -133,9 +134,9 @@ class PrepareParams:
 def batch_subject(source: Artifact) -> str:
     """``week=YYYY-MM-DD`` for a curated partition, ``ds-…/<split>`` for a dataset split."""
     path = source.path
-    if source.kind == "curated":
+    if source.kind == ArtifactKind.CURATED:
         return str(path.parent.name)
-    if source.kind == "dataset" and path.suffix == ".parquet":
+    if source.kind == ArtifactKind.DATASET and path.suffix == ".parquet":
         return f"{path.parent.name}/{path.stem}"
     raise BatchError(f"{source.uri} ({source.kind}) is neither a curated week nor a dataset split (.parquet)")
 
@@ -143,13 +144,13 @@ def batch_subject(source: Artifact) -> str:
 def select_input(outputs: Sequence[Artifact], split: str = "eval") -> Artifact:
     """The artifact to score among an upstream record's outputs: its single curated
     week, else the dataset's ``<split>.parquet``."""
-    curated = [a for a in outputs if a.kind == "curated"]
+    curated = [a for a in outputs if a.kind == ArtifactKind.CURATED]
     if len(curated) == 1:
         return curated[0]
     if curated:
         raise BatchError(f"expected the curated partition of one week, got {len(curated)}")
     wanted = f"{split}.parquet"
-    found = [a for a in outputs if a.kind == "dataset" and a.uri.rstrip("/").rsplit("/", 1)[-1] == wanted]
+    found = [a for a in outputs if a.kind == ArtifactKind.DATASET and a.uri.rstrip("/").rsplit("/", 1)[-1] == wanted]
     if len(found) != 1:
         raise BatchError(f"the upstream record has no curated week and no dataset file {wanted}")
     return found[0]
@@ -179,7 +180,7 @@ def dataset_input(data_root: str, version: str = "", split: str = "eval") -> Art
     path = Layout(data_root).datasets() / version / f"{split}.parquet"
     if not path.exists():
         raise BatchError(f"dataset {version} has no {split} split at {to_uri(path)}")
-    return Artifact.of_file(path, "dataset")
+    return Artifact.of_file(path, ArtifactKind.DATASET)
 
 
 def read_input(source: Artifact) -> pa.Table:
@@ -341,7 +342,7 @@ def prepare_batch(params: PrepareParams, source: Artifact) -> tuple[StepResult, 
     log.info("%s: %d reviews -> %d requests with %s for %s", subject, table.num_rows, len(lines), template.ref, model)
     result = StepResult(
         subject=subject,
-        outputs=(Artifact.of_file(requests_path, "vertex_requests", rows=len(lines)),),
+        outputs=(Artifact.of_file(requests_path, ArtifactKind.VERTEX_REQUESTS, rows=len(lines)),),
         metrics={
             "reviews": table.num_rows,
             "requests": len(lines),
@@ -416,7 +417,7 @@ def read_output(files: Sequence[StoragePath]) -> tuple[list[str], list[Artifact]
         artifacts.append(
             Artifact(
                 uri=to_uri(path),
-                kind="vertex_output",
+                kind=ArtifactKind.VERTEX_OUTPUT,
                 sha256=hashlib.sha256(data).hexdigest(),
                 rows=len(found),
                 bytes=len(data),
@@ -554,7 +555,7 @@ def collect_batch(
     log.info("%s: %d reviews, %s", spec.subject, predictions.num_rows, summary["by_status"])
     result = StepResult(
         subject=spec.subject,
-        outputs=(Artifact.of_file(target, "predictions"),),
+        outputs=(Artifact.of_file(target, ArtifactKind.PREDICTIONS),),
         metrics=metrics,
     )
     return result, [source, requests, *outputs]

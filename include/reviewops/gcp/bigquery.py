@@ -40,6 +40,7 @@ from typing import Any, Protocol, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.schema import CANONICAL, REQUIRED
 from reviewops.data.sources import SourceError
@@ -379,7 +380,7 @@ def ingest_bigquery(
     # week's rows are, which is what a content hash of a source should say.
     source = Artifact(
         uri=f"{SCHEME}{table}",
-        kind="source",
+        kind=ArtifactKind.SOURCE,
         sha256=landing.sha256,
         rows=rows.num_rows,
         schema_fingerprint=landing.schema_fingerprint,

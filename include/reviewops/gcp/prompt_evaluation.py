@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
+from reviewops.contracts import ArtifactKind
 from reviewops.data.schema import CLASSES
 from reviewops.gcp.batch import dataset_input
 from reviewops.gcp.gemini import BLOCKED, ERROR, MISSING, OK, UNPARSEABLE
@@ -165,9 +166,9 @@ def score_prompt(
         metrics["blocked"],
         metrics["unparseable"],
     )
-    return StepResult(subject=prompt, outputs=(Artifact.of_file(path, "prompt_evaluation"),), metrics=report), [
-        predictions
-    ]
+    return StepResult(
+        subject=prompt, outputs=(Artifact.of_file(path, ArtifactKind.PROMPT_EVALUATION),), metrics=report
+    ), [predictions]
 
 
 def rank_key(result: Mapping[str, Any]) -> tuple[float, int, int]:
@@ -214,6 +215,6 @@ def select_prompt(data_root: str, results: Sequence[Mapping[str, Any]]) -> StepR
     log.info("best prompt on %s: %s", best["dataset_version"], best["prompt_template"])
     return StepResult(
         subject=str(best["dataset_version"]),
-        outputs=(Artifact.of_file(path, "prompt_evaluation"),),
+        outputs=(Artifact.of_file(path, ArtifactKind.PROMPT_EVALUATION),),
         metrics=report,
     )

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewops.config import VertexSettings
+from reviewops.contracts import EVALUATION_FILE, TRAINING_FILE, VERTEX_MODEL_FILE, ArtifactKind, ModelKind
 from reviewops.data.schema import CLASSES
 from reviewops.gcp.gemini import tuning_example
 from reviewops.gcp.prompts import PromptTemplate, load_template
-from reviewops.lineage.record import Artifact, StepResult, code_version
+from reviewops.lineage.record import Artifact, LineageRecord, StepResult, code_version
 from reviewops.storage.io import read_json, write_json, write_text
 from reviewops.storage.paths import Layout, StoragePath, as_path, is_remote, to_uri
 from reviewops.storage.publish import publish_dir, staging_dir
@@ -53,10 +54,7 @@ VALIDATION_SALT = "vertex-validation"
 
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
-VERTEX_MODEL_FILE = "vertex_model.json"
-TRAINING_FILE = "training.json"
-EVALUATION_FILE = "evaluation.json"
-KIND = "vertex"
+KIND = ModelKind.VERTEX
 UNANSWERED = "unanswered"
 
 _MODEL_NAME = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(@[^/]+)?$")
@@ -152,8 +150,8 @@ def export_tuning_data(params: TuningDataParams) -> StepResult:
     train_file = write_text(train_text, folder / TRAIN_FILE)
     validation_file = write_text(tuning_lines(template, validation), folder / VALIDATION_FILE)
     outputs = (
-        Artifact.of_file(train_file, "tuning_data", rows=len(train)),
-        Artifact.of_file(validation_file, "tuning_data", rows=len(validation)),
+        Artifact.of_file(train_file, ArtifactKind.TUNING_DATA, rows=len(train)),
+        Artifact.of_file(validation_file, ArtifactKind.TUNING_DATA, rows=len(validation)),
     )
     train_uri, validation_uri = to_uri(train_file), to_uri(validation_file)
     metrics: dict[str, Any] = {
@@ -314,8 +312,8 @@ def record_tuned_model(params: TunedModelParams) -> StepResult:
     return StepResult(
         subject=version,
         outputs=(
-            Artifact.of_file(model_file, "model_candidate"),
-            Artifact.of_file(training_file, "model_candidate"),
+            Artifact.of_file(model_file, ArtifactKind.MODEL_CANDIDATE),
+            Artifact.of_file(training_file, ArtifactKind.MODEL_CANDIDATE),
         ),
         metrics={"model_version": version, "dataset_version": dataset_version, **training},
     )
@@ -408,4 +406,70 @@ def evaluate_tuned_model(
         metrics["accuracy"],
         metrics["macro_f1"],
     )
-    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)
+    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=report)
+
+
+def predicted_labels(predictions: Sequence[Artifact]) -> dict[str, str | None]:
+    """review_id -> predicted class (None when the model gave no usable answer) from
+    a batch prediction step's Parquet files."""
+    from reviewops.storage.io import read_table
+
+    if not predictions:
+        raise TuningError("the batch prediction step recorded no predictions output")
+    predicted: dict[str, str | None] = {}
+    for artifact in predictions:
+        table = read_table(artifact.path, columns=["review_id", "predicted_label"])
+        for review_id, label in zip(
+            table.column("review_id").to_pylist(), table.column("predicted_label").to_pylist(), strict=True
+        ):
+            predicted[str(review_id)] = label or None
+    return predicted
+
+
+def evaluate_tuned_step(
+    data_root: str,
+    model_version: str,
+    candidate: Artifact,
+    eval_file: Artifact,
+    predictions: LineageRecord,
+    champion_predictions: LineageRecord | None,
+) -> tuple[StepResult, list[Artifact]]:
+    """The ``evaluate_tuned`` step: :func:`evaluate_tuned_model` against the registry's
+    champion. A Keras champion predicts here; a Vertex AI champion is judged from its own
+    batch predictions of the same split (``champion_predictions``, which must be of the
+    champion the registry names now). Returns the result and the champion's inputs."""
+    from reviewops.registry.store import Registry, RegistryError
+
+    registry = Registry(data_root)
+    champion = registry.champion()
+    keras_champion: tuple[str, StoragePath] | None = None
+    vertex_champion: tuple[str, Mapping[str, str | None]] | None = None
+    champion_inputs: list[Artifact] = []
+    if champion is not None:
+        try:
+            model_file = registry.keras_model(champion)
+        except RegistryError:
+            found = champion_predictions.metrics.get("registry_version") if champion_predictions else "none"
+            if champion_predictions is None or found != champion:
+                raise TuningError(
+                    f"the champion {champion} is a Vertex AI model, but the champion's batch predictions of this "
+                    f"eval split are of {found}: the champion changed during the run. Run reviews_training again"
+                ) from None
+            champion_inputs = champion_predictions.outputs_of(ArtifactKind.PREDICTIONS)
+            for artifact in champion_inputs:
+                artifact.verify()
+            vertex_champion = (champion, predicted_labels(champion_inputs))
+        else:
+            keras_champion = (champion, model_file)
+            champion_inputs = [Artifact.of_file(model_file, ArtifactKind.MODEL)]
+    answers = predictions.outputs_of(ArtifactKind.PREDICTIONS)
+    result = evaluate_tuned_model(
+        candidate.path.parent,
+        eval_file.path.parent,
+        model_version,
+        predicted_labels(answers),
+        keras_champion,
+        predictions_summary=predictions.metrics.get("response_summary") or {},
+        vertex_champion=vertex_champion,
+    )
+    return result, champion_inputs

@@ -78,8 +78,37 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class _Outputs:
+    """Lookups of a step's outputs, shared by ``StepResult`` and ``LineageRecord``."""
+
+    outputs: tuple[Artifact, ...]
+
+    def _owner(self) -> str:
+        return "step result"
+
+    def output(self, kind: str) -> Artifact:
+        """The single output of ``kind``; a clear error when there is none or several."""
+        found = [a for a in self.outputs if a.kind == kind]
+        if len(found) != 1:
+            raise LineageError(f"{self._owner()} has {len(found)} outputs of kind {str(kind)!r}, expected one")
+        return found[0]
+
+    def outputs_of(self, kind: str) -> list[Artifact]:
+        return [a for a in self.outputs if a.kind == kind]
+
+    def output_named(self, *names: str) -> Artifact:
+        """The output whose file name is the first of ``names`` that there is (a
+        dataset's ``manifest.json``; a candidate's ``model.keras`` or
+        ``vertex_model.json``); a clear error when there is none of them."""
+        by_name = {a.uri.rstrip("/").rsplit("/", 1)[-1]: a for a in self.outputs}
+        for name in names:
+            if name in by_name:
+                return by_name[name]
+        raise LineageError(f"{self._owner()} has no output named {' or '.join(names)}")
+
+
 @dataclass(frozen=True)
-class StepResult:
+class StepResult(_Outputs):
     """What a domain step returns: its outputs, metrics and the thing it concerns."""
 
     subject: str
@@ -88,7 +117,7 @@ class StepResult:
 
 
 @dataclass(frozen=True)
-class LineageRecord:
+class LineageRecord(_Outputs):
     record_id: str
     dag_id: str
     run_id: str
@@ -117,18 +146,8 @@ class LineageRecord:
         values["parents"] = tuple(data.get("parents", ()))
         return cls(**values)
 
-    def output(self, kind: str) -> Artifact:
-        """The single output of ``kind``; a clear error when there is none or several."""
-        found = [a for a in self.outputs if a.kind == kind]
-        if len(found) != 1:
-            raise LineageError(
-                f"record {self.record_id} of task {self.task_id} has {len(found)} "
-                f"outputs of kind {kind!r}, expected one"
-            )
-        return found[0]
-
-    def outputs_of(self, kind: str) -> list[Artifact]:
-        return [a for a in self.outputs if a.kind == kind]
+    def _owner(self) -> str:
+        return f"record {self.record_id} of task {self.task_id}"
 
 
 def new_record_id() -> str:

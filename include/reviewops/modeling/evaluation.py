@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from reviewops.lineage.record import StepResult
+    from reviewops.lineage.record import Artifact, StepResult
     from reviewops.storage.paths import StoragePath
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def evaluate_candidate(
     """Score the eval split with the challenger, the champion (when there is one) and
     two baselines trained on the same train split; write ``evaluation.json`` beside the
     challenger."""
+    from reviewops.contracts import EVALUATION_FILE, ArtifactKind
     from reviewops.data.schema import CLASSES
     from reviewops.lineage.record import Artifact, StepResult
     from reviewops.modeling.training import load_model, predict_labels
@@ -143,7 +144,7 @@ def evaluate_candidate(
         **metrics,
         **references(dataset_dir, texts, labels, champion),
     }
-    path = write_json(report, model_file.parent / "evaluation.json")
+    path = write_json(report, model_file.parent / EVALUATION_FILE)
     log.info(
         "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
         model_version,
@@ -160,4 +161,33 @@ def evaluate_candidate(
             report["champion"]["accuracy"],
             report["champion"]["macro_f1"],
         )
-    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, "evaluation"),), metrics=report)
+    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=report)
+
+
+class EvaluationError(RuntimeError):
+    """A challenger that cannot be evaluated as asked; the message says what to do."""
+
+
+def evaluate_against_champion(
+    data_root: str, model_file: StoragePath, dataset_dir: StoragePath, model_version: str
+) -> tuple[StepResult, list[Artifact]]:
+    """:func:`evaluate_candidate` against the registry's champion, when there is one;
+    returns the result and the champion's model file it read. A Vertex AI champion does
+    not predict here, so a local challenger cannot be compared with it."""
+    from reviewops.contracts import ArtifactKind
+    from reviewops.lineage.record import Artifact
+    from reviewops.registry.store import Registry, RegistryError
+
+    registry = Registry(data_root)
+    champion = registry.champion()
+    if champion is None:
+        return evaluate_candidate(model_file, dataset_dir, model_version), []
+    try:
+        champion_file = registry.keras_model(champion)
+    except RegistryError as exc:
+        raise EvaluationError(
+            f"cannot compare with the champion on this eval split: {exc}. Train with "
+            "training_backend=vertex, or roll back to a Keras champion ('reviewops models rollback')"
+        ) from exc
+    result = evaluate_candidate(model_file, dataset_dir, model_version, (champion, champion_file))
+    return result, [Artifact.of_file(champion_file, ArtifactKind.MODEL)]

@@ -3,8 +3,15 @@ same held-out split; with no champion yet, it must beat the baselines."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from reviewops.contracts import DECISION_FILE, ArtifactKind
+from reviewops.lineage.record import Artifact, StepResult
+from reviewops.storage.io import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,4 +81,17 @@ def decide(report: dict[str, Any], policy: GatePolicy) -> GateDecision:
         challenger,
         champion["model_version"] if champion else None,
         policy_dict,
+    )
+
+
+def gate_candidate(evaluation: Artifact, policy: GatePolicy) -> StepResult:
+    """The gate step: decide from the challenger's ``evaluation.json`` and write the
+    decision beside it as ``decision.json``. A rejection is a decision, not an error."""
+    decision = decide(read_json(evaluation.path), policy)
+    path = write_json(decision.to_dict(), evaluation.path.parent / DECISION_FILE)
+    (log.warning if decision.verdict == "reject" else log.info)("gate: %s", decision.summary)
+    return StepResult(
+        subject=decision.challenger,
+        outputs=(Artifact.of_file(path, ArtifactKind.DECISION),),
+        metrics=decision.to_dict(),
     )

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reviewops.registry.store import MODEL_FILE, Registry, RegistryError
+from reviewops.contracts import MODEL_FILE
+from reviewops.registry.store import Registry, RegistryError
 from reviewops.storage.io import read_table
 from reviewops.storage.paths import Layout
 from reviewops.storage.publish import is_published

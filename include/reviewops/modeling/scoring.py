@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reviewops.contracts import ArtifactKind
 from reviewops.data.schema import prediction_schema
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.registry.store import Registry
@@ -95,7 +96,7 @@ def score_week(params: ScoreParams, curated: Artifact) -> tuple[StepResult, list
     log.info("week %s: %d reviews scored by %s model %s", week, stats["rows_scored"], how, version)
     result = StepResult(
         subject=f"week={week}",
-        outputs=(Artifact.of_file(target, "predictions"),),
+        outputs=(Artifact.of_file(target, ArtifactKind.PREDICTIONS),),
         metrics={"week": week, "model_version": version, "model_choice": how, **stats},
     )
-    return result, [curated, Artifact.of_file(model_file, "model")]
+    return result, [curated, Artifact.of_file(model_file, ArtifactKind.MODEL)]

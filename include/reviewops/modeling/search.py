@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
+from reviewops.contracts import MODEL_FILE, ArtifactKind
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
 from reviewops.storage.io import local_copy, write_json
@@ -101,7 +102,7 @@ def run_trial(params: TrialParams) -> StepResult:
         tempfile.TemporaryDirectory(prefix="reviewops-trial-") as tmp,
     ):
         summary = train_model(train, train_file, Path(tmp), FitPlan(validation_fraction=params.validation_fraction))
-        model = load_model(Path(tmp) / "model.keras")
+        model = load_model(Path(tmp) / MODEL_FILE)
         pairs = list(read_tfrecord(train_file, "validation", params.validation_fraction).as_numpy_iterator())
         texts = [t.decode() for t, _ in pairs]
         truth = [CLASSES[int(y)] for _, y in pairs]
@@ -125,7 +126,7 @@ def run_trial(params: TrialParams) -> StepResult:
     )
     return StepResult(
         subject=params.trial["label"],
-        outputs=(Artifact.of_file(path, "trial"),),
+        outputs=(Artifact.of_file(path, ArtifactKind.TRIAL),),
         metrics={
             "label": params.trial["label"],
             "params": train.as_dict(),
@@ -137,11 +138,17 @@ def run_trial(params: TrialParams) -> StepResult:
     )
 
 
+def rank_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials best first: by validation macro-F1, then accuracy, then label (so a
+    tie always resolves the same way)."""
+    return sorted(trials, key=lambda t: (t["validation_macro_f1"], t["validation_accuracy"], t["label"]), reverse=True)
+
+
 def select_best(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """The trial with the best validation macro-F1 (accuracy, then label, break ties)."""
+    """The first trial of :func:`rank_trials`."""
     if not trials:
         raise SearchSpaceError("no trial finished: nothing to choose from")
-    return max(trials, key=lambda t: (t["validation_macro_f1"], t["validation_accuracy"], t["label"]))
+    return rank_trials(trials)[0]
 
 
-__all__ = ["DEFAULT_MAX_TRIALS", "DEFAULT_SEARCH_SPACE", "plan_trials", "run_trial", "select_best"]
+__all__ = ["DEFAULT_MAX_TRIALS", "DEFAULT_SEARCH_SPACE", "plan_trials", "rank_trials", "run_trial", "select_best"]

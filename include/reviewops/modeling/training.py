@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reviewops.contracts import MODEL_FILE, REFERENCE_FILE, TRAINING_FILE, VOCABULARY_FILE, ArtifactKind
 from reviewops.data.schema import CLASSES
 from reviewops.lineage.record import Artifact, StepResult, code_version
 from reviewops.storage.io import local_copy
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
 REPRESENTATIONS = ("tfidf", "embedding")
 _BUCKETS = 10_000
 
@@ -206,7 +206,7 @@ def _train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path, plan:
         "warm_start_from": str(plan.init_model) if plan.init_model else None,
         **plan.extra,
     }
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (out_dir / TRAINING_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
@@ -269,10 +269,6 @@ class _EpochLog:
         return EpochLog()
 
 
-REFERENCE_FILE = "reference.json"
-VOCABULARY_FILE = "vocabulary.txt"
-
-
 def write_reference(model_dir: Path, dataset_dir: StoragePath) -> None:
     """What weekly monitoring compares each week with: the training data's class mix (of
     labels and of the model's predictions), text lengths, and the model's vocabulary."""
@@ -319,8 +315,40 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     return StepResult(
         subject=version,
         outputs=(
-            Artifact.of_file(out_dir / MODEL_FILE, "model_candidate"),
-            Artifact.of_file(out_dir / "training.json", "model_candidate"),
+            Artifact.of_file(out_dir / MODEL_FILE, ArtifactKind.MODEL_CANDIDATE),
+            Artifact.of_file(out_dir / TRAINING_FILE, ArtifactKind.MODEL_CANDIDATE),
         ),
         metrics={"model_version": version, "dataset_version": dataset_version, **summary},
     )
+
+
+@dataclass(frozen=True)
+class CandidateParams:
+    """The training DAG's final fit: the best trial's hyperparameters (``chosen``) with
+    the run's fixed ones over them (``overrides``); with ``warm_start`` the champion, if
+    there is one, is fine-tuned instead of training from scratch."""
+
+    data_root: str
+    dataset_dir: str
+    chosen: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = False
+
+
+def train_chosen_candidate(params: CandidateParams) -> tuple[StepResult, list[Artifact]]:
+    """Train the candidate :class:`CandidateParams` describes; returns its result and the
+    champion's model file it started from (the input beside the dataset), if any."""
+    from reviewops.registry.store import Registry
+
+    warm_from = None
+    inputs: list[Artifact] = []
+    if params.warm_start:
+        registry = Registry(params.data_root)
+        warm_from = registry.champion()
+        if warm_from is None:
+            log.warning("warm_start requested but there is no champion yet: training from scratch")
+        else:
+            inputs.append(Artifact.of_file(registry.keras_model(warm_from), ArtifactKind.MODEL))
+    train = TrainParams(**{**params.chosen, **params.overrides})
+    step = TrainStepParams(params.data_root, params.dataset_dir, train, warm_start_from=warm_from)
+    return train_candidate(step), inputs

@@ -235,13 +235,20 @@ def week_metrics(
     return metrics
 
 
+VERTEX_COLUMNS = frozenset({"response_status", "model_safety_categories", "citation_count"})
+
+
+def is_vertex_predictions(predictions: pa.Table) -> bool:
+    """Predictions by a Gemini model on Vertex AI: they carry its response columns."""
+    return set(predictions.column_names) >= VERTEX_COLUMNS
+
+
 def model_safety_metrics(predictions: pa.Table) -> dict[str, Any]:
     """The model's own safety signals in a predictions table, like the local safety
     flags: reviews the model rated MEDIUM/HIGH or blocked in a category (by category),
     reviews blocked, answers with citations, and the count of each response status.
     A table without the Vertex columns (local scoring) gives an empty dict."""
-    names = set(predictions.column_names)
-    if not {"response_status", "model_safety_categories", "citation_count"} <= names:
+    if not is_vertex_predictions(predictions):
         return {}
     rows = predictions.num_rows
     statuses = predictions.column("response_status").to_pylist()

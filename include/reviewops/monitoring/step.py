@@ -6,13 +6,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from reviewops.contracts import METRICS_FILE, MODEL_FILE, REFERENCE_FILE, REPORT_FILE, VOCABULARY_FILE, ArtifactKind
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.monitoring.metrics import model_safety_metrics, week_metrics
+from reviewops.monitoring.metrics import is_vertex_predictions, model_safety_metrics, week_metrics
 from reviewops.monitoring.report import render_report_html
 from reviewops.monitoring.thresholds import Thresholds, check_thresholds
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from reviewops.registry.store import Registry
+
 log = logging.getLogger(__name__)
+
+
+class MonitoringError(RuntimeError):
+    """A week that cannot be monitored as asked; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -27,17 +38,15 @@ def monitor_week(
     curated: Artifact,
     batch_seconds: Sequence[float],
     model_version: str,
-    reference_version: str | None = None,
 ) -> tuple[StepResult, list[Artifact]]:
     """Compute a scored week's metrics against the scoring model's training reference;
     write ``monitoring/week=…/metrics.json`` and ``report.html``. Breaches are reported
     in the metrics (the gate task fails on them), never raised here.
 
-    ``reference_version``: the registered Keras model whose training reference and
-    vocabulary to compare with when the scoring model is not one (Gemini on Vertex AI).
-    Predictions from Vertex AI also get the model's own safety counts
-    (``reviewops.monitoring.metrics.model_safety_metrics``)."""
-    from reviewops.modeling.training import REFERENCE_FILE, VOCABULARY_FILE
+    A week scored by a Gemini model on Vertex AI (its predictions carry the response
+    columns) is compared with the training reference and vocabulary of a registered
+    Keras model (:meth:`Registry.keras_reference`), and also gets the model's own safety
+    counts (:func:`reviewops.monitoring.metrics.model_safety_metrics`)."""
     from reviewops.registry.store import Registry
     from reviewops.storage.io import read_json, read_table, write_json, write_text
     from reviewops.storage.paths import Layout
@@ -52,7 +61,7 @@ def monitor_week(
         raise ValueError(
             f"{predictions.uri} holds predictions of {sorted(found)}, not {model_version}: re-score the week"
         )
-    versions = [reference_version or model_version]
+    versions = [_reference_version(registry, model_version, table)]
     model_dir = registry.path(versions[0])
     reference = read_json(model_dir / REFERENCE_FILE)
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
@@ -66,19 +75,37 @@ def monitor_week(
     metrics["reference_model_version"] = versions[0]
     metrics["breaches"] = [b.as_dict() for b in breaches]
     folder = Layout(params.data_root).monitoring(week)
-    metrics_path = write_json(metrics, folder / "metrics.json")
-    report_path = write_text(render_report_html(week, metrics, breaches), folder / "report.html")
+    metrics_path = write_json(metrics, folder / METRICS_FILE)
+    report_path = write_text(render_report_html(week, metrics, breaches), folder / REPORT_FILE)
     for breach in breaches:
         log.warning("week %s: %s", week, breach.message)
     result = StepResult(
         subject=f"week={week}",
-        outputs=(Artifact.of_file(metrics_path, "report"), Artifact.of_file(report_path, "report")),
+        outputs=(
+            Artifact.of_file(metrics_path, ArtifactKind.REPORT),
+            Artifact.of_file(report_path, ArtifactKind.REPORT),
+        ),
         metrics=metrics,
     )
-    model_file = model_dir / "model.keras"
+    model_file = model_dir / MODEL_FILE
     return result, [
         predictions,
         curated,
-        Artifact.of_file(model_dir / REFERENCE_FILE, "model"),
-        Artifact.of_file(model_file, "model"),
+        Artifact.of_file(model_dir / REFERENCE_FILE, ArtifactKind.MODEL),
+        Artifact.of_file(model_file, ArtifactKind.MODEL),
     ]
+
+
+def _reference_version(registry: Registry, model_version: str, predictions: pa.Table) -> str:
+    """The registered Keras model whose training reference the week is compared with:
+    the scoring model itself, or for a week scored on Vertex AI (no Keras reference of
+    its own) the registry's Keras reference."""
+    if not is_vertex_predictions(predictions):
+        return model_version
+    version = registry.keras_reference()
+    if version is None:
+        raise MonitoringError(
+            "a week scored on Vertex AI is monitored against the training reference of a Keras model, "
+            "and none is registered: run reviews_training with training_backend=local once"
+        )
+    return version

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,20 @@ class Thresholds:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Thresholds:
+        """The defaults with a run's overrides (e.g. ``{"max_prediction_psi": 0.3}``); a
+        ``ValueError`` naming the known thresholds for an unknown one."""
+        overrides = dict(overrides or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown threshold(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**overrides)
+        except TypeError as exc:
+            raise ValueError(f"thresholds: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reviewops.contracts import ModelKind
+
 
 def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
     metrics = meta["metrics"]
@@ -80,7 +82,7 @@ def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
 
 def _what_it_is(meta: dict[str, Any]) -> str:
     vertex = meta.get("vertex")
-    if meta.get("kind") == "vertex" and vertex:
+    if meta.get("kind") == ModelKind.VERTEX and vertex:
         return (
             f"A Gemini model tuned on Vertex AI (supervised fine-tuning of `{vertex['source_model']}`) that "
             "answers the class of a product review (`negative`, `neutral`, `positive`) in one word, given the "

@@ -26,6 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reviewops.contracts import (
+    METADATA_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    TRAINING_FILE,
+    VERTEX_MODEL_FILE,
+    ArtifactKind,
+    ModelKind,
+)
 from reviewops.lineage.record import Artifact, StepResult, code_version
 from reviewops.storage.io import create_exclusive, fetch, read_json, remove, size_of, write_json, write_text
 from reviewops.storage.paths import Layout, StoragePath, is_remote, to_uri
@@ -37,13 +46,9 @@ CHAMPION_FILE = "champion.json"
 HISTORY_FILE = "promotions.jsonl"
 LOCK_FILE = ".registry.lock"
 ANY = object()
-METADATA_FILE = "metadata.json"
-MODEL_FILE = "model.keras"
-# A Vertex AI tuned model has no weights here: its folder holds this description instead
+# A Vertex AI tuned model has no weights here: its folder holds VERTEX_MODEL_FILE instead
 # (resource names, base model, prompt, data, tuning job config).
-VERTEX_MODEL_FILE = "vertex_model.json"
-MODEL_FILES = {"keras": MODEL_FILE, "vertex": VERTEX_MODEL_FILE}
-CARD_FILE = "model_card.md"
+MODEL_FILES = {ModelKind.KERAS: MODEL_FILE, ModelKind.VERTEX: VERTEX_MODEL_FILE}
 LOCK_WAIT_SECONDS = 30.0
 
 
@@ -98,6 +103,10 @@ class Registry:
         version: str = read_json(pointer)["version"]
         return version
 
+    def kind(self, version: str) -> ModelKind:
+        """What a registered version holds (a version registered before kinds existed is Keras)."""
+        return ModelKind(self.metadata(version).get("kind", ModelKind.KERAS))
+
     def require_champion(self) -> str:
         version = self.champion()
         if version is None:
@@ -126,8 +135,8 @@ class Registry:
         """The saved Keras model of a version; a clear error for a version of another kind
         (a Vertex AI tuned model has no weights here: it scores on Vertex AI)."""
         meta = self.metadata(version)
-        kind = meta.get("kind", "keras")
-        if kind != "keras":
+        kind = meta.get("kind", ModelKind.KERAS)
+        if kind != ModelKind.KERAS:
             tuned = (meta.get("vertex") or {}).get("tuned_model_name", "?")
             raise RegistryError(
                 f"model {version} is a {kind} model (Vertex AI tuned model {tuned}), not a Keras model: "
@@ -140,9 +149,9 @@ class Registry:
         a week with when the week was scored by a model that has none (Gemini on Vertex
         AI): the champion when it is a Keras model, else the newest Keras version."""
         champion = self.champion()
-        if champion is not None and self.metadata(champion).get("kind", "keras") == "keras":
+        if champion is not None and self.metadata(champion).get("kind", ModelKind.KERAS) == ModelKind.KERAS:
             return champion
-        keras = [str(m["version"]) for m in self.versions() if m.get("kind", "keras") == "keras"]
+        keras = [str(m["version"]) for m in self.versions() if m.get("kind", ModelKind.KERAS) == ModelKind.KERAS]
         return keras[-1] if keras else None
 
     def is_blessed(self, version: str) -> bool:
@@ -296,9 +305,12 @@ def register_model(
 
     registry = Registry(params.data_root)
     version = evaluation["model_version"]
-    kind = str(training.get("kind", "keras"))
-    if kind not in MODEL_FILES:
-        raise RegistryError(f"candidate of unknown kind {kind!r}: known kinds are {', '.join(MODEL_FILES)}")
+    try:
+        kind = ModelKind(training.get("kind", ModelKind.KERAS))
+    except ValueError:
+        raise RegistryError(
+            f"candidate of unknown kind {training.get('kind')!r}: known kinds are {', '.join(MODEL_FILES)}"
+        ) from None
     metadata = {
         "version": version,
         "kind": kind,
@@ -315,9 +327,9 @@ def register_model(
         "champion_at_evaluation": evaluation.get("champion"),
         "gate": decision,
     }
-    if kind == "vertex":
+    if kind == ModelKind.VERTEX:
         metadata["vertex"] = training["vertex"]
-    write_text(render_model_card(metadata, manifest), candidate / CARD_FILE)
+    write_text(render_model_card(metadata, manifest), candidate / MODEL_CARD_FILE)
     folder, published = registry.register(candidate, metadata)
     promoted = False
     if decision["promote"]:
@@ -332,7 +344,8 @@ def register_model(
     log.info("model %s registered%s; champion is %s", version, "" if published else " (already)", champion)
     stored = registry.metadata(version)
     registered = tuple(
-        Artifact.of_file(folder / name, "model") for name in (MODEL_FILES[kind], METADATA_FILE, CARD_FILE)
+        Artifact.of_file(folder / name, ArtifactKind.MODEL)
+        for name in (MODEL_FILES[kind], METADATA_FILE, MODEL_CARD_FILE)
     )
     return StepResult(
         subject=version,
@@ -353,3 +366,23 @@ def register_model(
 
 def _gate_reason(decision: dict[str, Any]) -> str:
     return "gate: " + "; ".join(decision["reasons"])
+
+
+def register_candidate(
+    params: RegisterParams,
+    candidate_model: StoragePath,
+    evaluation_file: StoragePath,
+    decision_file: StoragePath,
+    manifest_file: StoragePath,
+) -> StepResult:
+    """:func:`register_model` from the files the training steps wrote: the candidate's
+    model file (its folder holds ``training.json``), its ``evaluation.json``, the gate's
+    ``decision.json`` and the dataset's ``manifest.json``."""
+    return register_model(
+        params,
+        candidate_model.parent,
+        read_json(evaluation_file),
+        read_json(decision_file),
+        read_json(candidate_model.parent / TRAINING_FILE),
+        read_json(manifest_file),
+    )
