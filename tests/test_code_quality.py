@@ -1,5 +1,5 @@
-"""The strict checks of STYLE.md, run with the suite: ruff everywhere, mypy --strict on
-the code where the logic lives."""
+"""The strict checks of `make lint`, run with the suite: ruff everywhere, mypy --strict on
+the code where the logic lives (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ silent mismatch; the enums are ``StrEnum`` and serialise as the plain strings th
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, NotRequired, TypedDict
 
 
 class ModelKind(StrEnum):
@@ -61,3 +62,125 @@ MANIFEST_FILE = "manifest.json"
 # A monitored week (monitoring/week=…/).
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+
+
+# --- the JSON documents steps hand each other -----------------------------------------
+# Shapes of what one step writes and another reads (evaluation.json, a model version's
+# metadata.json, a week's metrics.json), so a reader's key is checked against the writer's.
+
+
+class ClassScores(TypedDict):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Scores(TypedDict):
+    """:func:`reviewops.modeling.evaluation.classification_metrics` of one model on one split."""
+
+    rows: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    predicts: NotRequired[str]  # the majority baseline: the class it always predicts
+    model: NotRequired[str]  # a baseline: its exact configuration
+    unanswered: NotRequired[dict[str, int]]  # a Vertex AI model: reviews it left unanswered, by true class
+
+
+class ChampionScores(Scores):
+    model_version: str
+
+
+class EvaluationReport(Scores):
+    """``evaluation.json``: the challenger's scores on the eval split beside the baselines'
+    and the champion's on the same rows; the gate decides from it."""
+
+    model_version: str
+    dataset_version: str
+    split: str
+    baselines: dict[str, Scores]
+    champion: ChampionScores | None
+    kind: NotRequired[str]  # ModelKind.VERTEX for a tuned Gemini model (else Keras)
+    answered: NotRequired[int]  # a Vertex AI model: eval reviews it answered
+    predictions: NotRequired[dict[str, Any]]  # a Vertex AI model: its response summary
+
+
+class GateRecord(TypedDict):
+    """``decision.json``: :class:`reviewops.modeling.promotion.GateDecision` as written."""
+
+    promote: bool
+    verdict: str
+    reasons: list[str]
+    challenger: str
+    champion: str | None
+    policy: dict[str, float]
+
+
+class ModelMetadata(TypedDict):
+    """A registered version's ``metadata.json``."""
+
+    version: str
+    kind: str
+    dataset_version: str
+    params: dict[str, Any]
+    warm_start_from: str | None
+    code_version: str
+    registered_at: str
+    train_seconds: float
+    size_bytes: int
+    classes: list[str]
+    metrics: dict[str, Any]
+    baselines: dict[str, Scores]
+    champion_at_evaluation: ChampionScores | None
+    gate: GateRecord
+    vertex: NotRequired[dict[str, Any]]  # a tuned Gemini model: its resource names and tuning
+
+
+class VertexSignals(TypedDict, total=False):
+    """A Gemini model's own safety signals in a week it scored on Vertex AI
+    (:func:`reviewops.monitoring.metrics.model_safety_metrics`); empty for local scoring."""
+
+    model_safety_flagged: int
+    model_safety_rate: float | None
+    model_safety_by_category: dict[str, int]
+    model_blocked: int
+    model_blocked_rate: float | None
+    citations_reviews: int
+    citations_total: int
+    citation_rate: float | None
+    response_status: dict[str, int]
+    answered_rate: float | None
+
+
+class WeekMetrics(VertexSignals):
+    """A monitored week's ``metrics.json`` (:func:`reviewops.monitoring.metrics.week_metrics`,
+    completed by the monitoring step). A metric the week cannot define is None. The
+    answered rate is always there (every review answered by a local model)."""
+
+    review_count: int
+    answered_count: int
+    throughput_rows_per_second: float | None
+    batch_latency_seconds: dict[str, Any]
+    predicted_class_counts: dict[str, int]
+    predicted_class_distribution: dict[str, float] | None
+    mean_confidence: float | None
+    length_distribution: dict[str, Any]
+    mean_length: float | None
+    reference: dict[str, Any]
+    drift: dict[str, float | None]
+    labelled_count: int
+    accuracy: float | None
+    macro_f1: float | None
+    slices: dict[str, list[dict[str, Any]]]
+    worst_slice_gap: dict[str, Any] | None
+    unknown_word_share: float | None
+    safety: dict[str, Any]
+    thresholds: dict[str, Any]
+    # Written by the monitoring step.
+    week: NotRequired[str]
+    model_version: NotRequired[str]
+    reference_model_version: NotRequired[str]
+    breaches: NotRequired[list[dict[str, Any]]]

@@ -1,5 +1,8 @@
 """Alerts when a weekly monitoring gate fails: a JSON POST to the URL of an Airflow
-Connection (Slack/Teams/PagerDuty-style incoming webhooks accept it)."""
+Connection. A Slack incoming webhook accepts the payload as it is (it reads ``text``);
+PagerDuty's Events API v2 does not (it needs ``routing_key``, ``event_action`` and
+``payload``): point the Connection at a relay that maps the fields, or use the provider's
+own notifier."""
 
 from __future__ import annotations
 

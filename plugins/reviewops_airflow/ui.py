@@ -29,7 +29,7 @@ def _monitoring_root() -> StoragePath:
     from reviewops.config import Settings
     from reviewops.storage.paths import Layout
 
-    return Layout(Settings.from_env().data_root).root / "monitoring"
+    return Layout(Settings.from_env().data_root).monitoring_dir()
 
 
 @app.get("/monitoring/", response_class=HTMLResponse)
@@ -65,7 +65,9 @@ def monitoring_report(week: str, user: User) -> str:
     """The week's report.html, as the monitor task wrote it (data in it is escaped)."""
     if not WEEK.match(week):
         raise HTTPException(status_code=404, detail="weeks are named YYYY-MM-DD")
-    report = _monitoring_root() / f"week={week}" / "report.html"
+    from reviewops.contracts import REPORT_FILE
+
+    report = _monitoring_root() / f"week={week}" / REPORT_FILE
     if not report.is_file():
         raise HTTPException(status_code=404, detail=f"week {week} has not been monitored")
     return report.read_text(encoding="utf-8")

@@ -38,10 +38,6 @@ STATUS_OF = {
     "missing": "missing",
 }
 
-# >>> Enable once monitor_week counts the Vertex model's safety ratings and citations
-# (reviewops.monitoring.metrics.model_safety_metrics) and accepts predictions by a model that is
-# not a registered Keras model (a base Gemini model): the Vertex run then succeeds end to end.
-MONITOR_INTEGRATED = True
 
 
 def _record(dag_run: Any, task_id: str) -> dict[str, Any]:
@@ -88,8 +84,6 @@ def runs(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     dagbag = DagBag(dag_folder=str(ROOT / "dags"))
     assert dagbag.import_errors == {}
     weekly = dagbag.dags["reviews_weekly"]
-    if not MONITOR_INTEGRATED:
-        weekly.get_task("monitor").retries = 0  # it fails on a Vertex week until integrated: fail fast
     fake = FakeVertex()
     with pytest.MonkeyPatch.context() as monkeypatch, gcsfake.installed(base / "fake-gcs"):
         fake.patch(monkeypatch)
@@ -133,8 +127,7 @@ def test_the_vertex_branch_runs_and_the_local_one_is_skipped(runs: dict[str, Any
     for task in ("ingest", "validate", "transform", "choose_scoring_backend", "prepare_batch", "batch_predict"):
         assert states[task] == "success", states
     assert states["collect_batch"] == "success" and states["score"] == "skipped"
-    if MONITOR_INTEGRATED:
-        assert str(runs["vertex"].state) == "success", states
+    assert str(runs["vertex"].state) == "success", states
     local = _states(runs["local"])
     assert str(runs["local"].state) == "success", local
     assert local["score"] == "success"
@@ -210,9 +203,8 @@ def test_the_model_safety_counts_reach_monitoring(runs: dict[str, Any]) -> None:
     assert collect["model_blocked"] == statuses.count("blocked")
     assert collect["citations_reviews"] == sum(1 for c in table.column("citation_count").to_pylist() if c)
     assert collect["response_status"] == collect["response_summary"]["by_status"]
-    if MONITOR_INTEGRATED:
-        monitor = _record(runs["vertex"], "monitor")["metrics"]
-        for key in ("model_safety_flagged", "model_safety_by_category", "model_blocked", "citations_reviews"):
-            assert monitor[key] == collect[key], key
-        assert monitor["answered_rate"] == round(statuses.count("ok") / len(statuses), 4)
-        assert 0.5 <= monitor["answered_rate"] < 0.9  # gated at 0.9 by default: the run loosened it
+    monitor = _record(runs["vertex"], "monitor")["metrics"]
+    for key in ("model_safety_flagged", "model_safety_by_category", "model_blocked", "citations_reviews"):
+        assert monitor[key] == collect[key], key
+    assert monitor["answered_rate"] == round(statuses.count("ok") / len(statuses), 4)
+    assert 0.5 <= monitor["answered_rate"] < 0.9  # gated at 0.9 by default: the run loosened it

@@ -31,7 +31,7 @@ class IngestParams:
 
 def rejected_files_dir(data_root: str | Path, batch_key: str) -> StoragePath:
     """Where the files of a batch's source that could not be read are kept, with their errors."""
-    return Layout(data_root).quarantine(batch_key).parent / "files"
+    return Layout(data_root).rejected_files(batch_key)
 
 
 def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:

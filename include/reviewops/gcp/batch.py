@@ -234,7 +234,7 @@ def resolve_model(params: PrepareParams, settings: VertexSettings) -> ResolvedMo
             registry.resolve(version)  # a pinned version must be blessed
         else:
             version = registry.champion()
-        meta = registry.metadata(version) if version else {}
+        meta: Mapping[str, Any] = registry.metadata(version) if version else {}
     except RegistryError as exc:
         raise BatchError(str(exc)) from exc
     kind = meta.get("kind")
@@ -287,7 +287,7 @@ def model_id(model: str, registry_version: str | None, prompt_ref: str) -> str:
 
 
 def batch_folder(data_root: str, subject: str, prompt_ref: str) -> StoragePath:
-    return Layout(data_root).root / "vertex" / "batch" / subject / prompt_ref
+    return Layout(data_root).vertex_batch(subject, prompt_ref)
 
 
 _DISPLAY = re.compile(r"[^A-Za-z0-9._@=/+ -]+")

@@ -360,7 +360,7 @@ def _as_string(column: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
 def land(rows: pa.Table, data_root: str, table: str, window: Window) -> Artifact:
     """Write the window's rows to ``<data_root>/landing/bigquery/<table>/<batch>/reviews.parquet``,
     replacing an earlier landing of the same batch, and describe the file (kind ``landing``)."""
-    target = Layout(data_root).root / "landing" / "bigquery" / table / window.key / "reviews.parquet"
+    target = Layout(data_root).landing("bigquery", table, window.key)
     return Artifact.of_file(write_parquet(to_raw(rows), target), "landing")
 
 

@@ -127,7 +127,7 @@ def evaluation_folder(data_root: str, dataset_version: str, model_version: str) 
     """``prompt_evaluation/<dataset>/<model>/``: the model part of the model id (the
     prompt varies inside the folder)."""
     model = model_version.rsplit("+", 1)[0]
-    return Layout(data_root).root / "prompt_evaluation" / dataset_version / _slug(model)
+    return Layout(data_root).prompt_evaluation(dataset_version, _slug(model))
 
 
 def score_prompt(

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewops.config import VertexSettings
-from reviewops.contracts import EVALUATION_FILE, TRAINING_FILE, VERTEX_MODEL_FILE, ArtifactKind, ModelKind
+from reviewops.contracts import EVALUATION_FILE, TRAINING_FILE, VERTEX_MODEL_FILE, ArtifactKind, ModelKind, Scores
 from reviewops.data.schema import CLASSES
 from reviewops.gcp.gemini import tuning_example
 from reviewops.gcp.prompts import PromptTemplate, load_template
@@ -116,7 +116,7 @@ def estimated_tokens(template: PromptTemplate, rows: Iterable[Mapping[str, Any]]
 
 
 def tuning_dir(data_root: str, dataset_version: str, template: PromptTemplate) -> StoragePath:
-    return Layout(data_root).root / "vertex" / "tuning" / dataset_version / template.ref
+    return Layout(data_root).vertex_tuning(dataset_version, template.ref)
 
 
 def read_split(dataset_dir: StoragePath, split: str) -> list[dict[str, Any]]:
@@ -327,7 +327,7 @@ def _resource_part(name: str, collection: str) -> str:
 # --- 3. evaluation ---------------------------------------------------------------------
 
 
-def scored_metrics(labels: Sequence[str], predicted: Sequence[str | None]) -> dict[str, Any]:
+def scored_metrics(labels: Sequence[str], predicted: Sequence[str | None]) -> Scores:
     """:func:`reviewops.modeling.evaluation.classification_metrics` over every eval row, where a
     review the model did not answer (blocked, unparseable, failed, missing) counts as a
     miss: it lowers accuracy and its class's recall, it is never dropped. The confusion
@@ -367,7 +367,7 @@ def evaluate_tuned_model(
     The champion is either a Keras model (``champion``: version and model file; it
     predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
     batch predictions of the same eval split, unanswered reviews counted as misses)."""
-    from reviewops.modeling.evaluation import references
+    from reviewops.modeling.evaluation import evaluation_report, references
     from reviewops.storage.io import read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
@@ -381,16 +381,12 @@ def evaluate_tuned_model(
             "predictions are not of this dataset version's eval split"
         )
     metrics = scored_metrics(labels, [predicted.get(i) for i in ids])
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "kind": KIND,
-        "dataset_version": dataset_dir.name,
-        "split": "eval",
-        **metrics,
-        "answered": matched,
-        "predictions": dict(predictions_summary or {}),
-        **references(dataset_dir, texts, labels, champion),
-    }
+    report = evaluation_report(
+        model_version, dataset_dir.name, metrics, references(dataset_dir, texts, labels, champion)
+    )
+    report["kind"] = KIND
+    report["answered"] = matched
+    report["predictions"] = dict(predictions_summary or {})
     if champion is None and vertex_champion is not None:
         version, answers = vertex_champion
         if ids and not any(i in answers for i in ids):
@@ -406,7 +402,9 @@ def evaluate_tuned_model(
         metrics["accuracy"],
         metrics["macro_f1"],
     )
-    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=report)
+    return StepResult(
+        subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=dict(report)
+    )
 
 
 def predicted_labels(predictions: Sequence[Artifact]) -> dict[str, str | None]:

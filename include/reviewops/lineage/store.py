@@ -30,7 +30,7 @@ class LineageNotFound(LookupError):
 
 class LineageStore:
     def __init__(self, data_root: str | StoragePath) -> None:
-        self.root = Layout(data_root).root / "lineage" / "records"
+        self.root = Layout(data_root).lineage_records()
 
     def write(self, record: LineageRecord) -> StoragePath:
         return write_json(record.to_dict(), self.root / f"{record.record_id}.json")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+
+from reviewops.contracts import ChampionScores, ClassScores, EvaluationReport, Scores
 
 if TYPE_CHECKING:
     from reviewops.lineage.record import Artifact, StepResult
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> Scores:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix
     (rows: true class, columns: predicted class, in ``classes`` order)."""
     index = {name: i for i, name in enumerate(classes)}
@@ -24,7 +26,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (true, pred), 1)
-    per_class: dict[str, dict[str, float | int]] = {}
+    per_class: dict[str, ClassScores] = {}
     f1s = []
     for i, name in enumerate(classes):
         tp = int(confusion[i, i])
@@ -51,9 +53,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     }
 
 
-def majority_baseline(
-    train_labels: Sequence[str], eval_labels: Sequence[str], classes: Sequence[str]
-) -> dict[str, Any]:
+def majority_baseline(train_labels: Sequence[str], eval_labels: Sequence[str], classes: Sequence[str]) -> Scores:
     """Metrics of always predicting the most common training class."""
     values, counts = np.unique(np.asarray(train_labels), return_counts=True)
     majority = str(values[int(np.argmax(counts))])
@@ -68,7 +68,7 @@ def tfidf_logreg_baseline(
     eval_texts: Sequence[str],
     eval_labels: Sequence[str],
     classes: Sequence[str],
-) -> dict[str, Any]:
+) -> Scores:
     """The classical baseline: TF-IDF of uni- and bigrams with a class-balanced logistic
     regression (scikit-learn), trained on the same train split."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -86,12 +86,19 @@ def tfidf_logreg_baseline(
     return metrics
 
 
+class References(TypedDict):
+    """What a challenger is compared with (the tail of ``evaluation.json``)."""
+
+    baselines: dict[str, Scores]
+    champion: ChampionScores | None
+
+
 def references(
     dataset_dir: StoragePath,
     texts: list[str],
     labels: list[str],
     champion: tuple[str, StoragePath] | None,
-) -> dict[str, Any]:
+) -> References:
     """What a challenger is compared with on the eval split (``texts``, ``labels``):
     the majority and TF-IDF + LR baselines trained on the dataset's train split, and the
     Keras champion (version, model file) predicting the same texts, when there is one."""
@@ -102,7 +109,7 @@ def references(
     train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     train_texts = train.column("text").to_pylist()
     train_labels = train.column("label").to_pylist()
-    compared: dict[str, Any] = {
+    compared: References = {
         "baselines": {
             "majority": majority_baseline(train_labels, labels, CLASSES),
             "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
@@ -116,6 +123,29 @@ def references(
             **classification_metrics(labels, predict_labels(load_model(path), texts), CLASSES),
         }
     return compared
+
+
+def evaluation_report(
+    model_version: str, dataset_version: str, scores: Scores, compared: References
+) -> EvaluationReport:
+    """``evaluation.json``: the challenger's scores on the eval split, then what it is
+    compared with on the same rows."""
+    report: EvaluationReport = {
+        "model_version": model_version,
+        "dataset_version": dataset_version,
+        "split": "eval",
+        "rows": scores["rows"],
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "per_class": scores["per_class"],
+        "confusion_matrix": scores["confusion_matrix"],
+        "classes": scores["classes"],
+        "baselines": compared["baselines"],
+        "champion": compared["champion"],
+    }
+    if "unanswered" in scores:
+        report["unanswered"] = scores["unanswered"]
+    return report
 
 
 def evaluate_candidate(
@@ -137,13 +167,9 @@ def evaluate_candidate(
     texts = evaluation.column("text").to_pylist()
     labels = evaluation.column("label").to_pylist()
     metrics = classification_metrics(labels, predict_labels(load_model(model_file), texts), CLASSES)
-    report: dict[str, Any] = {
-        "model_version": model_version,
-        "dataset_version": dataset_dir.name,
-        "split": "eval",
-        **metrics,
-        **references(dataset_dir, texts, labels, champion),
-    }
+    report = evaluation_report(
+        model_version, dataset_dir.name, metrics, references(dataset_dir, texts, labels, champion)
+    )
     path = write_json(report, model_file.parent / EVALUATION_FILE)
     log.info(
         "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
@@ -161,7 +187,9 @@ def evaluate_candidate(
             report["champion"]["accuracy"],
             report["champion"]["macro_f1"],
         )
-    return StepResult(subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=report)
+    return StepResult(
+        subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=dict(report)
+    )
 
 
 class EvaluationError(RuntimeError):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from reviewops.contracts import DECISION_FILE, ArtifactKind
+from reviewops.contracts import DECISION_FILE, ArtifactKind, EvaluationReport, GateRecord
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.storage.io import read_json, write_json
 
@@ -32,10 +31,15 @@ class GateDecision:
     champion: str | None
     policy: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["reasons"] = list(self.reasons)
-        return data
+    def to_dict(self) -> GateRecord:
+        return {
+            "promote": self.promote,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "challenger": self.challenger,
+            "champion": self.champion,
+            "policy": dict(self.policy),
+        }
 
     @property
     def summary(self) -> str:
@@ -43,7 +47,7 @@ class GateDecision:
         return f"{self.challenger} {head}: " + "; ".join(self.reasons)
 
 
-def decide(report: dict[str, Any], policy: GatePolicy) -> GateDecision:
+def decide(report: EvaluationReport, policy: GatePolicy) -> GateDecision:
     """Decide from an evaluation report (see ``evaluation.evaluate_candidate``)."""
     challenger = report["model_version"]
     champion = report.get("champion")
@@ -93,5 +97,5 @@ def gate_candidate(evaluation: Artifact, policy: GatePolicy) -> StepResult:
     return StepResult(
         subject=decision.challenger,
         outputs=(Artifact.of_file(path, ArtifactKind.DECISION),),
-        metrics=decision.to_dict(),
+        metrics=dict(decision.to_dict()),
     )

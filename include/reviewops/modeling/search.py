@@ -117,7 +117,7 @@ def run_trial(params: TrialParams) -> StepResult:
         "validation": metrics,
         "train_seconds": summary["train_seconds"],
     }
-    path = write_json(report, Layout(params.data_root).models() / "trials" / dataset_dir.name / f"{trial_id}.json")
+    path = write_json(report, Layout(params.data_root).trials(dataset_dir.name) / f"{trial_id}.json")
     log.info(
         "trial %s: validation accuracy %.4f macro-F1 %.4f",
         params.trial["label"],

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from reviewops.contracts import VertexSignals, WeekMetrics
 from reviewops.data.safety import CATEGORIES as SAFETY_CATEGORIES
 from reviewops.modeling.evaluation import classification_metrics
 from reviewops.modeling.reference import DIGITS, checked_labels, length_shares, share_by_class
@@ -189,7 +190,7 @@ def week_metrics(
     classes: Sequence[str],
     batch_seconds: Sequence[float],
     thresholds: Thresholds,
-) -> dict[str, Any]:
+) -> WeekMetrics:
     """The monitoring metrics of one week's scored reviews (one row per review)."""
     _require_columns(frame, classes)
     rows = len(frame)
@@ -206,11 +207,14 @@ def week_metrics(
     class_shares = share_by_class(Counter(predicted), classes) if predicted else None
     week_lengths = length_shares(lengths, edges) if rows else None
     unknown, words = unknown_counts(texts, vocabulary)
-    metrics: dict[str, Any] = {
+    speed = _speed(rows, batch_seconds)
+    quality = _quality(answered, classes, thresholds.min_slice_size)
+    metrics: WeekMetrics = {
         "review_count": rows,
         "answered_count": len(answered),
         "answered_rate": round(len(answered) / rows, DIGITS) if rows else None,
-        **_speed(rows, batch_seconds),
+        "throughput_rows_per_second": speed["throughput_rows_per_second"],
+        "batch_latency_seconds": speed["batch_latency_seconds"],
         "predicted_class_counts": {name: predicted.count(name) for name in classes},
         "predicted_class_distribution": class_shares,
         "mean_confidence": _mean_confidence(answered, classes),
@@ -218,7 +222,11 @@ def week_metrics(
         "mean_length": round(float(np.mean(lengths)), 1) if rows else None,
         "reference": _reference_view(reference, classes),
         "drift": _drift(class_shares, week_lengths, reference, classes),
-        **_quality(answered, classes, thresholds.min_slice_size),
+        "labelled_count": quality["labelled_count"],
+        "accuracy": quality["accuracy"],
+        "macro_f1": quality["macro_f1"],
+        "slices": quality["slices"],
+        "worst_slice_gap": quality["worst_slice_gap"],
         "unknown_word_share": round(unknown / words, DIGITS) if words else None,
         "safety": _safety(frame),
         "thresholds": thresholds.as_dict(),
@@ -243,7 +251,7 @@ def is_vertex_predictions(predictions: pa.Table) -> bool:
     return set(predictions.column_names) >= VERTEX_COLUMNS
 
 
-def model_safety_metrics(predictions: pa.Table) -> dict[str, Any]:
+def model_safety_metrics(predictions: pa.Table) -> VertexSignals:
     """The model's own safety signals in a predictions table, like the local safety
     flags: reviews the model rated MEDIUM/HIGH or blocked in a category (by category),
     reviews blocked, answers with citations, and the count of each response status.

@@ -6,9 +6,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from reviewops.contracts import METRICS_FILE, MODEL_FILE, REFERENCE_FILE, REPORT_FILE, VOCABULARY_FILE, ArtifactKind
+from reviewops.contracts import (
+    METRICS_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    REPORT_FILE,
+    VOCABULARY_FILE,
+    ArtifactKind,
+    WeekMetrics,
+)
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.monitoring.metrics import is_vertex_predictions, model_safety_metrics, week_metrics
 from reviewops.monitoring.report import render_report_html
@@ -67,7 +75,9 @@ def monitor_week(
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
     classes = tuple(registry.metadata(versions[0])["classes"])
     metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
-    metrics.update(model_safety_metrics(table))  # {} for local scoring
+    # {} for local scoring. mypy refuses update() with a base TypedDict (an instance may
+    # carry extra keys); model_safety_metrics builds its dict literally, with none.
+    metrics.update(cast("WeekMetrics", model_safety_metrics(table)))
     breaches = check_thresholds(metrics, params.thresholds)
     week = predictions.path.parent.name.removeprefix("week=")
     metrics["week"] = week
@@ -85,7 +95,7 @@ def monitor_week(
             Artifact.of_file(metrics_path, ArtifactKind.REPORT),
             Artifact.of_file(report_path, ArtifactKind.REPORT),
         ),
-        metrics=metrics,
+        metrics=dict(metrics),
     )
     model_file = model_dir / MODEL_FILE
     return result, [

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from reviewops.contracts import ModelKind
+from reviewops.contracts import ModelKind, ModelMetadata
 
 
-def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
+def render_model_card(meta: ModelMetadata, manifest: dict[str, Any]) -> str:
     metrics = meta["metrics"]
     train = manifest["splits"]["train"]
     evaluation = manifest["splits"]["eval"]
@@ -80,7 +80,7 @@ def render_model_card(meta: dict[str, Any], manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _what_it_is(meta: dict[str, Any]) -> str:
+def _what_it_is(meta: ModelMetadata) -> str:
     vertex = meta.get("vertex")
     if meta.get("kind") == ModelKind.VERTEX and vertex:
         return (

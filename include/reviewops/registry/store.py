@@ -33,7 +33,10 @@ from reviewops.contracts import (
     TRAINING_FILE,
     VERTEX_MODEL_FILE,
     ArtifactKind,
+    EvaluationReport,
+    GateRecord,
     ModelKind,
+    ModelMetadata,
 )
 from reviewops.lineage.record import Artifact, StepResult, code_version
 from reviewops.storage.io import create_exclusive, fetch, read_json, remove, size_of, write_json, write_text
@@ -88,12 +91,12 @@ class Registry:
                 found.append(read_json(meta))
         return sorted(found, key=lambda m: (m["registered_at"], m["version"]))
 
-    def metadata(self, version: str) -> dict[str, Any]:
+    def metadata(self, version: str) -> ModelMetadata:
         meta = self.path(version) / METADATA_FILE
         if not (is_published(meta.parent) and meta.exists()):
             known = ", ".join(m["version"] for m in self.versions()) or "none"
             raise RegistryError(f"model version {version} is not registered (registered: {known})")
-        data: dict[str, Any] = read_json(meta)
+        data: ModelMetadata = read_json(meta)
         return data
 
     def champion(self) -> str | None:
@@ -160,7 +163,7 @@ class Registry:
             return True
         return any(entry["version"] == version for entry in self.history())
 
-    def register(self, candidate: StoragePath, metadata: dict[str, Any]) -> tuple[StoragePath, bool]:
+    def register(self, candidate: StoragePath, metadata: ModelMetadata) -> tuple[StoragePath, bool]:
         """Publish a copy of a candidate folder as a version; returns (folder, newly_published).
 
         Versions are immutable: when the version already exists the copy is dropped and
@@ -293,8 +296,8 @@ class RegisterParams:
 def register_model(
     params: RegisterParams,
     candidate: StoragePath,
-    evaluation: dict[str, Any],
-    decision: dict[str, Any],
+    evaluation: EvaluationReport,
+    decision: GateRecord,
     training: dict[str, Any],
     manifest: dict[str, Any],
 ) -> StepResult:
@@ -311,7 +314,7 @@ def register_model(
         raise RegistryError(
             f"candidate of unknown kind {training.get('kind')!r}: known kinds are {', '.join(MODEL_FILES)}"
         ) from None
-    metadata = {
+    metadata: ModelMetadata = {
         "version": version,
         "kind": kind,
         "dataset_version": manifest["version"],
@@ -364,7 +367,7 @@ def register_model(
     )
 
 
-def _gate_reason(decision: dict[str, Any]) -> str:
+def _gate_reason(decision: GateRecord) -> str:
     return "gate: " + "; ".join(decision["reasons"])
 
 

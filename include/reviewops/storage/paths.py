@@ -115,5 +115,31 @@ class Layout:
     def predictions(self, week: str) -> StoragePath:
         return self.root / "predictions" / f"week={week}" / "predictions.parquet"
 
+    def monitoring_dir(self) -> StoragePath:
+        return self.root / "monitoring"
+
     def monitoring(self, week: str) -> StoragePath:
-        return self.root / "monitoring" / f"week={week}"
+        return self.monitoring_dir() / f"week={week}"
+
+    def rejected_files(self, batch_key: str) -> StoragePath:
+        """Source files rejected whole, set aside beside the batch's quarantined rows."""
+        return self.quarantine(batch_key).parent / "files"
+
+    def landing(self, source_kind: str, name: str, batch_key: str) -> StoragePath:
+        """Rows landed from a source that is not a file (e.g. a BigQuery table)."""
+        return self.root / "landing" / source_kind / name / batch_key / "reviews.parquet"
+
+    def trials(self, dataset_version: str) -> StoragePath:
+        return self.models() / "trials" / dataset_version
+
+    def lineage_records(self) -> StoragePath:
+        return self.root / "lineage" / "records"
+
+    def vertex_batch(self, subject: str, prompt_ref: str) -> StoragePath:
+        return self.root / "vertex" / "batch" / subject / prompt_ref
+
+    def vertex_tuning(self, dataset_version: str, prompt_ref: str) -> StoragePath:
+        return self.root / "vertex" / "tuning" / dataset_version / prompt_ref
+
+    def prompt_evaluation(self, dataset_version: str, model_slug: str) -> StoragePath:
+        return self.root / "prompt_evaluation" / dataset_version / model_slug
