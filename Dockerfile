@@ -1,4 +1,4 @@
-# reviewops Airflow image: the official Airflow image extended with the project's dependency lock,
+# reviewops Airflow image: the official Airflow image extended with the project's runtime lock,
 # as described in https://airflow.apache.org/docs/docker-stack/build.html
 # ("Adding packages from requirements.txt").
 #
@@ -21,7 +21,8 @@ USER airflow
 
 COPY --chown=airflow:0 requirements.txt /requirements.txt
 
-# requirements.txt is the full lock (uv pip compile requirements.in) and pins apache-airflow==3.3.2, the
+# requirements.txt is the runtime lock (make lock: uv pip compile requirements.in); the test and lint tools
+# are in requirements-dev.txt, which stays out of the image. It pins apache-airflow==3.3.2, the
 # version of the base image. Naming "apache-airflow==${AIRFLOW_VERSION}" (set by the base image) as well, as
 # the docs recommend, makes the build fail instead of silently up/downgrading Airflow if they ever diverge.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /requirements.txt

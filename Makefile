@@ -6,19 +6,21 @@ VENV := .venv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 ENV := source bin/env.sh &&
+# The locks are resolved for the image's platform (Linux x86_64, Python 3.11) wherever `make lock` runs.
+LOCK := $(VENV)/bin/uv pip compile --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
 help:  ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "reviewops needs Python 3.11 ($(PYTHON) not found): set PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --compile-bytecode --python $(VENV)/bin/python requirements.txt
+	$(VENV)/bin/uv pip sync --compile-bytecode --python $(VENV)/bin/python requirements.txt requirements-dev.txt
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv with exactly the lock, and the reviewops command
+install: $(STAMP)  ## Create .venv with exactly the locks (runtime and development), and the reviewops command
 
 airflow-db: $(STAMP)
 	@$(ENV) $(VENV)/bin/airflow db migrate >/dev/null && echo "Airflow metadata DB ready in $$AIRFLOW_HOME"
@@ -33,17 +35,20 @@ test: $(STAMP)  ## Run the whole test suite
 bench: $(STAMP)  ## Run the benchmarks (about 20 min; PostgreSQL at 127.0.0.1:5432) and write bench/RESULTS.md
 	$(VENV)/bin/python -m bench.run_all
 
-lint: $(STAMP)  ## ruff and mypy on include/ and plugins/
+lint: $(STAMP)  ## ruff, mypy, the import contracts (.importlinter) and deptry (requirements.in against the imports)
 	$(VENV)/bin/ruff check include plugins dags tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry include plugins dags
 
 airflow: airflow-db  ## Start Airflow (scheduler, api-server, ...) on http://localhost:8080
 	@$(ENV) echo "Airflow UI: http://localhost:8080  user: admin  password: in $$AIRFLOW_HOME/passwords.json (written on first start)"
 	@$(ENV) $(VENV)/bin/airflow pools set vertex_tuning 1 "Vertex AI tuning jobs: each holds a worker slot while it polls" >/dev/null
 	@$(ENV) exec $(VENV)/bin/airflow standalone
 
-lock:  ## Recompile requirements.txt from requirements.in
-	$(VENV)/bin/uv pip compile requirements.in -o requirements.txt --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+lock:  ## Recompile requirements.txt from requirements.in, then requirements-dev.txt (constrained by it) from requirements-dev.in
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
 
 clean-artifacts:  ## Delete the local data root and Airflow home (the demo's results)
 	rm -rf artifacts .airflow

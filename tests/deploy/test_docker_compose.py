@@ -26,6 +26,7 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 GITIGNORE = REPO_ROOT / ".gitignore"
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
+DEV_REQUIREMENTS = REPO_ROOT / "requirements-dev.txt"
 
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -388,6 +389,17 @@ def test_dockerfile_installs_lock_as_airflow_without_copying_code_or_secrets() -
     users = [line.split()[1] for line in instructions[:pip_index] if line.upper().startswith("USER ")]
     assert users and users[-1] == "airflow", "pip must run as the airflow user"
     assert f"ENV PYTHONPATH={PYTHONPATH}" in instructions
+
+
+def test_image_installs_the_runtime_lock_without_test_tools() -> None:
+    """requirements.txt, the only file the image copies, is the runtime lock; the test and lint tools
+    live in requirements-dev.txt."""
+    pinned = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", re.MULTILINE)
+    runtime = set(pinned.findall(REQUIREMENTS.read_text(encoding="utf-8")))
+    dev = set(pinned.findall(DEV_REQUIREMENTS.read_text(encoding="utf-8")))
+    tools = {"pytest", "pytest-timeout", "hypothesis", "ruff", "mypy", "deptry", "import-linter"}
+    assert tools <= dev
+    assert not tools & runtime, "test and lint tools must stay out of the image's lock"
 
 
 def test_dockerignore_excludes_local_state_and_secrets() -> None:
