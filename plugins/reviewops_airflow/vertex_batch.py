@@ -153,8 +153,8 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
 
 
 class CollectBatchPredictionOperator(MapIndexAwareOperator):
-    """Read the batch job's output (its ``outputInfo.gcsOutputDirectory`` from the job's
-    XCom, else the newest job folder under the output prefix), join it back to every
+    """Read the batch job's output (only the ``outputInfo.gcsOutputDirectory`` the job's
+    XCom names: champion and challenger jobs share a prefix), join it back to every
     review of the input and write the predictions (a week: the same partition local
     scoring writes; a dataset split: beside the requests).
 

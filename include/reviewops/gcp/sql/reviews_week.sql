@@ -1,6 +1,6 @@
 -- The reviews of one week of a BigQuery table, as the canonical columns.
 --
--- Filled in by reviewops.bigquery_source.week_query: the table, the select list and the
+-- Filled in by reviewops.gcp.bigquery.week_query: the table, the select list and the
 -- date column are identifiers checked against strict patterns and backquoted there; the
 -- window only ever arrives as the query parameters @window_start (inclusive) and
 -- @window_end (exclusive), typed like the date column (DATE, TIMESTAMP or DATETIME).
