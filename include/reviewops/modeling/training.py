@@ -219,8 +219,14 @@ def load_model(path: StoragePath) -> keras.Model:
         return keras.models.load_model(local, safe_mode=True, compile=False)
 
 
-def predict_proba(model: keras.Model, texts: list[str]) -> Any:
-    """Class probabilities, one row per text, columns in ``CLASSES`` order.
+PREDICT_BATCH = 1024
+"""Texts a model predicts at once: the TF-IDF layer's output is dense (rows x vocabulary
+floats), so a whole split at once costs gigabytes (100k reviews x 10k terms = 4 GB)."""
+
+
+def predict_proba(model: keras.Model, texts: list[str], batch_size: int = PREDICT_BATCH) -> Any:
+    """Class probabilities, one row per text, columns in ``CLASSES`` order, predicted
+    ``batch_size`` texts at a time, so memory stays flat however long ``texts`` is.
 
     Runs through one traced function per model with a fixed input signature, so batches
     of any size reuse the same graph instead of retracing.
@@ -237,8 +243,12 @@ def predict_proba(model: keras.Model, texts: list[str]) -> Any:
             input_signature=[tf.TensorSpec(shape=(None, 1), dtype=tf.string)],
         )
         model._reviewops_predict = predict
-    batch = tf.constant(np.asarray(texts, dtype=object).reshape(-1, 1))
-    return np.asarray(predict(batch), dtype=np.float32)
+    out = np.empty((len(texts), len(CLASSES)), dtype=np.float32)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        batch = tf.constant(np.asarray(chunk, dtype=object).reshape(-1, 1))
+        out[start : start + len(chunk)] = np.asarray(predict(batch), dtype=np.float32)
+    return out
 
 
 def predict_labels(model: keras.Model, texts: list[str]) -> list[str]:
