@@ -13,28 +13,29 @@ Triggered by hand (or by `make demo`); it has no schedule.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from airflow.sdk import DAG
 
 from reviewops_airflow.assets import CURATED_REVIEWS
+from reviewops_airflow.dag_defaults import START_DATE, task_defaults
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
-from reviewops_airflow.params import date_param, location_params
+from reviewops_airflow.params import data_root_param, date_param, source_param
 
 with DAG(
     dag_id="reviews_initial_load",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2008, 1, 7, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "ingest"],
-    default_args={"owner": "reviewops", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=task_defaults(retries=2),
     params={
         "window_start": date_param("First day to load. Empty: the source's first week.", "Window start"),
         "window_end": date_param("Day after the last day to load. Empty: the source's last week.", "Window end"),
-        **location_params(),
+        "source": source_param(),
+        "data_root": data_root_param(),
     },
+    render_template_as_native_obj=True,
 ) as dag:
     ingest = IngestReviewsOperator(
         task_id="ingest",

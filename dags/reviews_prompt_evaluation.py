@@ -22,23 +22,22 @@ Vertex-tuned model, else the configured base model. Needs a gs:// data root.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from airflow.sdk import DAG, Param
 
 from reviewops_airflow import prompt_evaluation
-from reviewops_airflow.params import location_params
+from reviewops_airflow.dag_defaults import START_DATE, task_defaults
+from reviewops_airflow.params import PROMPT_TEMPLATES, data_root_param
 from reviewops_airflow.prompt_evaluation import PLAN_TASK, PlanPromptsOperator, SelectPromptOperator
 
 with DAG(
     dag_id="reviews_prompt_evaluation",
     doc_md=__doc__,
     schedule=None,
-    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "vertex", "prompts"],
-    default_args={"owner": "reviewops", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    default_args=task_defaults(retries=1),
     params={
         "dataset": Param(
             "", type="string", title="Dataset version", description="ds-… whose eval split to use. Empty: the newest."
@@ -48,7 +47,7 @@ with DAG(
             type="array",
             items={"type": "string"},
             title="Prompt templates",
-            description="NAME or NAME@vN under include/reviewops/gcp/prompt_templates/. Empty: every version of the default prompt.",
+            description=f"NAME or NAME@vN under {PROMPT_TEMPLATES}. Empty: every version of the default prompt.",
         ),
         "model": Param(
             "",
@@ -56,8 +55,9 @@ with DAG(
             title="Vertex AI model",
             description="A model resource name. Empty: the champion if it is Vertex-tuned, else the base Gemini model.",
         ),
-        **location_params(source=False),
+        "data_root": data_root_param(),  # no source: the eval split of a dataset version
     },
+    render_template_as_native_obj=True,
 ) as dag:
     plan_prompts = PlanPromptsOperator(
         task_id=PLAN_TASK, dataset="{{ params.dataset }}", prompts="{{ params.prompts }}"

@@ -45,7 +45,7 @@ Both paths:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.google.cloud.operators.gen_ai import GenAISupervisedFineTuningTrainOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
@@ -53,6 +53,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE, VERTEX_TUNING_POOL
 from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
 from reviewops_airflow.backends import ChooseBackendOperator, backend_param
+from reviewops_airflow.dag_defaults import START_DATE, task_defaults
 from reviewops_airflow.operators import (
     EvaluateModelOperator,
     GateModelOperator,
@@ -63,7 +64,7 @@ from reviewops_airflow.operators import (
     TrainModelOperator,
     TrainTrialOperator,
 )
-from reviewops_airflow.params import location_params
+from reviewops_airflow.params import data_root_param, prompt_param
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 from reviewops_airflow.vertex_tuning import (
     ChooseChampionScoringOperator,
@@ -78,11 +79,11 @@ with DAG(
     doc_md=__doc__,
     # Training snapshots everything curated so far: it needs a time, not a data interval.
     schedule=CronTriggerTimetable("0 6 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["reviewops", "training"],
-    default_args={"owner": "reviewops", "retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args=task_defaults(retries=1, retry_delay=timedelta(minutes=2)),
     params={
         "eval_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5, title="Eval fraction"),
         "search_space": Param(
@@ -102,14 +103,8 @@ with DAG(
         "min_macro_f1_gain": Param(0.01, type="number", title="Gate: macro-F1 gain over the champion"),
         "max_recall_drop": Param(0.05, type="number", title="Gate: largest recall loss allowed for any class"),
         "training_backend": backend_param("training"),
-        "prompt": Param(
-            "",
-            type="string",
-            title="Prompt template (Vertex AI)",
-            description="NAME or NAME@vN under include/reviewops/gcp/prompt_templates/ for tuning and evaluating the Gemini model. "
-            "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
-        ),
-        **location_params(source=False),  # training reads curated data, not the source
+        "prompt": prompt_param("Vertex training backend only: tuning and evaluating the Gemini model"),
+        "data_root": data_root_param(),  # no source: training reads curated data only
     },
     render_template_as_native_obj=True,
 ) as dag:

@@ -34,12 +34,13 @@ clearing) replaces its outputs. Manual run for one week: conf `{"week": "2017-11
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from reviewops_airflow.assets import CURATED_REVIEWS, PREDICTIONS
 from reviewops_airflow.backends import ChooseBackendOperator, backend_param
+from reviewops_airflow.dag_defaults import START_DATE, task_defaults
 from reviewops_airflow.notifiers import ALERT_CONN_ID, WebhookAlertNotifier
 from reviewops_airflow.operators import (
     CheckWeekOperator,
@@ -49,7 +50,7 @@ from reviewops_airflow.operators import (
     TransformReviewsOperator,
     ValidateReviewsOperator,
 )
-from reviewops_airflow.params import date_param, location_params
+from reviewops_airflow.params import data_root_param, date_param, prompt_param, source_param
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 
 with DAG(
@@ -57,11 +58,11 @@ with DAG(
     doc_md=__doc__,
     # A data-interval timetable: a bare cron string would give a zero-length window.
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,  # history is loaded by reviews_initial_load or an explicit backfill
     max_active_runs=4,
     tags=["reviewops", "weekly", "scoring"],
-    default_args={"owner": "reviewops", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=task_defaults(retries=2),
     params={
         "week": date_param("Monday of the week to process. Empty: the run's data interval.", "Week (Monday)"),
         "thresholds": Param(
@@ -78,15 +79,11 @@ with DAG(
             "for vertex). Empty: the champion (vertex: the base Gemini model unless the champion is Vertex-tuned).",
         ),
         "scoring_backend": backend_param("scoring"),
-        "prompt": Param(
-            "",
-            type="string",
-            title="Prompt template",
-            description="Vertex backend only: NAME or NAME@vN under include/reviewops/gcp/prompt_templates/. "
-            "Empty: $REVIEWOPS_VERTEX_PROMPT, else the latest review_sentiment.",
-        ),
-        **location_params(),
+        "prompt": prompt_param("Vertex scoring backend only"),
+        "source": source_param(),
+        "data_root": data_root_param(),
     },
+    render_template_as_native_obj=True,
 ) as dag:
     ingest = IngestReviewsOperator(task_id="ingest", week="{{ params.week }}")
     validate = ValidateReviewsOperator(task_id="validate", upstream={"raw": "ingest"})

@@ -4,7 +4,8 @@
 The shape of `reviews_weekly` with nothing in it, for the orchestration benchmark
 (`bench/bench_orchestration.py`; never deployed): the same six tasks in the same chain
 (ingest, validate, transform, score, monitor, check_week), the same
-`CronDataIntervalTimetable`, start date, `max_active_runs` and retries. Each task is a
+`CronDataIntervalTimetable` and `max_active_runs`, and the same start date and task defaults
+(from `reviewops_airflow.dag_defaults`, like `reviews_weekly`). Each task is a
 `PythonOperator` whose callable does nothing, so a run costs exactly what the scheduler,
 the executor and a task process cost. (An `EmptyOperator` would not do: the scheduler
 marks it successful without starting a task process at all.)
@@ -12,10 +13,10 @@ marks it successful without starting a task process at all.)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable
+
+from reviewops_airflow.dag_defaults import START_DATE, task_defaults
 
 
 def _nothing() -> None:
@@ -26,11 +27,11 @@ with DAG(
     dag_id="noop_weekly",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
-    start_date=datetime(2008, 1, 7, tzinfo=UTC),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
     tags=["reviewops", "bench"],
-    default_args={"owner": "reviewops", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args=task_defaults(retries=2),
 ) as dag:
     ingest = PythonOperator(task_id="ingest", python_callable=_nothing)
     validate = PythonOperator(task_id="validate", python_callable=_nothing)

@@ -24,6 +24,16 @@ class ReviewOpsOperator(BaseOperator):
     :param upstream: role -> task_id of the tasks whose lineage records this step consumes;
         a tuple of task_ids names alternatives (branches of which exactly one ran): the
         record of the one that returned one is used.
+    :param upstream_many: role -> task_id of a mapped task: the records of all its map indexes.
+
+    A role names the task to read from; the DAG's edges (``>>``) say when to run. Each
+    named task must be upstream of this one (not necessarily directly: a dataset read
+    three steps later stays upstream through the branch between them), which
+    ``tests/dags/test_dag_integrity.py`` proves for every DAG. The base class does not add
+    the edge itself: a direct edge from a far ancestor would let a
+    ``none_failed_min_one_success`` task run on a skipped branch (``evaluate_tuned`` would
+    run on the local path, its ``snapshot_dataset`` having succeeded), and a mapped
+    operator is constructed only when its task runs, too late to add an edge.
     """
 
     template_fields: tuple[str, ...] = ("source", "data_root")
@@ -47,7 +57,7 @@ class ReviewOpsOperator(BaseOperator):
     def settings(self) -> Settings:
         from reviewops.config import Settings
 
-        return Settings.from_env(source=self.source, data_root=self.data_root)
+        return Settings.from_env(source=_text(self.source), data_root=_text(self.data_root))
 
     def upstream_records(self, context: Context) -> dict[str, LineageRecord]:
         from reviewops.lineage.record import LineageRecord
@@ -139,6 +149,12 @@ def verified(artifact: Artifact) -> Artifact:
     """The artifact, after checking its content still matches what upstream recorded."""
     artifact.verify()
     return artifact
+
+
+def _text(value: Any) -> str:
+    """A rendered path as text: native rendering turns a path that reads as a Python
+    literal (``123``, ``True``) into that value, and a None Param stays None."""
+    return "" if value is None else str(value)
 
 
 def _summary(metrics: Mapping[str, Any]) -> str:
