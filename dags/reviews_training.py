@@ -22,7 +22,8 @@ Vertex AI path (a Gemini model tuned on the same train split; needs a `gs://` da
 
 2. **export_tuning_data**: the train split as Vertex AI tuning JSONL with the prompt
    template (Param `prompt`), plus a validation file carved out of the train split.
-3. **tune_model**: the Google provider's `GenAISupervisedFineTuningTrainOperator`, in the
+3. **tune_model**: the Google provider's `GenAISupervisedFineTuningTrainOperator` (built when
+   the task runs, so parsing this file imports no Google client), in the
    `vertex_tuning` pool (it holds a worker slot while it polls), with an execution timeout
    and no retry (a retry would start, and bill, a second tuning job).
 4. **record_tuned_model**: the tuned model's resource names as a registry candidate.
@@ -47,7 +48,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.google.cloud.operators.gen_ai import GenAISupervisedFineTuningTrainOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE, VERTEX_TUNING_POOL
@@ -65,8 +65,10 @@ from reviewops_airflow.operators import (
     TrainTrialOperator,
 )
 from reviewops_airflow.params import data_root_param, prompt_param
+from reviewops_airflow.provider import LazyProviderOperator
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 from reviewops_airflow.vertex_tuning import (
+    TUNING_OPERATOR,
     ChooseChampionScoringOperator,
     EvaluateTunedModelOperator,
     ExportTuningDataOperator,
@@ -146,9 +148,10 @@ with DAG(
     export_tuning_data = ExportTuningDataOperator(
         task_id="export_tuning_data", upstream={"dataset": "snapshot_dataset"}, prompt="{{ params.prompt }}"
     )
-    tune_model = GenAISupervisedFineTuningTrainOperator(
+    tune_model = LazyProviderOperator(
         task_id="tune_model",
-        **tuning_arguments("export_tuning_data"),
+        operator=TUNING_OPERATOR,
+        arguments=tuning_arguments("export_tuning_data"),
         pool=VERTEX_TUNING_POOL,
         execution_timeout=timedelta(hours=4),
         retries=0,

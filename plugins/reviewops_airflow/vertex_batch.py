@@ -1,7 +1,8 @@
 """Batch prediction with Gemini on Vertex AI, as three tasks any DAG can reuse:
 
 ``prepare_batch`` (requests file + resolved job spec) -> ``batch_predict`` (the Google
-provider's ``CreateBatchPredictionJobOperator``, unchanged, every argument templated from
+provider's ``CreateBatchPredictionJobOperator``, unchanged, built when the task runs by
+:class:`~reviewops_airflow.provider.LazyProviderOperator`, every argument templated from
 ``prepare_batch``'s lineage record) -> ``collect_batch`` (the job's output joined back to
 every review, written as predictions with a lineage record).
 
@@ -19,17 +20,19 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from reviewops.contracts import ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
+from reviewops_airflow.provider import LazyProviderOperator
 
 if TYPE_CHECKING:
-    from airflow.providers.google.cloud.operators.vertex_ai.batch_prediction_job import (
-        CreateBatchPredictionJobOperator,
-    )
     from airflow.sdk import Asset, Context
 
     from reviewops.lineage.record import Artifact, LineageRecord, StepResult
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
+# The Google provider's operator batch_predict runs, imported when it runs (see provider.py).
+BATCH_PREDICTION_OPERATOR = (
+    "airflow.providers.google.cloud.operators.vertex_ai.batch_prediction_job.CreateBatchPredictionJobOperator"
+)
 # A Gemini batch job may queue for hours (Vertex AI aims at finishing within 24 h).
 DEFAULT_JOB_TIMEOUT = dt.timedelta(hours=24)
 
@@ -213,7 +216,7 @@ def batch_prediction_tasks(
     deferrable: bool | None = None,
     job_timeout: dt.timedelta = DEFAULT_JOB_TIMEOUT,
     outlets: Sequence[Asset] = (),
-) -> tuple[PrepareBatchPredictionOperator, CreateBatchPredictionJobOperator, CollectBatchPredictionOperator]:
+) -> tuple[PrepareBatchPredictionOperator, LazyProviderOperator, CollectBatchPredictionOperator]:
     """Build ``<prefix>prepare_batch >> <prefix>batch_predict >> <prefix>collect_batch``
     in the current DAG (and task group) and return the three tasks; wire their upstream
     and downstream yourself. Everything per run is templated, nothing is read at parse time.
@@ -231,7 +234,8 @@ def batch_prediction_tasks(
     a registry version of kind ``vertex``; the champion if of kind ``vertex``;
     ``VertexSettings.model``. ``prompt``: ``NAME``/``NAME@vN``, empty: the configured one.
 
-    ``batch_predict`` is the provider's ``CreateBatchPredictionJobOperator``: ``region``,
+    ``batch_predict`` runs the provider's ``CreateBatchPredictionJobOperator`` (imported when
+    the task runs, not at parse time: :class:`LazyProviderOperator`): ``region``,
     ``project_id``, ``model_name``, ``gcs_source``, ``gcs_destination_prefix``,
     ``job_display_name`` and ``gcp_conn_id`` are templates pulling ``prepare_batch``'s
     ``metrics["vertex"]``; ``deferrable`` None means ``[operators] default_deferrable``;
@@ -260,10 +264,6 @@ def batch_prediction_tasks(
     With ``task_prefix="vertex_eval_"`` the ids are ``vertex_eval_prepare_batch``,
     ``vertex_eval_batch_predict`` and ``vertex_eval_collect_batch``.
     """
-    from airflow.providers.google.cloud.operators.vertex_ai.batch_prediction_job import (
-        CreateBatchPredictionJobOperator,
-    )
-
     prepare = PrepareBatchPredictionOperator(
         task_id=f"{task_prefix}prepare_batch",
         upstream={"source": source_task} if source_task else None,
@@ -277,22 +277,25 @@ def batch_prediction_tasks(
         data_root=data_root,
     )
     optional: dict[str, Any] = {} if deferrable is None else {"deferrable": deferrable}
-    predict = CreateBatchPredictionJobOperator(
+    predict = LazyProviderOperator(
         task_id=f"{task_prefix}batch_predict",
-        region=_spec_field(prepare.task_id, "location"),
-        project_id=_spec_field(prepare.task_id, "project"),
-        model_name=_spec_field(prepare.task_id, "model"),
-        job_display_name=_spec_field(prepare.task_id, "job_display_name"),
-        gcs_source=_spec_field(prepare.task_id, "gcs_source"),
-        gcs_destination_prefix=_spec_field(prepare.task_id, "gcs_destination_prefix"),
-        gcp_conn_id=_spec_field(prepare.task_id, "gcp_conn_id"),
-        instances_format="jsonl",
-        predictions_format="jsonl",
+        operator=BATCH_PREDICTION_OPERATOR,
+        arguments={
+            "region": _spec_field(prepare.task_id, "location"),
+            "project_id": _spec_field(prepare.task_id, "project"),
+            "model_name": _spec_field(prepare.task_id, "model"),
+            "job_display_name": _spec_field(prepare.task_id, "job_display_name"),
+            "gcs_source": _spec_field(prepare.task_id, "gcs_source"),
+            "gcs_destination_prefix": _spec_field(prepare.task_id, "gcs_destination_prefix"),
+            "gcp_conn_id": _spec_field(prepare.task_id, "gcp_conn_id"),
+            "instances_format": "jsonl",
+            "predictions_format": "jsonl",
+            **optional,
+        },
         execution_timeout=job_timeout,
         # A retry submits (and bills) a second job over the same requests; the Google
         # client already retries transient API errors, a failed job needs a look.
         retries=0,
-        **optional,
     )
     collect = CollectBatchPredictionOperator(
         task_id=f"{task_prefix}collect_batch",

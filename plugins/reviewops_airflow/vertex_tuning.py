@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 StepOutput = tuple["StepResult", list["Artifact"]]
 
+# The Google provider's operator tune_model runs, imported when it runs (see provider.py).
+TUNING_OPERATOR = "airflow.providers.google.cloud.operators.gen_ai.GenAISupervisedFineTuningTrainOperator"
+
 
 def tuning_arguments(export_task_id: str) -> dict[str, Any]:
     """The templated arguments of ``GenAISupervisedFineTuningTrainOperator``, each

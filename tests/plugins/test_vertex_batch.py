@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from reviewops.gcp.batch import vertex_prediction_schema
 from reviewops.storage.paths import Layout, as_path
 from reviewops_airflow.operators import IngestReviewsOperator, TransformReviewsOperator, ValidateReviewsOperator
+from reviewops_airflow.provider import LazyProviderOperator
 from tests import gcsfake
 from tests.conftest import ROOT, SHIPPED
 from tests.plugins.stubs import StubTaskInstance
@@ -89,8 +90,12 @@ def test_the_trio_renders_the_provider_operator_from_prepare_and_collects_every_
     assert prepared["parents"][0] == transform["record_id"]
 
     task = weekly.get_task("batch_predict")
-    assert type(task) is CreateBatchPredictionJobOperator
-    predict, job = run(task, {"prepare_batch": prepared})
+    # Parsing the DAG imports no provider module: the provider's own operator is built
+    # from the rendered arguments when the task runs.
+    assert type(task) is LazyProviderOperator and task.operator.endswith(".CreateBatchPredictionJobOperator")
+    rendered, job = run(task, {"prepare_batch": prepared})
+    predict = rendered.provider_operator
+    assert type(predict) is CreateBatchPredictionJobOperator  # the provider's own, not a subclass
     assert predict.region == "us-central1"
     assert predict.project_id == PROJECT  # resolved by prepare_batch from the Connection
     assert predict.model_name == "publishers/google/models/gemini-2.5-flash"
@@ -160,7 +165,7 @@ def test_the_deferrable_job_hands_collect_the_job_from_its_trigger(
 
     _, prepared = run(weekly.get_task("prepare_batch"), {"transform": transformed_week()})
     task = copy.copy(weekly.get_task("batch_predict"))
-    task.deferrable = True
+    task.arguments = {**task.arguments, "deferrable": True}  # as batch_prediction_tasks(deferrable=True) sets it
     ctx = context(task, {"prepare_batch": prepared})
     task.render_template_fields(ctx)
     with pytest.raises(TaskDeferred) as deferred:
@@ -176,7 +181,7 @@ def test_the_deferrable_job_hands_collect_the_job_from_its_trigger(
 
     payload = asyncio.run(first_event())
     assert payload["status"] == "success", payload
-    job = task.execute_complete(ctx, payload)
+    job = task.execute_complete(ctx, payload)  # resumed on the task, as the task runner does
     assert "output_info" in job  # the trigger's proto-plus dict: snake_case
 
     _, collected = run(weekly.get_task("collect_batch"), {"prepare_batch": prepared, "batch_predict": job})

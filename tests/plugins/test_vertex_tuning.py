@@ -21,7 +21,8 @@ from reviewops.data import datasets
 from reviewops.gcp.prompts import load_template
 from reviewops.storage.paths import as_path
 from reviewops_airflow.operators import SnapshotDatasetOperator
-from reviewops_airflow.vertex_tuning import ExportTuningDataOperator, RecordTunedModelOperator
+from reviewops_airflow.provider import LazyProviderOperator
+from reviewops_airflow.vertex_tuning import TUNING_OPERATOR, ExportTuningDataOperator, RecordTunedModelOperator
 from tests import gcsfake, genaifake
 from tests.conftest import ROOT
 from tests.genaifake import ENDPOINT_NAME, TUNED_MODEL_NAME, FakeVertexTuning
@@ -75,7 +76,10 @@ def test_the_dag_builds_the_providers_tuning_operator_in_its_pool(training_dag: 
     from airflow.providers.google.cloud.operators.gen_ai import GenAISupervisedFineTuningTrainOperator
 
     tune = training_dag.get_task("tune_model")
-    assert type(tune) is GenAISupervisedFineTuningTrainOperator  # the provider's own, not a subclass
+    # Built when the task runs (parsing the DAG imports no Google client): the provider's own
+    # operator, not a subclass.
+    assert type(tune) is LazyProviderOperator and tune.operator == TUNING_OPERATOR
+    assert type(tune.build()) is GenAISupervisedFineTuningTrainOperator
     assert tune.pool == VERTEX_TUNING_POOL == "vertex_tuning"
     assert tune.execution_timeout == dt.timedelta(hours=4)
     assert tune.retries == 0  # a retry would start (and bill) a second tuning job
@@ -102,8 +106,9 @@ def test_tuning_arguments_render_from_the_export_record(
     training_dag: Any, snapshot: dict[str, Any], vertex_tuning_fake: FakeVertexTuning
 ) -> None:
     export, _ = run(_export(), {"snapshot_dataset": snapshot})
-    tune = copy.deepcopy(training_dag.get_task("tune_model"))
-    tune.render_template_fields({"ti": StubTaskInstance("tune_model", {"export_tuning_data": export})})
+    lazy = copy.deepcopy(training_dag.get_task("tune_model"))
+    lazy.render_template_fields({"ti": StubTaskInstance("tune_model", {"export_tuning_data": export})})
+    tune = lazy.build()
 
     version = snapshot["subject"]
     folder = f"{DATA_ROOT}/vertex/tuning/{version}/review_sentiment@v1"
