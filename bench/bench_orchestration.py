@@ -57,7 +57,7 @@ MODULE = "bench.bench_orchestration"
 # starts (the stack's tasks write their bytecode there; a deployed image ships it).
 WARM_IMPORTS = (
     "import tensorflow, keras, airflow.sdk.execution_time.task_runner, reviewops_airflow.operators, "
-    "reviewops.data.ingest, reviewops.data.validate, reviewops.data.transform, reviewops.modeling.scoring, reviewops.monitoring, "
+    "reviewops.data.ingest, reviewops.data.validate, reviewops.data.transform, reviewops.modeling.scoring, reviewops.monitoring.step, "
     "airflow.providers.standard.operators.python"
 )
 
