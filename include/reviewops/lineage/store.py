@@ -5,43 +5,145 @@ file named by its record id, written atomically: concurrent runs never touch the
 file, and the store survives ``airflow db clean``. Artifacts are matched by URI *and*
 content hash, so a walk follows exactly the bytes a step read, even when a later run
 rewrote the same path.
+
+A record that cannot be read (truncated by a full disk or a killed copy, edited by hand)
+must not stop every later task, each of which reads the whole store: it is moved aside to
+``<data root>/lineage/damaged/`` with a warning naming it, and the walks go on without it
+(listed in :attr:`LineageStore.damaged` when it cannot be moved, e.g. a read-only store).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from upath import UPath
 
 from reviewops.lineage.record import Artifact, LineageRecord
-from reviewops.storage.io import read_texts, sha256_file, write_json
+from reviewops.storage.io import remove, sha256_file, write_json
 from reviewops.storage.paths import Layout, StoragePath, as_path, sort_paths, to_uri
 
 log = logging.getLogger(__name__)
 
 IMPACT_KINDS = ("dataset", "model", "predictions")
+DAMAGED_DIR = "damaged"  # beside lineage/records/
 
 
 class LineageNotFound(LookupError):
     """No record produced or names the target."""
 
 
+class DamagedRecordError(ValueError):
+    """A file in the store that is not a readable lineage record."""
+
+
+@dataclass(frozen=True)
+class DamagedRecord:
+    path: str
+    reason: str
+    moved_to: str | None  # None: left where it is (the move failed)
+
+
 class LineageStore:
     def __init__(self, data_root: str | StoragePath) -> None:
         self.root = Layout(data_root).lineage_records()
+        self.damaged: list[DamagedRecord] = []
 
     def write(self, record: LineageRecord) -> StoragePath:
         return write_json(record.to_dict(), self.root / f"{record.record_id}.json")
 
     def records(self) -> list[LineageRecord]:
-        """All records, oldest first."""
-        found = [LineageRecord.from_dict(json.loads(text)) for text in read_texts(self.root.glob("*.json"))]
+        """All readable records, oldest first; each damaged one is set aside (see the
+        module's docstring) and listed in :attr:`damaged`."""
+        paths = sort_paths(self.root.glob("*.json"))
+        found = []
+        for path, data in zip(paths, _read_all(paths), strict=True):
+            if data is None:  # another reader set it aside since the listing
+                continue
+            try:
+                found.append(parse_record(data))
+            except DamagedRecordError as exc:
+                self.damaged.append(self._set_aside(path, data, str(exc)))
         return sorted(found, key=lambda r: (r.ended_at, r.record_id))
+
+    def _set_aside(self, path: StoragePath, data: bytes, reason: str) -> DamagedRecord:
+        target = self.root.parent / DAMAGED_DIR / path.name
+        try:
+            _move_aside(path, target, data)
+        except FileNotFoundError:  # another reader moved it first
+            moved: str | None = str(target)
+        except OSError as exc:
+            log.warning("damaged lineage record %s (%s): left in place, not moved aside (%s)", path, reason, exc)
+            return DamagedRecord(str(path), reason, None)
+        else:
+            moved = str(target)
+        log.warning(
+            "damaged lineage record %s (%s): moved to %s and left out of lineage; "
+            "restore it from a backup or delete it",
+            path,
+            reason,
+            target,
+        )
+        return DamagedRecord(str(path), reason, moved)
 
     def index(self) -> LineageIndex:
         return LineageIndex(self.records())
+
+
+def parse_record(data: bytes) -> LineageRecord:
+    """A record from a file's bytes; :class:`DamagedRecordError` saying what is wrong."""
+    try:
+        payload = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DamagedRecordError("not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise DamagedRecordError(f"not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise DamagedRecordError(f"a JSON {type(payload).__name__}, not a record")
+    try:
+        record = LineageRecord.from_dict(payload)
+    except (TypeError, ValueError) as exc:
+        raise DamagedRecordError(f"not a lineage record: {exc}") from None
+    if not all(isinstance(v, str) for v in (record.record_id, record.started_at, record.ended_at)):
+        raise DamagedRecordError("not a lineage record: record_id, started_at and ended_at must be text")
+    return record
+
+
+def _read_all(paths: list[StoragePath]) -> list[bytes | None]:
+    """Each file's bytes, None for one gone since the listing; from an object store in
+    one concurrent fetch."""
+    if not paths:
+        return []
+    if all(isinstance(p, Path) for p in paths):
+        found: list[bytes | None] = []
+        for path in paths:
+            try:
+                found.append(path.read_bytes())
+            except FileNotFoundError:
+                found.append(None)
+        return found
+    remote = [p for p in paths if isinstance(p, UPath)]
+    keys = [p.path for p in remote]
+    blobs = remote[0].fs.cat(keys, on_error="return")
+    return [blob if isinstance(blob, bytes) else None for blob in (blobs.get(k) for k in keys)]
+
+
+def _move_aside(path: StoragePath, target: StoragePath, data: bytes) -> None:
+    """Move a damaged record out of the store: in one step locally, as a copy and a
+    delete on an object store."""
+    if isinstance(path, Path) and isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        return
+    if not path.exists():
+        raise FileNotFoundError(str(path))
+    target.write_bytes(data)
+    remove(path)
 
 
 @dataclass
