@@ -20,7 +20,7 @@ from reviewops.data.validate import validate_frame
 from reviewops.lineage.record import Artifact, LineageRecord
 from reviewops.lineage.store import LineageIndex, LineageNotFound
 from reviewops.modeling.scoring import score_table_batches
-from reviewops.registry.store import Registry, RegistryError
+from reviewops.registry.store import ChampionPointerError, Registry, RegistryError
 from reviewops.storage.io import atomic_path
 from reviewops.storage.paths import StoragePath, as_path, sort_paths
 
@@ -133,8 +133,12 @@ def _actor() -> str:
 
 
 def _promote(args: argparse.Namespace) -> int:
+    """Also the repair of a damaged champion pointer: it is replaced, with a warning."""
     registry = _registry(args)
-    previous = registry.champion()
+    try:
+        previous = registry.champion()
+    except ChampionPointerError:
+        previous = "(damaged pointer)"
     if not registry.promote(args.version, args.reason, _actor()):
         print(f"{args.version} is already the champion: nothing changed")
         return 0

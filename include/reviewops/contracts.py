@@ -47,6 +47,11 @@ class ArtifactKind(StrEnum):
     PROMPT_EVALUATION = "prompt_evaluation"
 
 
+# A model version id: what registry.store.model_version_id makes (m- and 12 hex digits)
+# and hand-made names of the same shape; never a path separator or a dot.
+MODEL_VERSION_PATTERN = r"m-[a-z0-9]+(?:-[a-z0-9]+)*"
+MODEL_VERSION_MAX_LENGTH = 64
+
 # Files of a model version (models/<version>/) and of a training candidate.
 MODEL_FILE = "model.keras"
 VERTEX_MODEL_FILE = "vertex_model.json"
@@ -137,6 +142,7 @@ class ModelMetadata(TypedDict):
     champion_at_evaluation: ChampionScores | None
     gate: GateRecord
     vertex: NotRequired[dict[str, Any]]  # a tuned Gemini model: its resource names and tuning
+    sha256: NotRequired[dict[str, str]]  # file name -> sha256 at registration (absent before they were recorded)
 
 
 class VertexSignals(TypedDict, total=False):

@@ -6,6 +6,7 @@ trained here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -14,7 +15,16 @@ from typing import Any
 import pytest
 
 from reviewops.contracts import METADATA_FILE, MODEL_FILE
-from reviewops.registry.store import CHAMPION_FILE, Registry, RegistryError, model_version_id
+from reviewops.lineage.record import Artifact, LineageRecord
+from reviewops.lineage.store import LineageStore
+from reviewops.registry.store import (
+    CHAMPION_FILE,
+    ChampionPointerError,
+    ModelFileError,
+    Registry,
+    RegistryError,
+    model_version_id,
+)
 
 PARAMS = {"epochs": 5, "max_tokens": 20_000, "seed": 42}
 
@@ -68,7 +78,10 @@ def test_register_publishes_a_copy_of_the_candidate_with_its_metadata(tmp_path: 
     assert folder == registry.path("m-aaaaaaaaaaaa")
     assert (stage / MODEL_FILE).read_bytes() == b"weights"  # the candidate stays, for audit
     assert (folder / MODEL_FILE).read_bytes() == b"weights"
-    assert registry.metadata("m-aaaaaaaaaaaa") == metadata("m-aaaaaaaaaaaa")
+    assert registry.metadata("m-aaaaaaaaaaaa") == {
+        **metadata("m-aaaaaaaaaaaa"),
+        "sha256": {MODEL_FILE: hashlib.sha256(b"weights").hexdigest()},
+    }
     assert [m["version"] for m in registry.versions()] == ["m-aaaaaaaaaaaa"]
 
 
@@ -212,3 +225,134 @@ def test_a_folder_without_metadata_is_not_a_registered_version(tmp_path: Path) -
     assert registry.versions() == []
     with pytest.raises(RegistryError):
         registry.resolve("m-aaaaaaaaaaaa")
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "../../elsewhere/m",
+        "m-../../x",
+        "m-a/b",
+        "/etc/passwd",
+        "m-a.b",
+        "M-AAAAAAAAAAAA",
+        "m-",
+        "m--a",
+        "m-" + "a" * 63,
+    ],
+)
+def test_a_version_that_is_not_a_registry_id_never_becomes_a_path(tmp_path: Path, version: str) -> None:
+    registry = Registry(str(tmp_path))
+    elsewhere = tmp_path / "elsewhere" / "m"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / METADATA_FILE).write_text(json.dumps(metadata("m-aaaaaaaaaaaa")))
+
+    with pytest.raises(RegistryError, match="is not a model version id: use m- and lowercase letters"):
+        registry.path(version)
+    with pytest.raises(RegistryError, match="is not a model version id"):
+        registry.resolve(version)
+    with pytest.raises(RegistryError, match="is not a model version id"):
+        registry.promote(version, "test", "tester")
+    assert registry.champion() is None
+
+
+def test_hand_made_ids_of_the_same_shape_are_versions(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    assert registry.path("m-keras-old") == registry.root / "m-keras-old"
+    assert registry.path("m-0123456789ab") == registry.root / "m-0123456789ab"
+
+
+def test_registration_records_the_sha256_of_every_file(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    stage = staged(registry, "m-aaaaaaaaaaaa", b"weights")
+    (stage / "model_card.md").write_text("card")
+
+    registry.register(stage, metadata("m-aaaaaaaaaaaa"))
+
+    assert registry.metadata("m-aaaaaaaaaaaa")["sha256"] == {
+        MODEL_FILE: hashlib.sha256(b"weights").hexdigest(),
+        "model_card.md": hashlib.sha256(b"card").hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("damage", ["changed", "truncated", "missing"])
+def test_a_model_file_that_is_not_the_registered_one_is_refused_with_what_to_do(tmp_path: Path, damage: str) -> None:
+    registry = Registry(str(tmp_path))
+    folder = registered(registry, "m-aaaaaaaaaaaa")
+    model = folder / MODEL_FILE
+    assert registry.keras_model("m-aaaaaaaaaaaa") == model
+    if damage == "changed":
+        model.write_bytes(b"m-aaaaaaaaaaab")  # same size, still "loadable"
+    elif damage == "truncated":
+        model.write_bytes(model.read_bytes()[:5])
+    else:
+        model.unlink()
+
+    with pytest.raises(ModelFileError) as raised:
+        registry.keras_model("m-aaaaaaaaaaaa")
+
+    message = str(raised.value)
+    assert "\n" not in message and "m-aaaaaaaaaaaa" in message and "reviewops models promote" in message
+    assert ("is missing" if damage == "missing" else "is not the file registered (sha256") in message
+
+
+def _legacy_version(registry: Registry, version: str) -> Path:
+    """A version registered before metadata held hashes."""
+    folder = registered(registry, version)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    del meta["sha256"]
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_version_registered_before_hashes_is_checked_against_its_lineage_record(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path))
+    folder = _legacy_version(registry, "m-aaaaaaaaaaaa")
+    model = folder / MODEL_FILE
+    with pytest.raises(ModelFileError, match="registered before the registry recorded file hashes, and no lineage"):
+        registry.keras_model("m-aaaaaaaaaaaa")
+
+    LineageStore(str(tmp_path)).write(
+        LineageRecord(
+            "r" * 32,
+            "reviews_training",
+            "run",
+            "register_model",
+            1,
+            "m-aaaaaaaaaaaa",
+            "git:x",
+            {},
+            (),
+            (Artifact.of_file(model, "model"),),
+            (),
+            {},
+            "2024-06-03T10:00:00+00:00",
+            "2024-06-03T10:00:00+00:00",
+        )
+    )
+    assert registry.keras_model("m-aaaaaaaaaaaa") == model
+    model.write_bytes(b"tampered")
+    with pytest.raises(ModelFileError, match="is not the file registered"):
+        registry.keras_model("m-aaaaaaaaaaaa")
+
+
+@pytest.mark.parametrize("pointer", ["{not json", '{"champion": "m-aaaaaaaaaaaa"}', '{"version": "../../x"}', "[]"])
+def test_a_damaged_champion_pointer_says_how_to_repair_it_and_a_promotion_by_hand_does(
+    tmp_path: Path, pointer: str
+) -> None:
+    registry = Registry(str(tmp_path))
+    registered(registry, "m-aaaaaaaaaaaa")
+    registered(registry, "m-bbbbbbbbbbbb")
+    registry.promote("m-aaaaaaaaaaaa", "first", "run-1")
+    (registry.root / CHAMPION_FILE).write_text(pointer)
+
+    with pytest.raises(
+        ChampionPointerError, match=r"champion pointer .* is damaged .*reviewops models promote VERSION"
+    ):
+        registry.resolve(None)
+    with pytest.raises(ChampionPointerError):  # a training run's gate never overwrites what it cannot read
+        registry.promote("m-bbbbbbbbbbbb", "gate", "run-2", expected="m-aaaaaaaaaaaa")
+
+    assert registry.promote("m-aaaaaaaaaaaa", "repair the pointer", "alice")
+    assert registry.champion() == "m-aaaaaaaaaaaa"
+    assert [(e["version"], e["previous"]) for e in registry.history()][-1] == ("m-aaaaaaaaaaaa", "m-aaaaaaaaaaaa")

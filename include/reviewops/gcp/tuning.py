@@ -436,7 +436,7 @@ def evaluate_tuned_step(
     champion. A Keras champion predicts here; a Vertex AI champion is judged from its own
     batch predictions of the same split (``champion_predictions``, which must be of the
     champion the registry names now). Returns the result and the champion's inputs."""
-    from reviewops.registry.store import Registry, RegistryError
+    from reviewops.registry.store import ModelFileError, Registry, RegistryError
 
     registry = Registry(data_root)
     champion = registry.champion()
@@ -446,6 +446,8 @@ def evaluate_tuned_step(
     if champion is not None:
         try:
             model_file = registry.keras_model(champion)
+        except ModelFileError:  # a Keras champion whose file is damaged, not a Vertex AI one
+            raise
         except RegistryError:
             found = champion_predictions.metrics.get("registry_version") if champion_predictions else "none"
             if champion_predictions is None or found != champion:

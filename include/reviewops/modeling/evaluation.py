@@ -204,7 +204,7 @@ def evaluate_against_champion(
     not predict here, so a local challenger cannot be compared with it."""
     from reviewops.contracts import ArtifactKind
     from reviewops.lineage.record import Artifact
-    from reviewops.registry.store import Registry, RegistryError
+    from reviewops.registry.store import ModelFileError, Registry, RegistryError
 
     registry = Registry(data_root)
     champion = registry.champion()
@@ -212,6 +212,8 @@ def evaluate_against_champion(
         return evaluate_candidate(model_file, dataset_dir, model_version), []
     try:
         champion_file = registry.keras_model(champion)
+    except ModelFileError:  # a damaged champion: its message says what to do
+        raise
     except RegistryError as exc:
         raise EvaluationError(
             f"cannot compare with the champion on this eval split: {exc}. Train with "

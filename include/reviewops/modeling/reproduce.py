@@ -68,7 +68,7 @@ def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Rep
     if not is_published(dataset_dir):
         raise FileNotFoundError(f"dataset {meta['dataset_version']} of {version} is gone from {dataset_dir}")
     warm = meta.get("warm_start_from")
-    init = registry.path(warm) / MODEL_FILE if warm else None
+    init = registry.keras_model(warm) if warm else None  # checked against its registered sha256
     with tempfile.TemporaryDirectory(prefix="reviewops-reproduce-") as tmp:
         train_model(TrainParams(**meta["params"]), dataset_dir / "train.tfrecord", Path(tmp), FitPlan(init_model=init))
         evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])

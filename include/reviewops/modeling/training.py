@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from reviewops.contracts import MODEL_FILE, REFERENCE_FILE, TRAINING_FILE, VOCAB
 from reviewops.data.schema import CLASSES
 from reviewops.lineage.record import Artifact, StepResult, code_version
 from reviewops.storage.io import local_copy
-from reviewops.storage.paths import StoragePath, as_path
+from reviewops.storage.paths import StoragePath, as_path, to_uri
 from reviewops.storage.publish import publish_dir, staging_dir
 
 if TYPE_CHECKING:
@@ -212,11 +213,24 @@ def _train_model(params: TrainParams, train_tfrecord: Path, out_dir: Path, plan:
 
 def load_model(path: StoragePath) -> keras.Model:
     """Load a saved classifier in Keras safe mode (no arbitrary code from the file); one
-    on an object store is downloaded to a temporary file first."""
+    on an object store is downloaded to a temporary file first. A file Keras cannot load
+    (truncated, overwritten) is a ``ModelFileError`` naming it, in one line: it does not
+    get better by retrying."""
     import keras
 
+    from reviewops.registry.store import ModelFileError
+
     with local_copy(path) as local:
-        return keras.models.load_model(local, safe_mode=True, compile=False)
+        try:
+            return keras.models.load_model(local, safe_mode=True, compile=False)
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+            # Keras says "File not found" of a file that is there but not a whole zip.
+            complete = local.exists() and zipfile.is_zipfile(local)
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0] if complete else "not a whole zip file"
+            raise ModelFileError(
+                f"model file {to_uri(path)} cannot be loaded ({detail}): it is damaged or not a .keras model. "
+                "Restore it from a backup, or train or pin another model"
+            ) from None
 
 
 PREDICT_BATCH = 1024
@@ -315,7 +329,7 @@ def train_candidate(params: TrainStepParams) -> StepResult:
     spec = {**params.train.as_dict(), "warm_start_from": params.warm_start_from}
     version = model_version_id(dataset_version, spec, code_version())
     out_dir = registry.candidates() / f"{version}.{uuid.uuid4().hex[:8]}"
-    init = registry.path(params.warm_start_from) / MODEL_FILE if params.warm_start_from else None
+    init = registry.keras_model(params.warm_start_from) if params.warm_start_from else None  # verified
     log.info("training %s on %s with %s", version, dataset_version, spec)
     plan = FitPlan(init_model=init, extra={"warm_start_from": params.warm_start_from, "code_version": code_version()})
     staging = staging_dir(out_dir.parent, out_dir.name)

@@ -8,6 +8,12 @@ Champion changes are serialised: locally with ``flock`` on ``models/.registry.lo
 an object store, which has no locks, with a lock object created only if absent (GCS's
 ``ifGenerationMatch=0`` precondition). A change that cannot take the lock within
 ``LOCK_WAIT_SECONDS`` fails, naming the lock, rather than racing.
+
+A version id is ``m-`` and lowercase letters, digits and single hyphens
+(:data:`VERSION_PATTERN`); :meth:`Registry.path` refuses anything else, so no version a
+run or a command names can reach outside ``models/``. Registration records the sha256 of
+every file of a version in its metadata, and :meth:`Registry.verified_file` checks a
+model file against it before the file is used.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -30,6 +37,8 @@ from reviewops.contracts import (
     METADATA_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
+    MODEL_VERSION_MAX_LENGTH,
+    MODEL_VERSION_PATTERN,
     TRAINING_FILE,
     VERTEX_MODEL_FILE,
     ArtifactKind,
@@ -39,7 +48,16 @@ from reviewops.contracts import (
     ModelMetadata,
 )
 from reviewops.lineage.record import Artifact, StepResult, code_version
-from reviewops.storage.io import create_exclusive, fetch, read_json, remove, size_of, write_json, write_text
+from reviewops.storage.io import (
+    create_exclusive,
+    fetch,
+    read_json,
+    remove,
+    sha256_file,
+    size_of,
+    write_json,
+    write_text,
+)
 from reviewops.storage.paths import Layout, StoragePath, is_remote, to_uri
 from reviewops.storage.publish import files_in, is_published, publish_dir, staging_dir
 
@@ -53,10 +71,31 @@ ANY = object()
 # (resource names, base model, prompt, data, tuning job config).
 MODEL_FILES = {ModelKind.KERAS: MODEL_FILE, ModelKind.VERTEX: VERTEX_MODEL_FILE}
 LOCK_WAIT_SECONDS = 30.0
+VERSION_PATTERN = re.compile(MODEL_VERSION_PATTERN)
 
 
 class RegistryError(RuntimeError):
     """A model version or champion that is not there; the message says what to run."""
+
+
+class ModelFileError(RegistryError):
+    """A model file that is not what was registered, or that cannot be loaded."""
+
+
+class ChampionPointerError(RegistryError):
+    """``champion.json`` cannot be read; ``reviewops models promote`` replaces it."""
+
+
+def check_version(version: str) -> str:
+    """``version`` when it is a registry id; a :class:`RegistryError` otherwise."""
+    if not (
+        isinstance(version, str) and len(version) <= MODEL_VERSION_MAX_LENGTH and VERSION_PATTERN.fullmatch(version)
+    ):
+        raise RegistryError(
+            f"{str(version)[:80]!r} is not a model version id: use m- and lowercase letters, digits and "
+            "hyphens, as 'reviewops models' lists them (e.g. m-0123456789ab)"
+        )
+    return version
 
 
 def model_version_id(dataset_version: str, params: dict[str, Any], code: str) -> str:
@@ -81,7 +120,8 @@ class Registry:
         return self.root / "candidates"
 
     def path(self, version: str) -> StoragePath:
-        return self.root / version
+        """The folder of a version; the one place a version id becomes a path."""
+        return self.root / check_version(version)
 
     def versions(self) -> list[dict[str, Any]]:
         """Metadata of every registered (published) version, oldest first."""
@@ -100,11 +140,21 @@ class Registry:
         return data
 
     def champion(self) -> str | None:
+        """The champion's version, None when there is none yet; a
+        :class:`ChampionPointerError` saying how to repair a damaged pointer."""
         pointer = self.root / CHAMPION_FILE
-        if not pointer.exists():
+        try:
+            text = pointer.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
-        version: str = read_json(pointer)["version"]
-        return version
+        try:
+            return check_version(json.loads(text)["version"])
+        except (ValueError, TypeError, KeyError, RegistryError) as exc:
+            reason = f"not valid JSON: {exc}" if isinstance(exc, ValueError) else "it names no valid version"
+            raise ChampionPointerError(
+                f"the champion pointer {to_uri(pointer)} is damaged ({reason}): name the champion again with "
+                "'reviewops models promote VERSION --reason ...' ('reviewops models history' shows the last one)"
+            ) from None
 
     def kind(self, version: str) -> ModelKind:
         """What a registered version holds (a version registered before kinds existed is Keras)."""
@@ -135,8 +185,9 @@ class Registry:
         return version
 
     def keras_model(self, version: str) -> StoragePath:
-        """The saved Keras model of a version; a clear error for a version of another kind
-        (a Vertex AI tuned model has no weights here: it scores on Vertex AI)."""
+        """The saved Keras model of a version, checked against the sha256 recorded when it
+        was registered (:meth:`verified_file`); a clear error for a version of another
+        kind (a Vertex AI tuned model has no weights here: it scores on Vertex AI)."""
         meta = self.metadata(version)
         kind = meta.get("kind", ModelKind.KERAS)
         if kind != ModelKind.KERAS:
@@ -145,7 +196,43 @@ class Registry:
                 f"model {version} is a {kind} model (Vertex AI tuned model {tuned}), not a Keras model: "
                 "score it with scoring_backend=vertex, or pin a Keras version with model_version"
             )
-        return self.path(version) / MODEL_FILE
+        return self.verified_file(version, MODEL_FILE)
+
+    def verified_file(self, version: str, name: str) -> StoragePath:
+        """A file of a version, after checking it still has the sha256 recorded at
+        registration: in its metadata, or, for a version registered before metadata held
+        hashes, in the lineage record of the task that registered it. A
+        :class:`ModelFileError` saying what to do otherwise; nothing unverified is used."""
+        meta = self.metadata(version)
+        path = self.path(version) / name
+        recorded = (meta.get("sha256") or {}).get(name) or self._registered_sha256(path)
+        if recorded is None:
+            raise ModelFileError(
+                f"model {version} was registered before the registry recorded file hashes, and no lineage "
+                f"record names {to_uri(path)}: it cannot be verified, so it is not used. Retrain it "
+                "(reviews_training) and promote the new version, or promote another version"
+            )
+        if not path.exists():
+            raise ModelFileError(f"model file {to_uri(path)} of {version} is missing: {_RESTORE}")
+        found = sha256_file(path)
+        if found != recorded:
+            raise ModelFileError(
+                f"model file {to_uri(path)} of {version} is not the file registered (sha256 {found[:12]}, "
+                f"registered {recorded[:12]}): it is not used. {_RESTORE}"
+            )
+        return path
+
+    def _registered_sha256(self, path: StoragePath) -> str | None:
+        """The sha256 the oldest lineage record that wrote ``path`` recorded (the
+        registration: a version folder never changes after it)."""
+        from reviewops.lineage.store import LineageStore
+
+        uri = to_uri(path)
+        for record in LineageStore(self.data_root).records():  # oldest first
+            for artifact in record.outputs:
+                if artifact.uri == uri:
+                    return artifact.sha256
+        return None
 
     def keras_reference(self) -> str | None:
         """The Keras version whose training reference and vocabulary monitoring compares
@@ -169,10 +256,11 @@ class Registry:
         Versions are immutable: when the version already exists the copy is dropped and
         the registered one is kept.
         """
-        staging = staging_dir(self.staging(), metadata["version"])
+        staging = staging_dir(self.staging(), check_version(metadata["version"]))
+        hashes = {}
         for item in files_in(candidate):
-            fetch(item, staging / item.name)
-        write_json(metadata, staging / METADATA_FILE)
+            hashes[item.name] = sha256_file(fetch(item, staging / item.name))
+        write_json({**metadata, "sha256": hashes}, staging / METADATA_FILE)
         target = self.path(metadata["version"])
         published = publish_dir(staging, target)
         if not published:
@@ -220,17 +308,32 @@ class Registry:
     def promote(self, version: str, reason: str, actor: str, expected: str | object | None = ANY) -> bool:
         """Point the champion at ``version`` in one atomic step and append the change to
         the promotion history. With ``expected``, only when the champion is still that
-        version (None: still none), so two training runs can never both promote."""
+        version (None: still none), so two training runs can never both promote.
+
+        Without ``expected`` (a promotion by hand) a damaged champion pointer is replaced:
+        this is how it is repaired; the history then names the last champion it recorded
+        as the previous one."""
         self.metadata(version)
         with self._locked():
-            current = self.champion()
+            damaged = False
+            try:
+                current = self.champion()
+            except ChampionPointerError as exc:
+                if expected is not ANY:
+                    raise
+                log.warning("%s: replacing it with %s", exc, version)
+                current, damaged = self._last_recorded_champion(), True
             if expected is not ANY and current != expected:
                 log.warning("champion is %s, not %s as evaluated: %s not promoted", current, expected, version)
                 return False
-            if current == version:
+            if current == version and not damaged:
                 return False
             self._set_champion(version, reason, actor, "promote", current)
         return True
+
+    def _last_recorded_champion(self) -> str | None:
+        history = self.history()
+        return str(history[-1]["version"]) if history else None
 
     def rollback(self, reason: str, actor: str) -> str:
         """Make the champion the version the current one replaced when it was promoted
@@ -281,6 +384,12 @@ class Registry:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+_RESTORE = (
+    "Restore the version's folder from a backup, or promote or pin another version "
+    "('reviewops models' lists them; 'reviewops models promote VERSION --reason ...')"
+)
 
 
 def _now() -> str:
