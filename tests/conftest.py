@@ -34,6 +34,9 @@ os.environ.update(
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "REVIEWOPS_DATA_ROOT": str(_SESSION_DIR / "default-data-root"),
+        # Runs in the tests use temporary folders and the fake object store's buckets as
+        # their source and data root (tests/include/test_allowed_roots.py sets its own).
+        "REVIEWOPS_ALLOWED_ROOTS": f"{tempfile.gettempdir()}:{SHIPPED}:gs://:bigquery://",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
 )

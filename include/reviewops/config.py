@@ -1,12 +1,22 @@
-"""Defaults in one frozen dataclass; the environment and per-run Params override them."""
+"""Defaults in one frozen dataclass; the environment and per-run Params override them.
+
+The trust boundary: what a DAG trigger may set is checked against what the deployment
+allows before anything is read or written (:meth:`Settings.for_run`); the ``reviewops``
+command, run by a person on their own machine, reads and writes what it is given
+(:meth:`Settings.from_env`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from reviewops.contracts import Backend
 
@@ -23,6 +33,7 @@ ENV_SOURCE = "REVIEWOPS_SOURCE"
 ENV_DATA_ROOT = "REVIEWOPS_DATA_ROOT"
 ENV_SCORING_BACKEND = "REVIEWOPS_SCORING_BACKEND"
 ENV_TRAINING_BACKEND = "REVIEWOPS_TRAINING_BACKEND"
+ENV_ALLOWED_ROOTS = "REVIEWOPS_ALLOWED_ROOTS"
 
 LOCAL = Backend.LOCAL  # TensorFlow on the Airflow workers
 VERTEX = Backend.VERTEX  # a Gemini model on Vertex AI (needs a gs:// data root)
@@ -62,6 +73,94 @@ class Settings:
             if getattr(settings, name) not in BACKENDS:
                 raise ValueError(f"{name} {getattr(settings, name)!r} is not one of {', '.join(BACKENDS)}")
         return settings
+
+    @classmethod
+    def for_run(cls, *, source: str = "", data_root: str = "", **overrides: Any) -> Settings:
+        """:meth:`from_env` with a DAG run's overrides, once the run's ``source`` and
+        ``data_root`` are found inside :func:`allowed_roots`; a :class:`LocationNotAllowed`
+        naming the location and the allowed roots otherwise (an empty value means the
+        configured one, which the deployment chose)."""
+        allowed = allowed_roots(cls.from_env())
+        for name, location in (("source", source), ("data_root", data_root)):
+            if location:
+                check_allowed(name, location, allowed)
+        return cls.from_env(source=source, data_root=data_root, **overrides)
+
+
+class LocationNotAllowed(ValueError):
+    """A run's source or data root outside the roots the deployment allows."""
+
+
+def allowed_roots(configured: Settings) -> tuple[str, ...]:
+    """The prefixes a run's source and data root must resolve inside: the configured data
+    root and source (the environment's, else the defaults), and ``REVIEWOPS_ALLOWED_ROOTS``
+    (colon-separated local paths, ``gs://`` and ``bigquery://`` prefixes), else the
+    shipped reviews."""
+    extra = split_roots(os.environ.get(ENV_ALLOWED_ROOTS, "")) or [str(SHIPPED_REVIEWS)]
+    return tuple(dict.fromkeys([configured.data_root, configured.source, *extra]))
+
+
+def split_roots(text: str) -> list[str]:
+    """``a:gs://b/c:bigquery://p.d`` -> its entries (a colon before ``//`` is a scheme's)."""
+    return [entry.strip() for entry in re.split(r":(?!//)", text) if entry.strip()]
+
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def check_allowed(name: str, location: str, allowed: Sequence[str]) -> None:
+    """Refuse ``location`` unless it resolves inside one of ``allowed``: local paths with
+    ``..`` and symbolic links resolved (a glob by the folder its pattern starts in, with
+    no ``..`` after it), ``gs://`` paths with ``..`` collapsed, by whole path segments;
+    ``bigquery://`` tables by project, dataset or table."""
+    where = _resolved(location)
+    if where is None:
+        raise LocationNotAllowed(
+            f"{name} {location!r} is not a location a run may set: a glob may not contain '..' after its "
+            f"first wildcard, and only local paths, gs:// and bigquery:// are allowed"
+        )
+    roots = [root for root in (_resolved(r) for r in allowed) if root is not None]
+    if any(_inside(where, root) for root in roots):
+        return
+    shown = where[1] if where[0] == "file" else f"{where[0]}://{where[1].lstrip('/')}"
+    raise LocationNotAllowed(
+        f"{name} {location!r} (resolved: {shown}) is outside the roots this deployment allows a run to use "
+        f"({':'.join(allowed)}): use a location under one of them, or add its prefix to {ENV_ALLOWED_ROOTS}"
+    )
+
+
+def _resolved(location: str) -> tuple[str, str] | None:
+    """(scheme, normalised location) to compare by prefix; None for what is never allowed."""
+    scheme, sep, rest = location.partition("://")
+    if sep and scheme == "bigquery":
+        table = rest.strip().strip(".")
+        return ("bigquery", table) if ".." not in table and "/" not in table else None
+    if sep and scheme in ("gs", "gcs"):
+        base = _glob_base(rest)
+        return None if base is None else ("gs", posixpath.normpath("/" + base))
+    if sep and scheme != "file":
+        return None
+    base = _glob_base(unquote(rest) if sep else location)
+    return None if base is None else ("file", os.path.realpath(base or "."))
+
+
+def _glob_base(path: str) -> str | None:
+    """The path before its first wildcard segment; None when a later segment is ``..``."""
+    parts = path.split("/")
+    for index, part in enumerate(parts):
+        if _GLOB.search(part):
+            return None if ".." in parts[index:] else "/".join(parts[:index]) or ("/" if path.startswith("/") else "")
+    return path
+
+
+def _inside(where: tuple[str, str], root: tuple[str, str]) -> bool:
+    (scheme, path), (root_scheme, prefix) = where, root
+    if scheme != root_scheme:
+        return False
+    separator = "." if scheme == "bigquery" else "/"
+    if path == prefix or not prefix.strip(separator):  # bigquery:// or gs:// alone: the whole scheme
+        return True
+    return path.startswith(prefix.rstrip(separator) + separator)
 
 
 @dataclass(frozen=True)
@@ -103,3 +202,4 @@ DEFAULT_SEARCH_SPACE: dict[str, list[Any]] = {
     "epochs": [20],
 }
 DEFAULT_MAX_TRIALS = 8
+

@@ -55,9 +55,15 @@ class ReviewOpsOperator(BaseOperator):
         self.upstream_many = dict(upstream_many or {})
 
     def settings(self) -> Settings:
-        from reviewops.config import Settings
+        """The configured settings with this run's source and data root, which a DAG
+        trigger may set: refused, without retry, unless they resolve inside the roots the
+        deployment allows (``REVIEWOPS_ALLOWED_ROOTS``)."""
+        from reviewops.config import LocationNotAllowed, Settings
 
-        return Settings.from_env(source=_text(self.source), data_root=_text(self.data_root))
+        try:
+            return Settings.for_run(source=_text(self.source), data_root=_text(self.data_root))
+        except LocationNotAllowed as exc:
+            raise AirflowFailException(str(exc)) from None
 
     def upstream_records(self, context: Context) -> dict[str, LineageRecord]:
         from reviewops.lineage.record import LineageRecord
@@ -99,13 +105,14 @@ class ReviewOpsOperator(BaseOperator):
         from reviewops.lineage.store import LineageStore
 
         started = utcnow_iso()
+        settings = self.settings()  # a location the run may not use fails here, before any I/O
         upstream = self.upstream_records(context)
         self.many = self.upstream_record_lists(context)
         try:
             result, inputs = self.run_step(context, upstream)
         except LineageError as exc:
             raise AirflowFailException(str(exc)) from exc
-        store = LineageStore(self.settings().data_root)
+        store = LineageStore(settings.data_root)
         # Parents: the upstream tasks of this run, then whoever produced the exact bytes
         # this step read in other runs and DAGs (a model, curated weeks, ...).
         parents = [r.record_id for r in upstream.values()]

@@ -6,6 +6,11 @@ the registry's champion lock."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -408,3 +413,77 @@ def test_on_gs_ingest_keeps_a_rejected_file_whole_and_forgets_it_once_fixed(fake
     bad.unlink()
     ingest_reviews(params)
     assert not folder.exists()
+
+
+# -- temporaries left by a writer that was killed ------------------------------------------
+
+
+def _killed_mid_write(target: Path) -> Path:
+    """A process that dies by SIGKILL in the middle of writing ``target`` the way
+    ``reviewops score`` writes its output (a Parquet writer on the atomic temporary);
+    returns the temporary it left."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        import pyarrow as pa, pyarrow.parquet as pq
+        from reviewops.storage.io import atomic_path
+        with atomic_path(Path({str(target)!r})) as tmp:
+            with pq.ParquetWriter(tmp, pa.schema([("review_id", pa.string())])) as writer:
+                writer.write_table(pa.table({{"review_id": ["1", "2"]}}))
+                os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (left,) = target.parent.glob(f".{target.name}.*.tmp")
+    return left
+
+
+def test_a_temporary_left_by_a_killed_writer_is_gone_after_the_next_successful_write(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "predictions.parquet"
+    left = _killed_mid_write(target)
+    assert not target.exists() and left.stat().st_size > 0
+
+    storage_io.write_parquet(TABLE, target)  # the successful rerun
+
+    assert sorted(p.name for p in target.parent.iterdir()) == ["predictions.parquet"]
+    assert storage_io.read_table(target).equals(TABLE)
+
+
+def test_a_live_writers_temporary_is_left_alone_and_an_old_one_of_unknown_writer_is_not(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    live = tmp_path / f".report.json.{storage_io.writer_tag()}-{'a' * 32}.tmp"  # this process: running
+    other_host = tmp_path / f".report.json.elsewhere-1-{'b' * 32}.tmp"
+    unnamed_old = tmp_path / f".report.json.{'c' * 32}.tmp"  # named before names said their writer
+    unrelated = tmp_path / f".report.json.bak.{'d' * 32}.tmp"  # another file's temporary
+    for path in (live, other_host, unnamed_old, unrelated):
+        path.write_text("partial")
+    hour_ago = time.time() - storage_io.ABANDONED_AFTER_SECONDS - 60
+    os.utime(unnamed_old, (hour_ago, hour_ago))
+    os.utime(unrelated, (hour_ago, hour_ago))
+
+    storage_io.write_json({"v": 1}, target)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [target.name, live.name, other_host.name, unrelated.name]
+    )
+
+
+def test_a_staging_folder_left_by_a_killed_publisher_is_gone_after_the_next_publication(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from reviewops.storage.publish import staging_dir
+        (staging_dir(Path({str(tmp_path)!r}), "ds-1") / "train.jsonl").write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [p.name.startswith(".ds-1.") for p in tmp_path.iterdir()] == [True]
+
+    assert storage_publish.publish_dir(_stage(tmp_path, "ds-1", {"train.jsonl": b"{}"}), tmp_path / "ds-1")
+
+    assert [p.name for p in tmp_path.iterdir()] == ["ds-1"]

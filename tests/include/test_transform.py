@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from reviewops.config import SHIPPED_REVIEWS
+from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.parsing import clean_text
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
-from reviewops.data.sources import read_source_file
+from reviewops.data.sources import read_source_file, source_window
 from reviewops.data.transform import DUPLICATE_TEXT, TransformParams, curate_frame, curated_weeks, transform_reviews
 from reviewops.data.validate import ValidateParams, validate_frame, validate_reviews
 from reviewops.data.windows import ONE_WEEK, Window
 from reviewops.lineage.record import Artifact
-from reviewops.storage.io import write_parquet
+from reviewops.pipeline import curate_source
+from reviewops.storage.io import read_table, sha256_file, write_parquet
 from reviewops.storage.paths import Layout
 
 from .conftest import AppendRows
@@ -222,3 +232,124 @@ def test_curated_partitions_hold_typed_values(
     assert row["useful_count"] == (None if with_null_count else int(record["usefulCount"]))
     assert row["text"] == clean_text(record["review"])
     assert row["condition"] == record["condition"]
+
+
+# -- a batch is published whole or not at all ----------------------------------------------
+
+
+def full_disk_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> None:
+    """Parquet writes fail like a full disk from the ``writes``-th on: half the bytes land
+    in the file, then OSError(ENOSPC)."""
+    real = pq.write_table
+    done = []
+
+    def write_table(table: pa.Table, where: Any, *args: Any, **kwargs: Any) -> None:
+        done.append(where)
+        if len(done) < writes:
+            real(table, where, *args, **kwargs)
+            return
+        buffer = pa.BufferOutputStream()
+        real(table, buffer, *args, **kwargs)
+        data = buffer.getvalue().to_pybytes()
+        Path(where).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+
+
+def curated_files(data_root: Path) -> dict[str, str]:
+    """Every file a reader can find under the data root's curated and quarantine folders,
+    with its sha256; and no temporary or staging file anywhere under the data root."""
+    leftovers = [p for p in data_root.rglob("*") if p.name.endswith((".tmp", ".staging"))]
+    assert not leftovers, f"left behind: {leftovers}"
+    found = [*Layout(data_root).curated_dir().rglob("*"), *(data_root / "quarantine").rglob("duplicates.parquet")]
+    return {str(p.relative_to(data_root)): sha256_file(p) for p in sorted(found) if p.is_file()}
+
+
+def edited(validated: Artifact, data_root: Path) -> Artifact:
+    """The same reviews with every text edited: a batch whose partitions all change."""
+    table = read_table(validated.path)
+    texts = [f"{t} (edited)" for t in table.column("text").to_pylist()]
+    table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    return Artifact.of_file(write_parquet(table, Layout(data_root).validated("edited")), "validated")
+
+
+def test_a_full_disk_midway_publishes_no_partition_and_the_retry_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_root = tmp_path / "data"
+    curate_source(data_root)  # the shipped history: 510 weeks
+    before = curated_files(data_root)
+    window = source_window(str(SHIPPED_REVIEWS))
+    batch = edited(Artifact.of_file(Layout(data_root).validated(window.key), "validated"), data_root)
+
+    full_disk_after(monkeypatch, writes=200)
+    with pytest.raises(OSError) as raised:
+        transform_reviews(TransformParams(str(data_root), window), batch)
+    assert raised.value.errno == errno.ENOSPC
+    assert curated_files(data_root) == before  # every partition as it was, none half new
+
+    monkeypatch.undo()  # space freed: the retry completes
+    result = transform_reviews(TransformParams(str(data_root), window), batch)
+
+    after = curated_files(data_root)
+    assert after.keys() == before.keys()
+    assert all(after[k] != before[k] for k in before if pq.read_metadata(data_root / k).num_rows)
+    for artifact in result.outputs:
+        assert artifact.sha256 == sha256_file(artifact.path)  # the record describes what is published
+
+
+def test_a_full_disk_on_a_first_load_leaves_no_curated_week(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_root = tmp_path / "data"
+    window = source_window(str(SHIPPED_REVIEWS))
+    validated = ingested_and_validated(data_root, window)
+
+    full_disk_after(monkeypatch, writes=300)
+    with pytest.raises(OSError, match="No space left on device"):
+        transform_reviews(TransformParams(str(data_root), window), validated)
+
+    assert curated_files(data_root) == {}
+    assert curated_weeks(str(data_root)) == {}
+
+
+def test_a_transform_killed_midway_publishes_no_partition_and_the_next_run_clears_what_it_left(
+    tmp_path: Path,
+) -> None:
+    data_root = tmp_path / "data"
+    window = source_window(str(SHIPPED_REVIEWS))
+    validated = ingested_and_validated(data_root, window)
+    code = textwrap.dedent(
+        f"""
+        import datetime as dt, os, signal
+        import pyarrow.parquet as pq
+        from pathlib import Path
+        from reviewops.data.transform import TransformParams, transform_reviews
+        from reviewops.data.windows import Window
+        from reviewops.lineage.record import Artifact
+        real, done = pq.write_table, []
+        def write_table(*args, **kwargs):
+            done.append(1)
+            if len(done) == 250:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(*args, **kwargs)
+        pq.write_table = write_table
+        window = Window(*map(dt.date.fromisoformat, {[window.start.isoformat(), window.end.isoformat()]!r}))
+        transform_reviews(TransformParams({str(data_root)!r}, window), Artifact.of_file(Path({str(validated.path)!r}), "validated"))
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    assert not Layout(data_root).curated_dir().exists()
+    assert [p.name for p in data_root.glob(".curated.*.staging")], "the kill should leave its staging folder"
+
+    transform_reviews(TransformParams(str(data_root), window), validated)  # the retry
+
+    assert len(curated_files(data_root)) == len(list(window.weeks())) + 1  # no leftovers either
+
+
+def ingested_and_validated(data_root: Path, window: Window) -> Artifact:
+    """The shipped reviews ingested and validated (as the initial load does) into ``data_root``."""
+    raw, _ = ingest_reviews(IngestParams(str(SHIPPED_REVIEWS), str(data_root), window))
+    checked = validate_reviews(ValidateParams(str(data_root), window.key), raw.output("raw"))
+    return checked.output("validated")

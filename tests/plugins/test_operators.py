@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from reviewops.contracts import MODEL_FILE
+from reviewops.registry.store import Registry
 from reviewops_airflow.operators import (
     IngestReviewsOperator,
     ScoreReviewsOperator,
@@ -96,3 +98,71 @@ def test_missing_upstream_record_is_a_clear_failure(data_root: Path) -> None:
     _, validate, _ = weekly_ops(data_root)
     with pytest.raises(AirflowFailException, match="no lineage record from upstream task 'ingest'"):
         run(validate, {})
+
+
+def test_a_run_may_not_point_its_source_or_data_root_outside_the_allowed_roots(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVIEWOPS_ALLOWED_ROOTS", f"{data_root}:{SHIPPED}")
+    elsewhere = tmp_path / "elsewhere"
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "id_rsa").write_text("-----BEGIN PRIVATE KEY-----")
+    for arguments in ({"data_root": str(elsewhere)}, {"data_root": "/etc"}, {"source": str(private)}):
+        ingest = IngestReviewsOperator(
+            task_id="ingest", week="2017-11-27", **{"source": str(SHIPPED), "data_root": str(data_root), **arguments}
+        )
+        with pytest.raises(AirflowFailException, match=r"is outside the roots this deployment allows") as raised:
+            run(ingest)
+        assert "\n" not in str(raised.value)
+    assert not elsewhere.exists() and not (Path("/etc") / "raw").exists()
+    assert list(data_root.iterdir()) == [], "refused before anything was read or written"
+
+
+def test_a_damaged_lineage_record_does_not_stop_later_tasks(data_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ingest, validate, _ = weekly_ops(data_root)
+    raw = run(ingest)
+    record_file = data_root / "lineage" / "records" / f"{raw['record_id']}.json"
+    record_file.write_bytes(record_file.read_bytes()[:64])  # truncated
+
+    checked = run(validate, {"ingest": raw})
+
+    assert checked["parents"] == [raw["record_id"]]
+    assert any(str(record_file) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert (data_root / "lineage" / "damaged" / record_file.name).exists()
+
+
+def _champion(data_root: Path) -> Path:
+    """A registered, promoted version whose model file is a stand-in (never loaded here)."""
+    registry = Registry(str(data_root))
+    candidate = registry.candidates() / "m-aaaaaaaaaaaa.1"
+    candidate.mkdir(parents=True)
+    (candidate / MODEL_FILE).write_bytes(b"PK\x03\x04 a saved model")
+    meta = {"version": "m-aaaaaaaaaaaa", "registered_at": "2024", "classes": ["negative", "neutral", "positive"]}
+    folder, _ = registry.register(candidate, meta)  # type: ignore[arg-type]
+    registry.promote("m-aaaaaaaaaaaa", "test", "test")
+    return folder / MODEL_FILE
+
+
+@pytest.mark.parametrize("model_version", ["../../elsewhere/m", "", "m-aaaaaaaaaaaa"])
+def test_a_pinned_path_or_a_truncated_model_fails_the_score_task_in_one_line_without_retry(
+    data_root: Path, model_version: str
+) -> None:
+    ingest, validate, transform = weekly_ops(data_root)
+    curated = run(transform, {"validate": run(validate, {"ingest": run(ingest)})})
+    model = _champion(data_root)
+    model.write_bytes(model.read_bytes()[:4])  # truncated after registration
+    score = ScoreReviewsOperator(
+        task_id="score", upstream={"curated": "transform"}, data_root=str(data_root), model_version=model_version
+    )
+
+    with pytest.raises(AirflowFailException) as raised:
+        run(score, {"transform": curated})
+
+    message = str(raised.value)
+    assert "\n" not in message
+    if model_version.startswith(".."):
+        assert message.startswith("'../../elsewhere/m' is not a model version id")
+    else:
+        assert "is not the file registered" in message and "reviewops models promote" in message
+    assert not (data_root / "predictions").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -14,7 +15,8 @@ from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.storage.io import read_parquet_metadata, read_table, write_parquet
-from reviewops.storage.paths import Layout, glob
+from reviewops.storage.paths import Layout, StoragePath, glob, to_uri
+from reviewops.storage.publish import StagedFiles
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,22 @@ def curate_frame(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def transform_reviews(params: TransformParams, validated: Artifact) -> StepResult:
     """Write ``curated/week=YYYY-MM-DD/`` for every week of the window (empty weeks too,
-    so a week that had no reviews is visibly processed), replacing earlier versions."""
+    so a week that had no reviews is visibly processed), replacing earlier versions: all
+    of them at once, or none when the step fails (see :func:`stage_transform`)."""
+    result, staged = stage_transform(params, validated)
+    staged.publish()
+    return result
+
+
+def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepResult, StagedFiles]:
+    """Write the window's week partitions and its duplicates file aside; nothing is
+    visible until ``publish()`` moves them all into place. The result describes them
+    at the places they are published to (same bytes, same sha256).
+
+    A caller that records lineage publishes after its record is written, so the new
+    partitions never stand without a record describing them; on a failure before
+    that, ``discard()`` (a run killed in between leaves a staging folder the next
+    publication deletes)."""
     layout = Layout(params.data_root)
     # integer_object_nulls: a count column with nulls stays integers (not float64), so a
     # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
@@ -53,22 +70,25 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
     outputs: list[Artifact] = []
     rows_by_week: dict[str, int] = {}
     empty = CURATED_SCHEMA.empty_table()
-    for monday in params.window.weeks():
-        part = curated[curated["week"] == monday]
-        table = pa.Table.from_pandas(part, schema=CURATED_SCHEMA, preserve_index=False) if len(part) else empty
-        path = write_parquet(table, layout.curated(monday.isoformat()))
-        outputs.append(Artifact.of_file(path, ArtifactKind.CURATED, rows=table.num_rows))
-        rows_by_week[monday.isoformat()] = table.num_rows
-    dup_table = pa.Table.from_pandas(_as_quarantine(duplicates), schema=QUARANTINE_SCHEMA, preserve_index=False)
-    dup_path = write_parquet(dup_table, layout.quarantine(params.window.key).with_name("duplicates.parquet"))
-    outputs.append(Artifact.of_file(dup_path, ArtifactKind.QUARANTINE))
+    with StagedFiles(layout.root, "curated") as staged:
+        for monday in params.window.weeks():
+            part = curated[curated["week"] == monday]
+            table = pa.Table.from_pandas(part, schema=CURATED_SCHEMA, preserve_index=False) if len(part) else empty
+            target = layout.curated(monday.isoformat())
+            path = write_parquet(table, staged.path(target))
+            outputs.append(_published_as(path, target, ArtifactKind.CURATED, rows=table.num_rows))
+            rows_by_week[monday.isoformat()] = table.num_rows
+        dup_table = pa.Table.from_pandas(_as_quarantine(duplicates), schema=QUARANTINE_SCHEMA, preserve_index=False)
+        dup_target = layout.quarantine(params.window.key).with_name("duplicates.parquet")
+        dup_path = write_parquet(dup_table, staged.path(dup_target))
+        outputs.append(_published_as(dup_path, dup_target, ArtifactKind.QUARANTINE))
     log.info(
         "curated %d rows into %d week partitions; %d repeated reviews set aside",
         len(curated),
         len(rows_by_week),
         len(duplicates),
     )
-    return StepResult(
+    result = StepResult(
         subject=params.window.key,
         outputs=tuple(outputs),
         metrics={
@@ -79,6 +99,12 @@ def transform_reviews(params: TransformParams, validated: Artifact) -> StepResul
             "weeks_with_reviews": sum(1 for n in rows_by_week.values() if n),
         },
     )
+    return result, staged
+
+
+def _published_as(staged: StoragePath, target: StoragePath, kind: str, rows: int | None = None) -> Artifact:
+    """The artifact of a staged file, at the place it is published to."""
+    return dataclasses.replace(Artifact.of_file(staged, kind, rows=rows), uri=to_uri(target))
 
 
 def _as_quarantine(frame: pd.DataFrame) -> pd.DataFrame:

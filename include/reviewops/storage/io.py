@@ -3,7 +3,11 @@
 Readers only ever see whole files. Locally, every artifact is written next to its final
 name and moved into place with ``os.replace``, which is atomic on a POSIX file system; on
 an object store an object is uploaded whole (an upload is atomic: readers see the old
-object or the new one), so it is written directly."""
+object or the new one), so it is written directly.
+
+A temporary file is named ``.<name>.<host>-<pid>-<id>.tmp`` after its writer, so a writer
+that was killed leaves a file the next successful write of the same name recognises as
+abandoned and deletes (:func:`remove_abandoned`)."""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -30,6 +37,12 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
+# A temporary whose writer runs on another host, or whose name does not say its writer
+# (written before names did), is abandoned once nothing has been written to it for this
+# long: a live writer writes continuously.
+ABANDONED_AFTER_SECONDS = 3600.0
+_TEMPORARY = re.compile(r"(?:(?P<host>[A-Za-z0-9-]*)-(?P<pid>\d+)-)?(?:[0-9a-f]{32}\.tmp|[a-z0-9_]{8}\.staging)")
+
 
 def sha256_file(path: StoragePath) -> str:
     digest = hashlib.sha256()
@@ -46,7 +59,8 @@ def size_of(path: StoragePath) -> int:
 @contextmanager
 def atomic_path(target: StoragePath) -> Iterator[Path]:
     """Yield a local temporary path; on success it becomes ``target`` in one step: moved
-    onto it locally, uploaded whole to an object store."""
+    onto it locally, uploaded whole to an object store. Locally, temporaries of
+    ``target`` left by writers that were killed are deleted after the move."""
     if is_remote(target):
         folder = Path(tempfile.mkdtemp(prefix="reviewops-upload-"))
         try:
@@ -58,7 +72,7 @@ def atomic_path(target: StoragePath) -> Iterator[Path]:
         return
     assert isinstance(target, Path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp = target.with_name(f".{target.name}.{writer_tag()}-{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
         os.chmod(tmp, 0o644)
@@ -66,6 +80,59 @@ def atomic_path(target: StoragePath) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+    remove_abandoned(target.parent, target.name)
+
+
+def writer_tag() -> str:
+    """``<host>-<pid>`` of this process, for the names of its temporary files and folders."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def remove_abandoned(folder: Path, name: str) -> None:
+    """Delete the temporaries of ``name`` in ``folder`` (files ``.<name>.*.tmp``, staging
+    folders ``.<name>.*.staging``) whose writer is gone: a process of this host that no
+    longer runs, or nothing written for ``ABANDONED_AFTER_SECONDS`` (another host's
+    writer, or a name that does not say). A live writer's temporaries are left alone."""
+    prefix = f".{name}."
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix)]
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        found = _TEMPORARY.fullmatch(entry.name[len(prefix) :])
+        if found is None or not _abandoned(found, entry):
+            continue
+        log.info("removing %s, left by a writer that is gone", entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
+
+
+def _abandoned(found: re.Match[str], entry: os.DirEntry[str]) -> bool:
+    if found["pid"] is not None and found["host"] == _host():
+        return not _running(int(found["pid"]))
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > ABANDONED_AFTER_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 
 def upload(local: Path, target: StoragePath) -> None:

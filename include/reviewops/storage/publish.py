@@ -1,5 +1,6 @@
 """Publication of versions made of several files (dataset and model versions, training
-candidates, a batch's rejected files).
+candidates, a batch's rejected files), and of sets of files that become visible together
+(:class:`StagedFiles`: a batch's curated week partitions).
 
 They are written to a local staging folder first. Locally they are published with one
 directory rename. An object store has no rename, so there the files are uploaded first and
@@ -25,7 +26,15 @@ from typing import Any
 
 from upath import UPath
 
-from reviewops.storage.io import create_exclusive, remove, sha256_file, upload, write_json
+from reviewops.storage.io import (
+    create_exclusive,
+    remove,
+    remove_abandoned,
+    sha256_file,
+    upload,
+    write_json,
+    writer_tag,
+)
 from reviewops.storage.paths import StoragePath, to_uri
 
 log = logging.getLogger(__name__)
@@ -45,10 +54,11 @@ CLAIM_STALE_SECONDS = 300.0
 def staging_dir(parent: StoragePath, name: str) -> Path:
     """A fresh local folder to write a version into before :func:`publish_dir`: beside
     the target locally (so the rename stays on one file system), in the temp folder for
-    an object store."""
+    an object store. Its name says which process writes it, so a later publication of
+    the same name can tell one left by a killed writer (:func:`remove_abandoned`)."""
     if isinstance(parent, Path):
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".staging", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f".{name}.{writer_tag()}-", suffix=".staging", dir=parent))
     return Path(tempfile.mkdtemp(prefix=f"reviewops-{name}.", suffix=".staging"))
 
 
@@ -73,6 +83,7 @@ def publish_dir(staging: Path, target: StoragePath) -> bool:
             shutil.rmtree(staging, ignore_errors=True)
             return False
         raise
+    remove_abandoned(target.parent, target.name)
     return True
 
 
@@ -93,6 +104,67 @@ def replace_dir(staging: Path, target: StoragePath) -> None:
         os.rename(target, old)
     os.rename(staging, target)
     shutil.rmtree(old, ignore_errors=True)
+    remove_abandoned(target.parent, target.name)
+
+
+class StagedFiles:
+    """Files that become visible together, or not at all: each is written to a private
+    staging folder under ``root`` first (:meth:`path`), and :meth:`publish` moves them
+    all into place once every one is written.
+
+    Locally, a failure while they are written (a full disk, a kill) leaves none of them
+    visible and the files they replace intact; publishing creates the target folders
+    first, then renames on one file system, which take no space. (A kill in the
+    milliseconds of those renames can still publish part of them: the retry completes
+    the set.) On an object store they are uploaded one by one when published: an upload
+    that fails leaves those before it replaced, and a retry completes the set.
+    A staging folder left by a killed writer is deleted by a later publication.
+    """
+
+    def __init__(self, root: StoragePath, name: str) -> None:
+        self.root = root
+        self.name = name
+        self.staging = staging_dir(root, name)
+        self.files: list[tuple[Path, StoragePath]] = []
+
+    def path(self, target: StoragePath) -> Path:
+        """The local path to write the file that :meth:`publish` makes ``target``."""
+        local = self.staging / str(len(self.files)) / target.name
+        local.parent.mkdir()
+        self.files.append((local, target))
+        return local
+
+    def publish(self) -> None:
+        try:
+            if isinstance(self.root, Path):
+                self._rename_into_place()
+            else:
+                for local, target in self.files:
+                    upload(local, target)
+        finally:
+            self.discard()
+        if isinstance(self.root, Path):
+            remove_abandoned(self.root, self.name)
+
+    def _rename_into_place(self) -> None:
+        moves = [(local, target) for local, target in self.files if isinstance(target, Path)]
+        for _, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        for local, target in moves:
+            os.chmod(local, 0o644)
+            os.replace(local, target)
+            remove_abandoned(target.parent, target.name)
+
+    def discard(self) -> None:
+        """Delete what was staged and not published."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.discard()
 
 
 def remove_tree(target: StoragePath) -> None:
