@@ -26,7 +26,7 @@ from airflow.sdk import DAG, Param
 
 from reviewops_airflow import prompt_evaluation
 from reviewops_airflow.dag_defaults import START_DATE, task_defaults
-from reviewops_airflow.params import PROMPT_TEMPLATES, data_root_param
+from reviewops_airflow.params import MAX_PROMPTS, PROMPT_PATTERN, PROMPT_TEMPLATES, data_root_param, dataset_param
 from reviewops_airflow.prompt_evaluation import PLAN_TASK, PlanPromptsOperator, SelectPromptOperator
 
 with DAG(
@@ -39,13 +39,12 @@ with DAG(
     tags=["reviewops", "vertex", "prompts"],
     default_args=task_defaults(retries=1),
     params={
-        "dataset": Param(
-            "", type="string", title="Dataset version", description="ds-… whose eval split to use. Empty: the newest."
-        ),
+        "dataset": dataset_param("ds-… whose eval split to use. Empty: the newest."),
         "prompts": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "pattern": PROMPT_PATTERN},
+            maxItems=MAX_PROMPTS,  # one paid batch job each
             title="Prompt templates",
             description=f"NAME or NAME@vN under {PROMPT_TEMPLATES}. Empty: every version of the default prompt.",
         ),

@@ -50,7 +50,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE, VERTEX_TUNING_POOL
+from reviewops.config import VERTEX_TUNING_POOL
 from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
 from reviewops_airflow.backends import ChooseBackendOperator, backend_param
 from reviewops_airflow.dag_defaults import START_DATE, task_defaults
@@ -64,7 +64,14 @@ from reviewops_airflow.operators import (
     TrainModelOperator,
     TrainTrialOperator,
 )
-from reviewops_airflow.params import data_root_param, prompt_param
+from reviewops_airflow.params import (
+    data_root_param,
+    gate_margin_param,
+    hyperparameters_param,
+    max_trials_param,
+    prompt_param,
+    search_space_param,
+)
 from reviewops_airflow.provider import LazyProviderOperator
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 from reviewops_airflow.vertex_tuning import (
@@ -88,22 +95,12 @@ with DAG(
     default_args=task_defaults(retries=1, retry_delay=timedelta(minutes=2)),
     params={
         "eval_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5, title="Eval fraction"),
-        "search_space": Param(
-            DEFAULT_SEARCH_SPACE,
-            type="object",
-            title="Search space",
-            description="Hyperparameter -> list of values to try (fields of reviewops.modeling.training.TrainParams).",
-        ),
-        "max_trials": Param(DEFAULT_MAX_TRIALS, type="integer", minimum=1, maximum=64, title="Tuning budget (trials)"),
-        "hyperparameters": Param(
-            {},
-            type="object",
-            title="Fixed hyperparameters",
-            description='Applied to every trial and the final model, e.g. {"epochs": 5} for a quick run.',
-        ),
+        "search_space": search_space_param(),
+        "max_trials": max_trials_param(),
+        "hyperparameters": hyperparameters_param(),
         "warm_start": Param(False, type="boolean", title="Fine-tune the champion instead of training from scratch"),
-        "min_macro_f1_gain": Param(0.01, type="number", title="Gate: macro-F1 gain over the champion"),
-        "max_recall_drop": Param(0.05, type="number", title="Gate: largest recall loss allowed for any class"),
+        "min_macro_f1_gain": gate_margin_param(0.01, "Gate: macro-F1 gain over the champion"),
+        "max_recall_drop": gate_margin_param(0.05, "Gate: largest recall loss allowed for any class"),
         "training_backend": backend_param("training"),
         "prompt": prompt_param("Vertex training backend only: tuning and evaluating the Gemini model"),
         "data_root": data_root_param(),  # no source: training reads curated data only

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from reviewops_airflow.assets import CURATED_REVIEWS, PREDICTIONS
 from reviewops_airflow.backends import ChooseBackendOperator, backend_param
@@ -50,7 +50,14 @@ from reviewops_airflow.operators import (
     TransformReviewsOperator,
     ValidateReviewsOperator,
 )
-from reviewops_airflow.params import data_root_param, date_param, prompt_param, source_param
+from reviewops_airflow.params import (
+    data_root_param,
+    date_param,
+    model_version_param,
+    prompt_param,
+    source_param,
+    thresholds_param,
+)
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 
 with DAG(
@@ -65,17 +72,9 @@ with DAG(
     default_args=task_defaults(retries=2),
     params={
         "week": date_param("Monday of the week to process. Empty: the run's data interval.", "Week (Monday)"),
-        "thresholds": Param(
-            {},
-            type="object",
-            title="Monitoring thresholds",
-            description='Overrides of reviewops.monitoring.thresholds.Thresholds, e.g. {"max_prediction_psi": 0.3}.',
-        ),
-        "model_version": Param(
-            "",
-            type="string",
-            title="Model version",
-            description="Pin a registered model version (a Keras one for the local backend, a Vertex-tuned one "
+        "thresholds": thresholds_param(),
+        "model_version": model_version_param(
+            "Pin a registered model version (a Keras one for the local backend, a Vertex-tuned one "
             "for vertex). Empty: the champion (vertex: the base Gemini model unless the champion is Vertex-tuned).",
         ),
         "scoring_backend": backend_param("scoring"),

@@ -203,3 +203,26 @@ DEFAULT_SEARCH_SPACE: dict[str, list[Any]] = {
 }
 DEFAULT_MAX_TRIALS = 8
 
+# The bounds of a search a run may ask for, checked by plan_trials before any grid is
+# built (and by the training DAG's Params): a trial is a model trained for minutes, so 64
+# is a long night on two cores; an axis of more than 100 values is a typo or a script.
+MAX_TRIALS = 64
+MAX_AXIS_VALUES = 100
+MAX_SEARCH_SPACE = 100_000  # combinations; only their indexes are shuffled, never the grid
+
+# The range of each numeric hyperparameter a run may set (TrainParams' fields): wide
+# around what trains in minutes here, narrow enough that no value exhausts a worker
+# (a billion epochs, a billion hidden units).
+HYPERPARAMETER_RANGES: dict[str, tuple[int, int] | tuple[float, float]] = {
+    "max_tokens": (100, 200_000),
+    "ngrams": (1, 3),
+    "hidden_units": (0, 1024),
+    "dropout": (0.0, 0.9),
+    "learning_rate": (1e-5, 1.0),
+    "epochs": (1, 200),
+    "batch_size": (1, 4096),
+    "l2": (0.0, 1.0),
+    "embedding_dim": (2, 1024),
+    "sequence_length": (8, 4096),
+    "seed": (0, 2**31 - 1),
+}

@@ -181,7 +181,8 @@ class MonitorWeekOperator(ReviewOpsOperator):
         curated = verified(next(a for a in scored.inputs if a.kind == ArtifactKind.CURATED))
         try:
             params = MonitorParams(
-                data_root=self.settings().data_root, thresholds=Thresholds.from_overrides(_as_mapping(self.thresholds))
+                data_root=self.settings().data_root,
+                thresholds=Thresholds.from_overrides(_mapping(self.thresholds, "thresholds")),
             )
             return monitor_week(
                 params, predictions, curated, scored.metrics.get("batch_seconds", []), scored.metrics["model_version"]
@@ -259,13 +260,13 @@ class PlanTrialsOperator(ReviewOpsOperator):
         from reviewops.lineage.record import StepResult
         from reviewops.modeling.search import SearchSpaceError, plan_trials
 
-        space = dict(_as_mapping(self.search_space) or DEFAULT_SEARCH_SPACE)
+        space = _mapping(self.search_space, "search_space") or dict(DEFAULT_SEARCH_SPACE)
         # Fixed hyperparameters override every trial (e.g. fewer epochs for a quick run).
-        space.update({name: [value] for name, value in (_as_mapping(self.hyperparameters) or {}).items()})
-        budget = int(self.max_trials or DEFAULT_MAX_TRIALS)
+        space.update({name: [value] for name, value in _mapping(self.hyperparameters, "hyperparameters").items()})
+        budget = DEFAULT_MAX_TRIALS if self.max_trials in (None, "") else self.max_trials
         try:
-            trials = plan_trials(space, budget)
-        except SearchSpaceError as exc:
+            trials = plan_trials(space, budget)  # type: ignore[arg-type]  # plan_trials checks it is an int
+        except (SearchSpaceError, ValueError) as exc:  # a bad space does not heal on retry
             raise AirflowFailException(str(exc)) from exc
         self.log.info("planned %d trials: %s", len(trials), "; ".join(t["label"] for t in trials))
         result = StepResult(
@@ -348,17 +349,23 @@ class TrainModelOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.modeling.training import CandidateParams, train_chosen_candidate
+        from reviewops.registry.store import RegistryError
 
         manifest = verified(upstream["dataset"].output_named(MANIFEST_FILE))
         train_file = verified(upstream["dataset"].output_named("train.tfrecord"))
+        if not isinstance(self.warm_start, bool):
+            raise AirflowFailException(f"warm_start must be true or false, got {self.warm_start!r}")
         params = CandidateParams(
             data_root=self.settings().data_root,
             dataset_dir=str(manifest.path.parent),
             chosen=dict(upstream["best"].metrics["best"]["params"]) if "best" in upstream else {},
-            overrides=_as_mapping(self.hyperparameters) or {},
-            warm_start=_truthy(self.warm_start),
+            overrides=_mapping(self.hyperparameters, "hyperparameters"),
+            warm_start=self.warm_start,
         )
-        result, warm_inputs = train_chosen_candidate(params)
+        try:
+            result, warm_inputs = train_chosen_candidate(params)
+        except RegistryError as exc:  # a champion to warm-start from that fails its check
+            raise AirflowFailException(str(exc)) from exc
         return result, [manifest, train_file, *warm_inputs]
 
 
@@ -368,6 +375,7 @@ class EvaluateModelOperator(ReviewOpsOperator):
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.modeling.evaluation import EvaluationError, evaluate_against_champion
+        from reviewops.registry.store import RegistryError
 
         model = verified(upstream["candidate"].output_named(MODEL_FILE))
         eval_file = verified(upstream["dataset"].output_named("eval.parquet"))
@@ -375,7 +383,7 @@ class EvaluateModelOperator(ReviewOpsOperator):
             result, champion_inputs = evaluate_against_champion(
                 self.settings().data_root, model.path, eval_file.path.parent, upstream["candidate"].subject
             )
-        except EvaluationError as exc:
+        except (EvaluationError, RegistryError) as exc:  # incl. a model file that cannot be loaded
             raise AirflowFailException(str(exc)) from exc
         return result, [model, eval_file, *champion_inputs]
 
@@ -395,7 +403,10 @@ class GateModelOperator(ReviewOpsOperator):
         from reviewops.modeling.promotion import GatePolicy, gate_candidate
 
         evaluation = verified(upstream["evaluation"].output(ArtifactKind.EVALUATION))
-        policy = GatePolicy(float(self.min_macro_f1_gain), float(self.max_recall_drop))
+        try:
+            policy = GatePolicy(self.min_macro_f1_gain, self.max_recall_drop)  # type: ignore[arg-type]
+        except ValueError as exc:  # GatePolicy refuses margins outside [0, 1]
+            raise AirflowFailException(str(exc)) from exc
         return gate_candidate(evaluation, policy), [evaluation]
 
 
@@ -416,26 +427,13 @@ class RegisterModelOperator(ReviewOpsOperator):
         return result, [model, evaluation, decision, manifest]
 
 
-def _as_mapping(value: Any) -> dict[str, Any] | None:
-    """A dict Param, whether rendered natively or as its JSON/Python text."""
-    if value in (None, "", "None"):
-        return None
-    if isinstance(value, dict):
-        return value
-    import ast
-    import json
-
-    try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        parsed = ast.literal_eval(value)
-    if not isinstance(parsed, dict):
-        raise AirflowFailException(f"expected a JSON object, got {value!r}")
-    return parsed
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    """An object Param as the DAG renders it natively (a dict; None or empty for none)."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise AirflowFailException(f"{name} must be a JSON object, got {type(value).__name__} {str(value)[:80]!r}")
+    return dict(value)
 
 
 def _window_of(record: LineageRecord) -> Window:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reviewops.contracts import DECISION_FILE, EVALUATION_FILE, ArtifactKind
 from reviewops.lineage.record import Artifact
 from reviewops.modeling.promotion import GatePolicy, decide, gate_candidate
@@ -83,3 +85,28 @@ def test_the_gate_step_writes_its_decision_beside_the_evaluation(tmp_path: Path)
     rejected = gate_candidate(Artifact.of_file(worse, ArtifactKind.EVALUATION), GatePolicy())
     assert rejected.metrics["verdict"] == "reject"
     assert read_json(rejected.output(ArtifactKind.DECISION).path)["promote"] is False
+
+
+@pytest.mark.parametrize(
+    "margins",
+    [
+        {"min_macro_f1_gain": -1.0},
+        {"min_macro_f1_gain": -0.001},
+        {"min_macro_f1_gain": float("nan")},
+        {"min_macro_f1_gain": 1.5},
+        {"max_recall_drop": -0.1},
+        {"max_recall_drop": 2.0},
+        {"max_recall_drop": True},
+    ],
+)
+def test_margins_outside_zero_to_one_are_refused_so_no_run_can_wave_a_worse_model_through(
+    margins: dict[str, float],
+) -> None:
+    (name,) = margins
+    with pytest.raises(ValueError, match=rf"gate {name} must be a number from 0 to 1, got"):
+        GatePolicy(**margins)
+
+
+def test_a_zero_margin_is_the_loosest_gate_and_still_rejects_a_worse_challenger() -> None:
+    decision = decide(report(0.49, 0.7, champion(0.50)), GatePolicy(min_macro_f1_gain=0.0, max_recall_drop=1.0))
+    assert not decision.promote and "needs >= +0.0000" in decision.reasons[0]

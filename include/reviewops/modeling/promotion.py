@@ -16,10 +16,20 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GatePolicy:
     """``min_macro_f1_gain``: how much the challenger's eval macro-F1 must exceed the
-    champion's. ``max_recall_drop``: how much recall any one class may lose."""
+    champion's. ``max_recall_drop``: how much recall any one class may lose.
+
+    Both are shares in [0, 1]: a negative gain would promote a challenger worse than the
+    champion (``-1`` promotes any), and a recall drop above 1 cannot happen."""
 
     min_macro_f1_gain: float = 0.01
     max_recall_drop: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("min_macro_f1_gain", "max_recall_drop"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and 0.0 <= value <= 1.0):  # NaN fails too
+                raise ValueError(f"gate {name} must be a number from 0 to 1, got {value!r}")
 
 
 @dataclass(frozen=True)

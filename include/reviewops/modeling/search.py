@@ -4,15 +4,22 @@ train split minus a deterministic validation carve and scored on that carve."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from reviewops.config import DEFAULT_MAX_TRIALS, DEFAULT_SEARCH_SPACE
+from reviewops.config import (
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_SEARCH_SPACE,
+    HYPERPARAMETER_RANGES,
+    MAX_AXIS_VALUES,
+    MAX_SEARCH_SPACE,
+    MAX_TRIALS,
+)
 from reviewops.contracts import MODEL_FILE, ArtifactKind
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
@@ -38,29 +45,74 @@ _SHORT = {
 
 
 class SearchSpaceError(ValueError):
-    """A search space that names unknown hyperparameters or has empty axes."""
+    """A search space that names unknown hyperparameters, has empty or oversized axes or
+    out-of-range values, or a budget outside its bounds."""
 
 
 def plan_trials(search_space: dict[str, list[Any]], max_trials: int, seed: int = 42) -> list[dict[str, Any]]:
     """The trials to run: the grid's combinations in a seeded random order, at most
-    ``max_trials``, each ``{"label": ..., "params": {...}}``."""
-    known = {f.name for f in fields(TrainParams)}
-    unknown = sorted(set(search_space) - known)
-    if unknown:
-        raise SearchSpaceError(f"unknown hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    empty = [name for name, values in search_space.items() if not values]
-    if empty:
-        raise SearchSpaceError(f"empty axis {', '.join(empty)} in the search space")
-    if max_trials < 1:
-        raise SearchSpaceError("max_trials must be at least 1")
+    ``max_trials``, each ``{"label": ..., "params": {...}}``.
+
+    The space is checked first (known hyperparameters, at most ``MAX_AXIS_VALUES`` values
+    an axis, each in ``HYPERPARAMETER_RANGES``, at most ``MAX_SEARCH_SPACE``
+    combinations); only the combinations' indexes are shuffled, and only the chosen ones
+    are built, so no grid is ever held in memory."""
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or not 1 <= max_trials <= MAX_TRIALS:
+        raise SearchSpaceError(f"max_trials must be a whole number from 1 to {MAX_TRIALS}, got {max_trials!r}")
     names = sorted(search_space)
-    grid = [dict(zip(names, values, strict=True)) for values in itertools.product(*(search_space[n] for n in names))]
-    random.Random(seed).shuffle(grid)
+    axes = [_checked_axis(name, search_space[name]) for name in names]
+    size = math.prod(len(values) for values in axes)
+    if size > MAX_SEARCH_SPACE:
+        shape = " x ".join(f"{len(values)} {name}" for name, values in zip(names, axes, strict=True))
+        raise SearchSpaceError(
+            f"the search space has {size:,} combinations ({shape}), more than the {MAX_SEARCH_SPACE:,} a search "
+            "may draw from: fix some hyperparameters (Param hyperparameters) or give fewer values"
+        )
+    # Shuffling the indexes orders the combinations exactly as shuffling the grid would.
+    order = list(range(size))
+    random.Random(seed).shuffle(order)
     trials = []
-    for params in grid[:max_trials]:
+    for index in order[:max_trials]:
+        params = _combination(names, axes, index)
         TrainParams(**params)  # fails early on a bad value
         trials.append({"label": trial_label(params), "params": params})
     return trials
+
+
+def check_hyperparameter(name: str, value: Any) -> None:
+    """A :class:`SearchSpaceError` when ``value`` is outside ``HYPERPARAMETER_RANGES``."""
+    if name not in HYPERPARAMETER_RANGES:
+        return
+    low, high = HYPERPARAMETER_RANGES[name]
+    whole = isinstance(low, int) and isinstance(high, int)
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or (whole and value != int(value)) or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise SearchSpaceError(f"hyperparameter {name} must be {kind} from {low} to {high}, got {value!r}")
+
+
+def _checked_axis(name: str, values: Any) -> list[Any]:
+    known = {f.name for f in fields(TrainParams)}
+    if name not in known:
+        raise SearchSpaceError(f"unknown hyperparameter(s) {name}; known: {', '.join(sorted(known))}")
+    if not isinstance(values, list):
+        raise SearchSpaceError(f"axis {name} of the search space must be a list of values, got {values!r}")
+    if not values:
+        raise SearchSpaceError(f"empty axis {name} in the search space")
+    if len(values) > MAX_AXIS_VALUES:
+        raise SearchSpaceError(f"axis {name} has {len(values):,} values, more than the {MAX_AXIS_VALUES} allowed")
+    for value in values:
+        check_hyperparameter(name, value)
+    return values
+
+
+def _combination(names: list[str], axes: list[list[Any]], index: int) -> dict[str, Any]:
+    """The ``index``-th combination in ``itertools.product`` order (the last axis fastest)."""
+    params: dict[str, Any] = {}
+    for name, values in zip(reversed(names), reversed(axes), strict=True):
+        index, position = divmod(index, len(values))
+        params[name] = values[position]
+    return {name: params[name] for name in names}
 
 
 def trial_label(params: dict[str, Any]) -> str:
