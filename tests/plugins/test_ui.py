@@ -47,3 +47,28 @@ def test_a_logged_in_user_sees_the_weeks_and_their_reports(monitored: Path) -> N
         assert client.get("/monitoring/..%2F..%2Fetc/").status_code == 404
     finally:
         app.dependency_overrides.clear()
+
+
+def test_a_folder_name_is_escaped_and_a_damaged_week_does_not_hide_the_others(monitored: Path) -> None:
+    hostile = monitored / "monitoring" / "week=<img src=x onerror=alert(1)>"
+    hostile.mkdir()
+    (hostile / "metrics.json").write_text(json.dumps({"review_count": 1, "breaches": []}))
+    damaged = monitored / "monitoring" / "week=2017-12-04"
+    damaged.mkdir()
+    (damaged / "metrics.json").write_text('{"review_count": 3, "accur')  # cut short
+    wrong_shape = monitored / "monitoring" / "week=2017-12-11"
+    wrong_shape.mkdir()
+    (wrong_shape / "metrics.json").write_text(json.dumps({"accuracy": "high", "breaches": [1]}))
+    app.dependency_overrides[get_user] = lambda: object()
+    try:
+        index = TestClient(app).get("/monitoring/")
+    finally:
+        app.dependency_overrides.clear()
+
+    assert index.status_code == 200
+    assert "<img" not in index.text and "&lt;img src=x onerror=alert(1)&gt;" in index.text
+    assert "href='&lt;img" not in index.text, "only a real week is a link"
+    rows = index.text.split("<tr>")
+    assert any("2017-12-04" in r and "damaged: metrics.json cannot be read" in r for r in rows)
+    assert any("2017-12-11" in r and "damaged" in r for r in rows)
+    assert "<a href='2017-11-27/'>2017-11-27</a>" in index.text and "m-&lt;script&gt;" in index.text
