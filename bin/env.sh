@@ -21,4 +21,8 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRE
 export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export PATH="$REVIEWOPS_ROOT/.venv/bin:$PATH"
-mkdir -p "$AIRFLOW_HOME"
+mkdir -p -m 700 "$AIRFLOW_HOME"
+# The generated admin password is a secret: Airflow appends it to this file with the
+# process's umask (0644 by default), so the file is created, or narrowed, to 0600 first.
+(umask 077 && touch "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+chmod 600 "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"

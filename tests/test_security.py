@@ -3,8 +3,14 @@ repository, no unpickling, models loaded in Keras safe mode, login never disable
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import stat
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -54,3 +60,29 @@ def test_login_is_never_turned_off() -> None:
         text = (ROOT / path).read_text()
         assert not re.search(r"(?i)SIMPLE_AUTH_MANAGER_ALL_ADMINS[\"']?\s*[:=]\s*[\"']?true", text), path
     assert 'SIMPLE_AUTH_MANAGER_ALL_ADMINS="False"' in (ROOT / "bin" / "env.sh").read_text()
+
+
+@pytest.mark.parametrize("left_by_an_older_setup", [False, True])
+def test_the_generated_admin_password_is_readable_by_its_owner_only(
+    tmp_path: Path, left_by_an_older_setup: bool
+) -> None:
+    home = tmp_path / "airflow-home"
+    passwords = home / "passwords.json"
+    if left_by_an_older_setup:
+        home.mkdir()
+        passwords.write_text("")
+        passwords.chmod(0o644)
+    init = "from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager as M; M().init()"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "REVIEWOPS_"))}
+    script = f'source bin/env.sh && umask 022 && python -c "{init}"'
+    subprocess.run(
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env={**environment, "REVIEWOPS_AIRFLOW_HOME": str(home)},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+    assert "admin" in json.loads(passwords.read_text())  # Airflow generated the password into it
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
