@@ -9,6 +9,7 @@ command, run by a person on their own machine, reads and writes what it is given
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import posixpath
 import re
@@ -39,6 +40,11 @@ LOCAL = Backend.LOCAL  # TensorFlow on the Airflow workers
 VERTEX = Backend.VERTEX  # a Gemini model on Vertex AI (needs a gs:// data root)
 BACKENDS: tuple[str, ...] = tuple(Backend)
 
+# Reviews dated before this are quarantined as too_old_date (and no week before it is
+# written): online product reviews began in 1995 (Amazon's customer reviews), so an
+# earlier date is a typo or an export's placeholder (1900-01-01, 1970-01-01).
+EARLIEST_REVIEW_DATE = dt.date(1995, 1, 1)
+
 # Airflow pool of the Vertex AI tuning task: it holds a worker slot while it polls.
 VERTEX_TUNING_POOL = "vertex_tuning"
 
@@ -50,6 +56,7 @@ class Settings:
     source: str = str(SHIPPED_REVIEWS)
     data_root: str = str(_project_root() / "artifacts")
     max_text_chars: int = 10_000
+    earliest_review_date: dt.date = EARLIEST_REVIEW_DATE
     scoring_backend: str = LOCAL
     training_backend: str = LOCAL
 

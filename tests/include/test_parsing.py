@@ -16,6 +16,7 @@ from reviewops.data.parsing import (
     parse_date,
     parse_dates,
     parse_label,
+    shows_nothing,
 )
 
 from .samples import Record, shipped_records, source_date
@@ -46,6 +47,19 @@ def first_review_with(fragment: str) -> Record:
 )
 def test_parse_date_reads_every_form_seen_in_sources(text: str) -> None:
     assert parse_date(text) == dt.date(2011, 5, 30)
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2011-05-30T23:30:00-05:00", dt.date(2011, 5, 31)),  # 04:30 UTC the next day
+        ("2011-05-31T01:00:00+02:00", dt.date(2011, 5, 30)),  # 23:00 UTC the day before
+        ("2011-05-30 23:59:59-00:01", dt.date(2011, 5, 31)),
+        ("2011-05-30T23:30:00", dt.date(2011, 5, 30)),  # no offset: the day as written
+    ],
+)
+def test_parse_date_puts_a_time_with_an_offset_in_its_utc_day(text: str, day: dt.date) -> None:
+    assert parse_date(text) == day
 
 
 def test_parse_date_reads_abbreviated_month_names() -> None:
@@ -104,7 +118,6 @@ def test_parse_label_reads_class_words_in_any_case(text: str, label: str) -> Non
         *[(str(s), "negative") for s in (1, 2, 3, 4)],
         *[(str(s), "neutral") for s in (5, 6)],
         *[(str(s), "positive") for s in (7, 8, 9, 10)],
-        ("7.0", "positive"),
         (" 5 ", "neutral"),
     ],
 )
@@ -114,6 +127,17 @@ def test_parse_label_maps_one_to_ten_stars_like_the_shipped_file(stars: str, lab
 
 @pytest.mark.parametrize("text", [None, "", "good", "0", "11", "-3", "4.5", "nan", "inf", "positive!"])
 def test_parse_label_gives_none_for_junk(text: str | None) -> None:
+    assert parse_label(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    # Numbers int() and float() accept that no rating column holds: exponents, decimals,
+    # digit separators, signs, Arabic-Indic, Extended Arabic-Indic, Devanagari and
+    # full-width digits.
+    ["1e1", "10.0", "7.0", "1_0", "+7", "١٠", "٧", "۷", "७", "１０", "７"],
+)
+def test_parse_label_refuses_numbers_that_are_not_plain_ratings(text: str) -> None:
     assert parse_label(text) is None
 
 
@@ -130,7 +154,7 @@ def test_parse_count_reads_non_negative_integers(text: str | None, count: int | 
     assert parse_count(text) == count
 
 
-@pytest.mark.parametrize("text", ["-1", "1.5", "many", str(2**63), "9" * 5000])
+@pytest.mark.parametrize("text", ["-1", "1.5", "many", str(2**63), "9" * 5000, "1e1", "1_000", "+5", "١٢", "１２"])
 def test_parse_count_raises_on_what_is_not_a_count(text: str) -> None:
     # Counts are stored as int64; a longer number is not a count either.
     with pytest.raises(ValueError):
@@ -226,3 +250,23 @@ def test_content_key_ignores_case_entities_quotes_and_spacing() -> None:
 
     assert content_key(record["drugName"], record["review"]) == content_key(f" {record['drugName'].upper()}", variant)
     assert content_key(record["drugName"], record["review"]) != content_key("Other product", record["review"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u200b",
+        "\u200b\u200c\u200d\u2060\ufeff",
+        "&nbsp;&#8203;",
+        "&#8203; &zwnj;&zwj;",
+        '"\u200b"',
+        "\u00a0\u3000\u2028",
+    ],
+)
+def test_a_text_of_zero_width_characters_and_blanks_shows_nothing(raw: str) -> None:
+    assert shows_nothing(clean_text(raw))
+
+
+def test_a_text_with_one_visible_character_shows_something() -> None:
+    assert not shows_nothing(clean_text("&#8203;ok\u200b"))
+    assert not shows_nothing(clean_text("\U0001f44d"))  # an emoji alone is a review

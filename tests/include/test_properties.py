@@ -31,6 +31,7 @@ REASONS = {
     v.MISSING_FIELD,
     v.BAD_DATE,
     v.FUTURE_DATE,
+    v.TOO_OLD_DATE,
     v.UNKNOWN_LABEL,
     v.BAD_TYPE,
     v.CONTROL_CHARACTERS,

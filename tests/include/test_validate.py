@@ -120,6 +120,16 @@ CRAFTED: dict[str, tuple[str, Craft]] = {
     "entity only": (v.EMPTY_TEXT, lambda r: fresh(r, review='"&nbsp;"')),
     "too long": (v.TEXT_TOO_LONG, lambda r: fresh(r, review=long_text(r, MAX_CHARS + 1))),
     "exact copy": (v.EXACT_DUPLICATE, lambda r: as_row(r[1])),
+    # Reasons as strings: the tests must fail, not break, on code without them.
+    "dated 1900": ("too_old_date", lambda r: fresh(r, date="January 1, 1900")),
+    "dated 1970 in ISO": ("too_old_date", lambda r: fresh(r, date="1970-01-01")),
+    "ten stars with a decimal": ("unknown_label", lambda r: fresh(r, rating="10.0")),
+    "ten stars as an exponent": ("unknown_label", lambda r: fresh(r, rating="1e1")),
+    "arabic-indic ten": ("unknown_label", lambda r: fresh(r, rating="١٠")),
+    "full-width ten": ("unknown_label", lambda r: fresh(r, rating="１０")),
+    "full-width count": ("bad_type", lambda r: fresh(r, usefulCount="１２")),
+    "zero-width characters only": ("empty_text", lambda r: fresh(r, review='"\u200b\u200c\u2060\ufeff"')),
+    "no-break and zero-width space entities": ("empty_text", lambda r: fresh(r, review='"&nbsp;&#8203;"')),
 }
 
 
@@ -463,3 +473,28 @@ def test_the_report_counts_rows_and_reasons_in_total_and_per_file(
             {"file": str(other), "rows_read": 1, "rows_valid": 0, "rows_quarantined": 1, "reasons": {v.BAD_DATE: 1}},
         ],
     }
+
+
+def test_a_date_with_a_time_zone_offset_falls_in_its_utc_day_and_week(tmp_path: Path) -> None:
+    # Sunday 23:30 at UTC-5 is Monday 04:30 UTC: the next week, as every week is in UTC.
+    row = {"id": "1", "drugName": "a", "review": "Worked well.", "rating": "9", "date": "2011-05-29T23:30:00-05:00"}
+    path = tmp_path / "reviews.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+    _, outcome = check(path)
+
+    assert list(outcome.valid["review_date"]) == [dt.date(2011, 5, 30)]
+    assert list(outcome.valid["week"]) == [dt.date(2011, 5, 30)]
+
+
+def test_too_old_is_before_the_configured_earliest_review_date(review_slice: Path, append_rows: AppendRows) -> None:
+    append_rows(review_slice, [["900001", "a", "", "Worked well.", "9", "December 31, 1999", "0"]])
+    raw = read_source_file(review_slice).to_pandas()
+
+    default = validate_frame(raw, MAX_CHARS, TODAY)
+    stricter = validate_frame(raw, MAX_CHARS, TODAY, earliest=dt.date(2000, 1, 1))
+
+    assert Settings().earliest_review_date == dt.date(1995, 1, 1)
+    assert default.reasons == {}
+    assert stricter.reasons == {"too_old_date": 1}
+    assert stricter.quarantined["detail"].tolist() == ["1999-12-31 < 2000-01-01 (earliest_review_date)"]

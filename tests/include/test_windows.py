@@ -183,3 +183,39 @@ def test_zero_length_data_interval_is_refused_not_processed_as_empty() -> None:
 def test_run_with_no_week_is_refused_with_what_to_pass(start: dt.datetime | None, end: dt.datetime | None) -> None:
     with pytest.raises(WindowError, match=re.escape('trigger it with conf {"week": "YYYY-MM-DD"}')):
         resolve_week(conf_week=None, data_interval_start=start, data_interval_end=end, partition_key=None)
+
+
+@pytest.mark.parametrize("monday", ["9999-12-27", "9999-12-20"])
+def test_the_last_weeks_there_are_give_one_line_or_a_week(monday: str) -> None:
+    day = dt.date.fromisoformat(monday)
+    if day == dt.date(9999, 12, 20):  # the last week whose end Python can hold
+        assert resolve_week(conf_week=monday) == Window(day, dt.date(9999, 12, 27))
+        assert list(Window(day, dt.date(9999, 12, 31)).weeks()) == [day]
+        return
+
+    with pytest.raises(WindowError) as raised:
+        resolve_week(conf_week=monday)
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("the week of 9999-12-27 ends after 9999-12-31")
+    with pytest.raises(WindowError, match="ends after 9999-12-31"):
+        Window.covering(dt.date(2017, 1, 2), dt.date(9999, 12, 29))
+
+
+def test_plausible_dates_cut_a_window_to_their_weeks_and_refuse_one_outside() -> None:
+    from reviewops.data.windows import PlausibleDates
+
+    plausible = PlausibleDates(earliest=dt.date(1995, 1, 1), today=dt.date(2024, 6, 5))  # a Sunday, a Wednesday
+
+    wide = plausible.limit(Window(dt.date(1899, 12, 25), dt.date(2100, 1, 4)))
+    inside = Window(dt.date(2017, 1, 2), dt.date(2017, 1, 16))
+
+    assert wide == Window(dt.date(1994, 12, 26), dt.date(2024, 6, 10))
+    assert plausible.limit(inside) is inside
+    assert plausible.limit(Window.week(dt.date(2024, 6, 3))) == Window.week(dt.date(2024, 6, 3))
+    assert plausible.contains(dt.date(1995, 1, 1)) and plausible.contains(dt.date(2024, 6, 5))
+    assert not plausible.contains(dt.date(1994, 12, 31)) and not plausible.contains(dt.date(2024, 6, 6))
+    for week in (dt.date(1900, 1, 1), dt.date(2030, 1, 7)):
+        with pytest.raises(WindowError, match=r"holds no plausible review date \(from 1995-01-01 to today"):
+            plausible.limit(Window.week(week))

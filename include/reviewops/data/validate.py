@@ -13,8 +13,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import clean_text, has_control_characters, parse_count, parse_dates, parse_label
+from reviewops.data.parsing import (
+    clean_text,
+    has_control_characters,
+    parse_count,
+    parse_dates,
+    parse_label,
+    shows_nothing,
+)
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
 from reviewops.data.windows import monday_of
@@ -31,6 +39,7 @@ MALFORMED_ROW = "malformed_row"
 MISSING_FIELD = "missing_field"
 BAD_DATE = "bad_date"
 FUTURE_DATE = "future_date"
+TOO_OLD_DATE = "too_old_date"
 UNKNOWN_LABEL = "unknown_label"
 BAD_TYPE = "bad_type"
 CONTROL_CHARACTERS = "control_characters"
@@ -51,6 +60,7 @@ class ValidateParams:
     batch_key: str
     max_text_chars: int = 10_000
     today: dt.date | None = None
+    earliest: dt.date = EARLIEST_REVIEW_DATE
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,9 @@ class ValidationOutcome:
         return dict(sorted(Counter(self.quarantined["reason"]).items()))
 
 
-def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> ValidationOutcome:
+def validate_frame(
+    raw: pd.DataFrame, max_text_chars: int, today: dt.date, earliest: dt.date = EARLIEST_REVIEW_DATE
+) -> ValidationOutcome:
     """Split raw string rows into typed valid rows and quarantined rows with reasons."""
     frame = raw.reset_index(drop=True)
     # pandas reads Arrow string columns as the ``str`` dtype, whose missing value is NaN:
@@ -90,6 +102,8 @@ def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> Va
     dates = pd.Series(parse_dates(frame["review_date"].tolist()), dtype=object)
     mark(dates.isna(), BAD_DATE, frame["review_date"].fillna("").astype(str))
     mark(dates.map(lambda d: d is not None and d > today), FUTURE_DATE, dates.astype(str))
+    too_old = dates.map(lambda d: d is not None and d < earliest)
+    mark(too_old, TOO_OLD_DATE, dates.astype(str) + f" < {earliest.isoformat()} (earliest_review_date)")
 
     labels = frame["label"].map(parse_label)
     mark(labels.isna(), UNKNOWN_LABEL, frame["label"].fillna("").astype(str))
@@ -100,7 +114,7 @@ def validate_frame(raw: pd.DataFrame, max_text_chars: int, today: dt.date) -> Va
     text = frame["text"].fillna("")
     mark(text.map(has_control_characters), CONTROL_CHARACTERS, "text")
     cleaned = text.map(clean_text)
-    mark(cleaned == "", EMPTY_TEXT, "text")
+    mark(cleaned.map(shows_nothing), EMPTY_TEXT, "text")
     lengths = cleaned.str.len()
     mark(lengths > max_text_chars, TEXT_TOO_LONG, lengths.astype(str) + f" > {max_text_chars} chars")
 
@@ -169,7 +183,7 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     layout = Layout(params.data_root)
     frame = read_table(raw.path).to_pandas()
     today = params.today or dt.datetime.now(dt.UTC).date()
-    outcome = validate_frame(frame, params.max_text_chars, today)
+    outcome = validate_frame(frame, params.max_text_chars, today, params.earliest)
     rows_read = len(frame)
     check_conservation(rows_read, outcome)
     valid_path = write_parquet(

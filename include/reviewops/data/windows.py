@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 ONE_WEEK = dt.timedelta(days=7)
+# The last Monday whose week ends on a date Python can hold (9999-12-27 + 7 days cannot).
+LAST_MONDAY = dt.date(9999, 12, 20)
 
 
 class WindowError(ValueError):
@@ -41,12 +43,12 @@ class Window:
                 f"{monday.isoformat()} is a {monday.strftime('%A')}, not a Monday: "
                 f"pass the Monday that starts the week, e.g. {monday_of(monday).isoformat()}"
             )
-        return cls(monday, monday + ONE_WEEK)
+        return cls(monday, week_after(monday))
 
     @classmethod
     def covering(cls, first: dt.date, last: dt.date) -> Window:
         """The whole weeks covering the days ``first`` to ``last`` inclusive."""
-        return cls(monday_of(first), monday_of(last) + ONE_WEEK)
+        return cls(monday_of(first), week_after(monday_of(last)))
 
     @property
     def is_single_week(self) -> bool:
@@ -64,6 +66,8 @@ class Window:
         monday = monday_of(self.start)
         while monday < self.end:
             yield monday
+            if monday >= LAST_MONDAY:
+                return
             monday += ONE_WEEK
 
     def contains(self, day: dt.date) -> bool:
@@ -71,6 +75,39 @@ class Window:
 
     def as_dict(self) -> dict[str, str]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+def week_after(monday: dt.date) -> dt.date:
+    """The Monday after ``monday``; a one-line WindowError past the last week there is."""
+    if monday > LAST_MONDAY:
+        raise WindowError(
+            f"the week of {monday.isoformat()} ends after {dt.date.max.isoformat()}, the last date there is: "
+            "pass a real week (YYYY-MM-DD, a Monday)"
+        )
+    return monday + ONE_WEEK
+
+
+@dataclass(frozen=True)
+class PlausibleDates:
+    """The days a review can be dated: from ``earliest`` to ``today`` inclusive. A date
+    outside is a typo or an export error (quarantined), never a reason to write weeks."""
+
+    earliest: dt.date
+    today: dt.date
+
+    def contains(self, day: dt.date) -> bool:
+        return self.earliest <= day <= self.today
+
+    def limit(self, window: Window) -> Window:
+        """The whole weeks of ``window`` that can hold a plausible date."""
+        start = max(window.start, monday_of(self.earliest))
+        end = min(window.end, week_after(monday_of(self.today)))
+        if end <= start:
+            raise WindowError(
+                f"window {window.start} -> {window.end} holds no plausible review date (from {self.earliest} "
+                f"to today, {self.today}): pass a week in that range"
+            )
+        return window if (start, end) == (window.start, window.end) else Window(start, end)
 
 
 def parse_day(value: str, what: str) -> dt.date:
