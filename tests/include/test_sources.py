@@ -34,6 +34,7 @@ from reviewops.data.sources import (
     scan_source,
     source_window,
 )
+from reviewops.data.windows import Window
 from reviewops.storage.paths import Layout
 
 from .conftest import AppendRows
@@ -663,3 +664,192 @@ def test_ingest_of_a_source_that_cannot_be_read_writes_nothing(source: str, tmp_
         ingest_reviews(IngestParams(str(bad if source == "single" else bad.parent), str(data_root), window))
 
     assert not data_root.exists()
+
+
+# -- a stray quote costs its own row, not the rows after it ----------------------------------
+
+LONG_ROWS = 200_000  # the issue's file
+SHORTER_ROWS = 50_000  # long enough for the four layouts of the same damage
+STRAY_ROW = 5
+
+
+def long_file(path: Path, *, quoted_texts: bool, rows: int = LONG_ROWS) -> Path:
+    """``rows`` real reviews (their first words, ids 1..rows) written as an export writes
+    them; the text of row STRAY_ROW opens a quote it never closes. With ``quoted_texts``
+    every text is in scrape quotes, as in the shipped file (so the stray quote meets the
+    next row's quotes); without, there is no other quote for it to meet."""
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    shortened = []
+    for record in shipped_records():
+        words = " ".join(record["review"].replace('"', "").split()[:8])
+        shortened.append(as_row(dict(record, review=f'"{words}"' if quoted_texts else words)))
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(HEADER)
+    writer.writerows([str(n), *shortened[n % len(shortened)][1:]] for n in range(1, STRAY_ROW))
+    # The quote that opens and is never closed, in a row otherwise without quotes.
+    stray = shipped_records()[STRAY_ROW % len(shortened)]
+    words = " ".join(stray["review"].replace('"', "").split()[:8])
+    record = dict(stray, **{"": str(STRAY_ROW)}, review='"' + words, date="2014-06-04")
+    out.write(delimiter.join(as_row(dict(record, condition=record["condition"].replace(",", "")))) + "\n")
+    writer.writerows([str(n), *shortened[n % len(shortened)][1:]] for n in range(STRAY_ROW + 1, rows + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out.getvalue(), encoding="utf-8", newline="")
+    return path
+
+
+def assert_only_the_stray_row_is_malformed(table: pa.Table, path: Path, rows: int) -> None:
+    assert table.num_rows == rows
+    read = table.select(["review_id", SOURCE_ROW, MALFORMED]).to_pydict()
+    malformed = [(n, m) for n, m in zip(read[SOURCE_ROW], read[MALFORMED], strict=True) if m is not None]
+    assert [n for n, _ in malformed] == [STRAY_ROW]
+    assert malformed[0][1].startswith(f"unbalanced quote: the record on line {STRAY_ROW + 1} runs into the lines after")
+    assert malformed[0][1].endswith(path.read_text(encoding="utf-8").splitlines()[STRAY_ROW])  # its own line only
+    # Every other row keeps its own number: its id is its number.
+    assert read[SOURCE_ROW] == list(range(1, rows + 1))
+    assert [i for i, n in zip(read["review_id"], read[SOURCE_ROW], strict=True) if i != str(n)] == [None]
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+@pytest.mark.parametrize("quoted_texts", [False, True], ids=["plain texts", "quoted texts"])
+def test_a_stray_quote_early_in_a_long_file_costs_only_its_own_row(
+    suffix: str, quoted_texts: bool, tmp_path: Path
+) -> None:
+    path = long_file(tmp_path / f"reviews{suffix}", quoted_texts=quoted_texts, rows=SHORTER_ROWS)
+
+    table = read_source_file(path)
+
+    assert_only_the_stray_row_is_malformed(table, path, SHORTER_ROWS)
+
+
+def test_a_stray_quote_quarantines_one_row_and_the_count_check_holds(tmp_path: Path) -> None:
+    """The issue's case end to end: 200,000 TSV rows, an unclosed quote in row 5, ingest and validate."""
+    from reviewops.data.validate import ValidateParams, validate_reviews
+
+    path = long_file(tmp_path / "source" / "reviews.tsv", quoted_texts=False)
+    data_root = tmp_path / "data"
+    window = Window(dt.date(2008, 1, 7), dt.date(2018, 1, 1))  # every shipped review's week
+
+    raw, _ = ingest_reviews(IngestParams(str(path), str(data_root), window))
+    assert_only_the_stray_row_is_malformed(read_source_file(path), path, LONG_ROWS)
+    checked = validate_reviews(ValidateParams(str(data_root), window.key, today=dt.date(2024, 6, 3)), raw.output("raw"))
+
+    assert raw.metrics["rows_in_source"] == raw.metrics["rows_read"] == LONG_ROWS
+    assert checked.metrics["rows_read"] == checked.metrics["rows_valid"] + checked.metrics["rows_quarantined"]
+    assert (checked.metrics["rows_valid"], checked.metrics["reasons"]) == (LONG_ROWS - 1, {"malformed_row": 1})
+    quarantined = pq.read_table(Layout(data_root).quarantine(window.key)).to_pylist()
+    assert [(q["reason"], q[SOURCE_ROW]) for q in quarantined] == [("malformed_row", STRAY_ROW)]
+
+
+def test_a_stray_quote_leaves_a_real_multi_line_review_after_it_whole(tmp_path: Path) -> None:
+    # The stray quote's value would close at the opening quote of a real review two rows
+    # on, whose text runs over several lines: that review must still be read whole.
+    records = [r for r in shipped_records() if "\n" not in r["review"]][:8]
+    multi_line = next(r for r in shipped_records() if "\n" in r["review"])
+    stray = as_row(dict(records[4], review='"unclosed ' + records[4]["review"].strip('"')))
+    path = tmp_path / "reviews.tsv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(tsv_line(HEADER) + "".join(tsv_line(as_row(r)) for r in records[:4]))
+        handle.write("\t".join(stray) + "\n")  # written by hand: the quote is not escaped
+        handle.write(tsv_line(as_row(records[5])) + tsv_line(as_row(multi_line)) + tsv_line(as_row(records[6])))
+
+    read = read_source_file(path).to_pylist()
+
+    assert [r[SOURCE_ROW] for r in read] == list(range(1, 9))
+    assert [r[MALFORMED] is not None for r in read] == [False] * 4 + [True] + [False] * 3
+    expected = [r[""] for r in records[:4]] + [None] + [records[5][""], multi_line[""], records[6][""]]
+    assert [r["review_id"] for r in read] == expected
+    assert read[6]["text"] == multi_line["review"]
+
+
+def test_a_file_of_sound_multi_line_reviews_reads_as_before(tmp_path: Path) -> None:
+    # Every shipped review, some over several lines (with \r\r\n inside): nothing damaged.
+    table = read_source_file(SHIPPED_REVIEWS)
+
+    assert table.num_rows == 600
+    assert table.column(MALFORMED).null_count == 600
+    assert table.column("text").to_pylist() == [r["review"] for r in shipped_records()]
+
+
+# -- two columns for one field: refused, never a silent pick -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        # The same name twice.
+        (("", "drugName", "condition", "review", "rating", "date", "usefulCount", "review"), "'review' and 'review'"),
+        # A pandas index written with an export that has its own id column: both give review_id.
+        (("", "uniqueID", "drugName", "condition", "review", "rating", "date", "usefulCount"), "'' and 'uniqueID'"),
+    ],
+    ids=["repeated name", "two aliases"],
+)
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".parquet"])
+def test_two_columns_giving_one_field_are_refused_naming_them(
+    header: tuple[str, ...], named: str, suffix: str, tmp_path: Path, slice_records: list[Record]
+) -> None:
+    rows = [[r[name] if name in r else r[""] for name in header] for r in slice_records[:5]]
+    path = tmp_path / f"reviews{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(
+            pa.Table.from_arrays([pa.array(column) for column in zip(*rows, strict=True)], names=header), path
+        )
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    with pytest.raises(SourceError) as raised:
+        read_source_file(path)
+
+    assert str(raised.value).startswith(f"{path}: columns {named} all give ")
+    assert str(raised.value).endswith("keep one of them and deliver the file again")
+
+
+def test_a_json_line_with_two_keys_for_one_field_is_a_malformed_row(tmp_path: Path) -> None:
+    base = {"drugName": "a", "review": "Worked well.", "rating": "9", "date": "2011-05-30"}
+    lines = [
+        json.dumps({"id": "1", **base}),
+        '{"id": "2", "id": "3", "drugName": "a", "review": "x", "rating": "9", "date": "2011-05-30"}',
+        json.dumps({"id": "4", "uniqueID": "5", **base}),
+    ]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    rows = read_source_file(path).to_pylist()
+
+    assert [r[MALFORMED] for r in rows] == [
+        None,
+        f"keys 'id' and 'id' all give review_id: {lines[1]}",
+        f"keys 'id' and 'uniqueID' all give review_id: {lines[2]}",
+    ]
+
+
+# -- a file that cannot be read: its error says what is wrong, never what it holds ---------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "secret"),
+    [
+        ("keys.csv", "AKIAIOSFODNN7EXAMPLE,wJalrXUtnFEMI\n", "AKIAIOSFODNN7EXAMPLE"),
+        ("keys.tsv", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n", "OPENSSH"),
+        ("keys.jsonl", '["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI"]\n', "AKIAIOSFODNN7EXAMPLE"),
+        ("keys.json", '{"client_email": "svc@example.iam", "private_key": "MIIEvQ"}\n', "private_key"),
+        ("keys.parquet", None, "hunter2"),
+    ],
+)
+def test_an_unreadable_files_error_names_the_problem_not_the_content(
+    name: str, content: str | None, secret: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    if content is None:
+        pq.write_table(pa.table({"user": ["admin"], "hunter2": ["x"]}), path)
+    else:
+        path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(SourceError) as raised:
+        read_source_file(path)
+
+    assert str(raised.value).startswith(f"{path}: ")
+    assert secret not in str(raised.value)

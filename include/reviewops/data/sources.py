@@ -22,8 +22,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import glob
+import itertools
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.data.parsing import parse_dates
+from reviewops.data.records import Span, damaged_spans
 from reviewops.data.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
-from reviewops.data.windows import Window
-from reviewops.storage.io import read_table
+from reviewops.data.windows import PlausibleDates, Window
+from reviewops.storage.io import read_parquet_metadata, read_table
 from reviewops.storage.paths import StoragePath, as_path, sort_paths
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+_LINE_END = r"\r\n|\r|\n"
+_LINE_ENDS = re.compile(_LINE_END)
 
 
 class SourceError(ValueError):
@@ -92,10 +98,15 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class RejectedFile:
-    """A file of a folder or glob source that could not be read as a whole."""
+    """A file of a folder or glob source that could not be read as a whole.
+
+    ``set_aside`` is False for a file ingest must not copy aside: a symbolic link out of
+    the source folder is refused without reading what it points to.
+    """
 
     path: StoragePath
     error: str
+    set_aside: bool = True
 
     def as_dict(self) -> dict[str, str]:
         return {"file": str(self.path), "error": self.error}
@@ -103,7 +114,9 @@ class RejectedFile:
 
 def list_source_files(source: str) -> list[StoragePath]:
     """The files a source names, in a stable order; a clear error when there are none.
-    A ``gs://`` file, folder or glob is listed like a local one."""
+    A ``gs://`` file, folder or glob is listed like a local one. Local files are listed
+    by their real path, except symbolic links out of a folder or glob source's folder,
+    which keep their own (:func:`scan_source` refuses them)."""
     path = as_path(source)
     files: list[StoragePath]
     if path.is_dir():
@@ -114,7 +127,8 @@ def list_source_files(source: str) -> list[StoragePath]:
         files = [path]
     else:
         raise SourceError(f"{source}: no such file or folder (set REVIEWOPS_SOURCE or the source Param)")
-    files = [f.resolve() if isinstance(f, Path) else f for f in files if not f.name.startswith(".")]
+    base = _source_folder(source)
+    files = [_real(f, base) for f in files if not f.name.startswith(".")]
     if not files:
         raise SourceError(f"{source}: no .csv, .tsv, .jsonl or .parquet files found")
     return files
@@ -128,19 +142,45 @@ def _glob(source: str) -> list[StoragePath]:
     return [as_path(f"{protocol}://{p}") for p in path.fs.glob(path.path) if path.fs.isfile(p)]
 
 
+def _source_folder(source: str) -> Path | None:
+    """The local folder a folder or glob source reads (for a glob, its part before the
+    first wildcard); None for a single file or an object store, which have no links."""
+    path = as_path(source)
+    if not isinstance(path, Path) or not (path.is_dir() or any(ch in source for ch in "*?[")):
+        return None
+    if path.is_dir():
+        return path.resolve()
+    fixed = itertools.takewhile(lambda part: not any(ch in part for ch in "*?["), path.parts)
+    return Path(*fixed, ".").resolve()
+
+
+def _real(path: StoragePath, folder: Path | None) -> StoragePath:
+    if not isinstance(path, Path):
+        return path
+    real = path.resolve()
+    return path.absolute() if folder is not None and not real.is_relative_to(folder) else real
+
+
 def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
     """Read every file of a source, one at a time.
 
     A source that names one file fails with that file's :class:`SourceError`. In a
     folder or glob, a bad file is yielded as a :class:`RejectedFile` and the others are
     read; when none of them can be read, a :class:`SourceError` follows the rejections.
+    A symbolic link to a file outside the folder is rejected without being read.
     """
     files = list_source_files(source)
     if as_path(source).is_file():
         yield SourceFile(files[0], read_source_file(files[0]))
         return
+    folder = _source_folder(source)
     rejected: list[RejectedFile] = []
     for path in files:
+        if folder is not None and isinstance(path, Path) and not path.resolve().is_relative_to(folder):
+            why = f"{path}: is a symbolic link to a file outside the source folder {folder}: refused (copy the file in)"
+            rejected.append(RejectedFile(path, why, set_aside=False))
+            yield rejected[-1]
+            continue
         try:
             yield SourceFile(path, read_source_file(path))
         except SourceError as exc:
@@ -175,15 +215,16 @@ def read_source(source: str) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def source_window(source: str) -> Window:
-    """The whole weeks covering every parseable review date in the source, up to the
-    current week (a typo like 2099 is quarantined as a future date, not a reason to
-    write empty partitions for every week until then)."""
-    today = dt.datetime.now(dt.UTC).date()
+def source_window(source: str, earliest: dt.date = EARLIEST_REVIEW_DATE, today: dt.date | None = None) -> Window:
+    """The whole weeks covering every plausible review date in the source: from
+    ``earliest`` up to today (a typo like 2099, or a placeholder like 1900-01-01, is
+    quarantined with its reason, not a reason to write empty partitions for every week
+    in between)."""
+    plausible = PlausibleDates(earliest, today or dt.datetime.now(dt.UTC).date())
     dates = [d for d in parse_dates(read_source(source).column("review_date").to_pylist()) if d is not None]
-    dates = [d for d in dates if d <= today]
+    dates = [d for d in dates if plausible.contains(d)]
     if not dates:
-        raise SourceError(f"{source}: no row has a parseable review date up to today")
+        raise SourceError(f"{source}: no row has a parseable review date from {earliest} up to today")
     return Window.covering(min(dates), max(dates))
 
 
@@ -243,8 +284,30 @@ def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
     header = _header_line(path, data)
     names = _column_names(header, delimiter)
     _require_columns(path, names, _delimiter_hint(header, delimiter))
+    _refuse_repeated_fields(path, next(csv.reader([header], delimiter=delimiter)))
     if not data.endswith((b"\n", b"\r")):
         data += b"\n"  # a header without a line end would otherwise not count as a row
+    table, malformed = _parse_delimited(path, data, names, delimiter)
+    if _physical_lines(data) > 1 + table.num_rows + len(malformed):
+        # Some record runs over several lines: check that no stray quote joined records.
+        lines = data.splitlines(keepends=True)
+        spans = damaged_spans(lines, _lines_per_record(table, malformed), len(names), delimiter)
+        if spans is not None:
+            return _resynchronised(path, lines, spans, names, delimiter)
+    return _with_malformed(_to_canonical(table, path), path, malformed)
+
+
+def _physical_lines(data: bytes) -> int:
+    """Lines ended by LF, CRLF or CR (``data`` ends with one)."""
+    count = data.count(b"\n")
+    return count + data.count(b"\r") - data.count(b"\r\n") if b"\r" in data else count
+
+
+def _parse_delimited(
+    path: StoragePath, data: bytes, names: list[str], delimiter: str
+) -> tuple[pa.Table, list[tuple[int | None, str]]]:
+    """The file's records as string columns, and the records set aside by the parser
+    (record number, what is wrong with it and its text)."""
     malformed: list[tuple[int | None, str]] = []
 
     def set_aside(row: Any) -> str:
@@ -270,8 +333,55 @@ def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
         )
     except pa.ArrowException as exc:
         kind = "tsv" if delimiter == "\t" else "csv"
-        raise SourceError(f"{path}: cannot be read as {kind}: {_first_line(exc)}: re-export it") from exc
-    return _with_malformed(_to_canonical(table, path), path, malformed)
+        # Without the row a parse error may quote after its column counts: it is content.
+        why = re.sub(r"(got \d+): .*$", r"\1", _first_line(exc))
+        raise SourceError(f"{path}: cannot be read as {kind}: {why}: re-export it") from exc
+    return table, malformed
+
+
+def _lines_per_record(table: pa.Table, malformed: list[tuple[int | None, str]]) -> list[int]:
+    """How many physical lines each record the parser read takes, in file order: one, plus
+    the line ends its values hold (the parser keeps them as found)."""
+    per_row = [1] * table.num_rows
+    if table.num_columns:
+        breaks = pc.count_substring_regex(table.column(0), _LINE_END)
+        for column in table.columns[1:]:
+            breaks = pc.add(breaks, pc.count_substring_regex(column, _LINE_END))
+        per_row = pc.add(breaks, 1).to_pylist()
+    set_aside = {number: 1 + len(_LINE_ENDS.findall(text)) for number, text in malformed}
+    if None in set_aside:  # numbers unknown: the check reads every line
+        return [0]
+    rows = iter(per_row)
+    return [set_aside[n] if n in set_aside else next(rows) for n in range(1, len(per_row) + len(malformed) + 1)]
+
+
+def _resynchronised(
+    path: StoragePath, lines: list[bytes], spans: list[Span], names: list[str], delimiter: str
+) -> pa.Table:
+    """The file read again without the lines that broke its quoting: each sound record
+    keeps its own number, and each damaged line is a malformed row of its own."""
+    sound = [span for span in spans if not span.damaged]
+    data = lines[0] + b"".join(line for span in sound for line in lines[span.first : span.end])
+    table, malformed = _parse_delimited(path, data, names, delimiter)
+    parsed = _with_malformed(_to_canonical(table, path), path, malformed)
+    if parsed.num_rows != len(sound):  # the two readers disagree on where records end
+        raise SourceError(f"{path}: its records cannot be told apart (inconsistent quoting): re-export it")
+    numbers = pa.array([i for i, span in enumerate(spans, start=1) if not span.damaged], pa.int64())
+    parsed = parsed.set_column(parsed.schema.get_field_index(SOURCE_ROW), SOURCE_ROW, numbers)
+    damaged = [(i, span) for i, span in enumerate(spans, start=1) if span.damaged]
+    log.warning("%s: %d line(s) with an unbalanced quote set aside as malformed rows", path, len(damaged))
+    bad = _table(
+        {name: [None] * len(damaged) for name in CANONICAL},
+        [str(path)] * len(damaged),
+        [i for i, _ in damaged],
+        malformed=[_unbalanced(lines[span.first], span.first + 1) for _, span in damaged],
+    )
+    return pa.concat_tables([parsed, bad]).sort_by(SOURCE_ROW)
+
+
+def _unbalanced(line: bytes, number: int) -> str:
+    text = line.decode("utf-8").rstrip("\r\n")
+    return f"unbalanced quote: the record on line {number} runs into the lines after it: {text}"
 
 
 def _header_line(path: StoragePath, data: bytes) -> str:
@@ -349,22 +459,22 @@ def _read_jsonl(path: StoragePath, data: bytes) -> pa.Table:
     malformed: list[str | None] = []
     wrong: list[str | None] = []
     found: set[str] = set()
-    first = ""
+    first_kind = ""
     for line in data.split(b"\n"):
         text = line.decode("utf-8")
         if not text.strip(" \t\r"):
             continue
-        first = first or text
-        record, problem = _json_object(text)
+        record, problem, kind = _json_object(text)
+        first_kind = first_kind or kind
         malformed.append(problem)
         values, wrong_fields = _canonical_values(record)
         found.update(record)
         for name in CANONICAL:
             columns[name].append(values.get(name))
         wrong.append(", ".join(wrong_fields) or None)
-    if all(problem is not None for problem in malformed):
+    if not found and all(problem is not None for problem in malformed):
         raise SourceError(
-            f"{path}: no line is a JSON object, so this is not JSON Lines (line 1: {first[:60]!r}): "
+            f"{path}: no line is a JSON object, so this is not JSON Lines (line 1 is {first_kind}): "
             "write one JSON object per line"
         )
     _require_columns(path, sorted(found), "")
@@ -372,14 +482,22 @@ def _read_jsonl(path: StoragePath, data: bytes) -> pa.Table:
     return _table(columns, [str(path)] * n, list(range(1, n + 1)), malformed=malformed, wrong_type=wrong)
 
 
-def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
+def _json_object(text: str) -> tuple[dict[str, Any], str | None, str]:
+    """The line's object (empty when it is none), what is wrong with it, and what it is."""
+    objects: list[list[tuple[str, Any]]] = []
+
+    def keep(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        objects.append(pairs)  # the line's own object is the last one completed
+        return dict(pairs)
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=keep)
     except (ValueError, RecursionError) as exc:
-        return {}, f"not valid JSON ({_first_line(exc)}): {text}"
+        return {}, f"not valid JSON ({_first_line(exc)}): {text}", "not valid JSON"
     if not isinstance(value, dict):
-        return {}, f"a JSON {_json_kind(value)}, not an object: {text}"
-    return value, None
+        return {}, f"a JSON {_json_kind(value)}, not an object: {text}", f"a JSON {_json_kind(value)}"
+    repeated = _repeated_fields([key for key, _ in objects[-1]], "keys")
+    return value, (f"{repeated}: {text}" if repeated else None), "a JSON object"
 
 
 def _canonical_values(record: dict[str, Any]) -> tuple[dict[str, str | None], list[str]]:
@@ -408,6 +526,8 @@ def _json_kind(value: Any) -> str:
 
 def _read_parquet(path: StoragePath) -> pa.Table:
     try:
+        # Names first: pyarrow refuses a repeated name too, but as a "FieldRef" error.
+        _refuse_repeated_fields(path, read_parquet_metadata(path).schema.to_arrow_schema().names)
         table = read_table(path)
         table.validate(full=True)  # string values that are not UTF-8
         _ = table.column_names  # names that are not UTF-8
@@ -424,6 +544,7 @@ def _read_parquet(path: StoragePath) -> pa.Table:
 
 def _to_canonical(table: pa.Table, path: StoragePath) -> pa.Table:
     _require_columns(path, table.column_names, "")
+    _refuse_repeated_fields(path, table.column_names)
     columns: dict[str, Sequence[str | None] | pa.ChunkedArray] = {}
     wrong: list[list[str]] = [[] for _ in range(table.num_rows)]
     for name in table.column_names:
@@ -468,11 +589,36 @@ def _missing(names: Sequence[str]) -> list[str]:
 def _require_columns(path: StoragePath, names: Sequence[str], hint: str) -> None:
     missing = _missing(names)
     if missing:
-        shown = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+        # The header's own words stay out of the message (a log line, a metric): they are
+        # the file's first line, whatever the file is. The fields they give are ours.
+        given = sorted({n for n in map(canonical_name, names) if n is not None}, key=CANONICAL.index)
         raise SourceError(
-            f"{path}: missing required column(s) {', '.join(missing)} (found {shown or 'none'})"
-            + (f": {hint}" if hint else "")
+            f"{path}: missing required column(s) {', '.join(missing)} (its {len(names)} column(s) give "
+            f"{', '.join(given) or 'none of the fields'})" + (f": {hint}" if hint else "")
         )
+
+
+def _refuse_repeated_fields(path: StoragePath, names: Sequence[str]) -> None:
+    """Refuse a file where two columns give the same field (a name repeated, or two
+    aliases such as an unnamed index column beside ``uniqueID``): which one holds it is
+    a guess, and a wrong guess is silent."""
+    repeated = _repeated_fields(names)
+    if repeated:
+        raise SourceError(f"{path}: {repeated}: keep one of them and deliver the file again")
+
+
+def _repeated_fields(names: Sequence[str], what: str = "columns") -> str:
+    """What repeats, as ``columns 'a' and 'b' all give review_id``; empty when nothing does.
+    Only names that map to a field are quoted (they are aliases, not the file's content)."""
+    columns: dict[str, list[str]] = {}
+    for name in names:
+        canonical = canonical_name(name)
+        if canonical is not None:
+            columns.setdefault(canonical, []).append(name)
+    for field, found in columns.items():
+        if len(found) > 1:
+            return f"{what} {' and '.join(repr(n) for n in found)} all give {field}"
+    return ""
 
 
 def _table(
