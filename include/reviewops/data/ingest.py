@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import parse_dates
 from reviewops.data.sources import RejectedFile, SourceFile, scan_source
-from reviewops.data.windows import Window
+from reviewops.data.windows import PlausibleDates, Window
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import fetch, sha256_file, size_of, write_parquet
+from reviewops.storage.io import copy_aside, sha256_file, size_of, write_parquet, write_text
 from reviewops.storage.paths import Layout, StoragePath, to_uri
 from reviewops.storage.publish import remove_tree, replace_dir, staging_dir
 
@@ -24,9 +26,14 @@ ERROR_SUFFIX = ".error.txt"
 
 @dataclass(frozen=True)
 class IngestParams:
+    """``earliest`` and ``today`` bound the plausible review dates (``today``: the UTC
+    day when the step runs, unless given)."""
+
     source: str
     data_root: str
     window: Window
+    earliest: dt.date = EARLIEST_REVIEW_DATE
+    today: dt.date | None = None
 
 
 def rejected_files_dir(data_root: str | Path, batch_key: str) -> StoragePath:
@@ -37,18 +44,29 @@ def rejected_files_dir(data_root: str | Path, batch_key: str) -> StoragePath:
 def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
     """Write the window's raw batch; return the result and the source files read.
 
-    A row is in the batch when its date falls in the window, or when its date cannot
-    be parsed: such a row belongs to no week, so every run quarantines it (with the
-    reason) rather than letting it vanish from all of them. Rows the reader could not
-    split into fields have no date either, so they travel the same way, with their
-    text in the ``malformed`` column, and validate quarantines them as malformed_row.
+    A row is in the batch when its date falls in the window, or when it belongs to no
+    week: its date cannot be parsed, or it is not plausible (in the future, or before
+    ``earliest``). Every run then quarantines such a row with its reason rather than
+    letting it vanish from all of them. Rows the reader could not split into fields
+    have no date either, so they travel the same way, with their text in the
+    ``malformed`` column, and validate quarantines them as malformed_row. The window
+    itself is cut to the plausible dates: no week outside them is written.
 
     A file of a folder or glob source that cannot be read as a whole is copied, with
-    its error beside it, under ``quarantine/<batch>/files/`` and listed in the metrics
-    as ``files_rejected``; the other files are read. A single-file source that cannot
-    be read, or a source none of whose files can, fails before anything is written.
+    its error beside it, under ``quarantine/<batch>/files/`` (with its own permission
+    bits, never wider) and listed in the metrics as ``files_rejected``; the other files
+    are read. Its content reaches no log, metric or lineage record: its name, size and
+    sha256 do. A symbolic link out of the source folder is listed, not read or copied.
+    A single-file source that cannot be read, or a source none of whose files can,
+    fails before anything is written.
     """
     layout = Layout(params.data_root)
+    plausible = PlausibleDates(params.earliest, params.today or dt.datetime.now(dt.UTC).date())
+    window = plausible.limit(params.window)
+    if window != params.window:
+        log.warning(
+            "window %s cut to %s: review dates run from %s to today", params.window.key, window.key, params.earliest
+        )
     sources: list[Artifact] = []
     parts: list[pa.Table] = []
     rejected: list[RejectedFile] = []
@@ -57,34 +75,44 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         if isinstance(item, RejectedFile):
             log.warning("file rejected, the others are read: %s", item.error)
             rejected.append(item)
-            sources.append(_unread(item.path, ArtifactKind.REJECTED_SOURCE))
+            sources += _described(item)
             continue
         rows_in_source += item.table.num_rows
         sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows))
-        parts.append(_in_window(item, params.window))
+        parts.append(_in_window(item, window, plausible))
     batch = pa.concat_tables(parts)
-    copies = _keep_rejected(rejected_files_dir(params.data_root, params.window.key), rejected)
-    raw = write_parquet(batch, layout.raw(params.window.key))
+    copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), rejected)
+    raw = write_parquet(batch, layout.raw(window.key))
     result = StepResult(
-        subject=params.window.key,
+        subject=window.key,
         outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
         metrics={
             "files_read": len(parts),
             "files_rejected": [r.as_dict() for r in rejected],
             "rows_in_source": rows_in_source,
             "rows_read": batch.num_rows,
-            "window": params.window.as_dict(),
+            "window": window.as_dict(),
         },
     )
     return result, sources
 
 
-def _in_window(item: SourceFile, window: Window) -> pa.Table:
+def _in_window(item: SourceFile, window: Window, plausible: PlausibleDates) -> pa.Table:
     table = item.table
     dates = parse_dates(table.column("review_date").to_pylist())
-    keep = [d is None or window.contains(d) for d in dates]
+    keep = [d is None or window.contains(d) or not plausible.contains(d) for d in dates]
     log.info("read %s: %d rows, %d in window %s", item.path, table.num_rows, sum(keep), window.key)
     return table.filter(pa.array(keep, pa.bool_()))
+
+
+def _described(item: RejectedFile) -> list[Artifact]:
+    """The rejected source file as an input, when it may be read and can be."""
+    if not item.set_aside:
+        return []
+    try:
+        return [_unread(item.path, ArtifactKind.REJECTED_SOURCE)]
+    except OSError:  # unreadable (its error says so): listed in files_rejected only
+        return []
 
 
 def _unread(path: StoragePath, kind: str) -> Artifact:
@@ -94,7 +122,8 @@ def _unread(path: StoragePath, kind: str) -> Artifact:
 
 def _keep_rejected(target: StoragePath, rejected: list[RejectedFile]) -> list[StoragePath]:
     """Replace ``target`` with copies of the rejected files and their errors; remove it
-    when there are none (a re-run after the source was fixed leaves no stale copies)."""
+    when there are none (a re-run after the source was fixed leaves no stale copies).
+    A file that is not to be copied, or cannot be read, gets its error file alone."""
     if not rejected:
         remove_tree(target)
         return []
@@ -106,8 +135,15 @@ def _keep_rejected(target: StoragePath, rejected: list[RejectedFile]) -> list[St
     copies: list[StoragePath] = []
     for item in rejected:
         relative = (*item.path.parent.parts[common:], item.path.name)
-        copy = fetch(item.path, staging.joinpath(*relative))
-        copy.with_name(copy.name + ERROR_SUFFIX).write_text(item.error + "\n", encoding="utf-8")
-        copies.append(target.joinpath(*relative))
+        error = item.error
+        if item.set_aside:
+            try:
+                copy_aside(item.path, staging.joinpath(*relative))
+                copies.append(target.joinpath(*relative))
+            except OSError as exc:
+                error += f" (not copied: {exc.strerror or type(exc).__name__})"
+        error_file = staging.joinpath(*relative[:-1], relative[-1] + ERROR_SUFFIX)
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        write_text(error + "\n", error_file)
     replace_dir(staging, target)
     return copies

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import time
 import uuid
@@ -211,6 +212,20 @@ def local_copy(path: StoragePath) -> Iterator[Path]:
         yield local
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_aside(source: StoragePath, local: Path) -> Path:
+    """Copy a file to a new local path keeping its permission bits, never wider (a file
+    set aside from a source may be private: a copy must not make it readable to more
+    users). A file from an object store, which has no mode, is copied as 0600."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(source.stat().st_mode) & 0o666 if isinstance(source, Path) else 0o600
+    with source.open("rb") as original:
+        # Created with the mode (less the umask) from the start: no moment of wider access.
+        descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(descriptor, "wb") as copy:
+            shutil.copyfileobj(original, copy, CHUNK)
+    return local
 
 
 def fetch(source: StoragePath, local: Path) -> Path:
