@@ -246,6 +246,21 @@ def _files_under(path: StoragePath) -> list[StoragePath]:
     return [path]
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from reviewops.serving.server import ServeError, serve
+    from reviewops.serving.settings import ServeSettings
+
+    logging.getLogger("reviewops.serving").setLevel(logging.INFO)  # swaps and load failures
+    given = {"max_batch_rows": args.max_batch_rows, "max_wait_ms": args.max_wait_ms, "poll_seconds": args.poll_seconds}
+    try:
+        settings = ServeSettings(**{name: value for name, value in given.items() if value is not None})
+        serve(args.host, args.port, data_root=args.data_root, allow_open=args.open, settings=settings)
+    except (ServeError, ValueError) as exc:
+        print(f"reviewops: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reviewops", description=__doc__)
     parser.add_argument("--data-root", help="root of all artifacts (default: $REVIEWOPS_DATA_ROOT or ./artifacts)")
@@ -288,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--json", action="store_true", help="print JSON: {'records': [...]} in chain order")
     lineage.add_argument("--down", action="store_true", help="list the datasets, models and predictions built from it")
     lineage.set_defaults(func=_lineage)
+    serving = sub.add_parser("serve", help="serve the champion over HTTP (Open Inference Protocol v2)")
+    serving.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serving.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serving.add_argument(
+        "--open", action="store_true", help="no token, loopback only (default: $REVIEWOPS_SERVE_TOKEN required)"
+    )
+    serving.add_argument("--max-batch-rows", type=int, help="rows one model call takes at most (default 64)")
+    serving.add_argument("--max-wait-ms", type=float, help="how long a model call waits for more requests (default 5)")
+    serving.add_argument("--poll-seconds", type=float, help="how often the champion pointer is read (default 5)")
+    serving.set_defaults(func=_serve)
     return parser
 
 

@@ -146,11 +146,15 @@ class ChooseChampionScoringOperator(BaseBranchOperator):
         self.data_root = data_root
 
     def choose_branch(self, context: Context) -> str | list[str] | None:
-        from reviewops.config import Settings
+        from reviewops.config import LocationNotAllowed, Settings
         from reviewops.contracts import ModelKind
         from reviewops.registry.store import Registry
 
-        registry = Registry(Settings.from_env(data_root=self.data_root).data_root)
+        try:  # a run's data root is checked like every reviewops task's (ReviewOpsOperator.settings)
+            data_root = Settings.for_run(data_root=str(self.data_root or "")).data_root
+        except LocationNotAllowed as exc:
+            raise AirflowFailException(str(exc)) from None
+        registry = Registry(data_root)
         champion = registry.champion()
         kind = registry.kind(champion) if champion else None
         context["ti"].xcom_push(key="champion", value=champion or "")

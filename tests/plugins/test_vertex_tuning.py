@@ -211,3 +211,17 @@ def no_vertex_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_an_unknown_prompt_fails_without_retry(snapshot: dict[str, Any], no_vertex_env: None) -> None:
     with pytest.raises(AirflowFailException, match="no version 9"):
         run(_export("review_sentiment@v9"), {"snapshot_dataset": snapshot})
+
+
+def test_the_champion_branch_refuses_a_data_root_outside_the_allowed_roots(
+    training_dag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # choose_champion_scoring reads the registry under the run's data root: the same
+    # trust boundary as every reviewops task, before anything is read.
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv("REVIEWOPS_ALLOWED_ROOTS", str(tmp_path / "allowed"))
+    choose = copy.deepcopy(training_dag.get_task("choose_champion_scoring"))
+    choose.data_root = "/etc"
+    with pytest.raises(AirflowFailException, match="is outside the roots this deployment allows"):
+        choose.choose_branch({"ti": StubTaskInstance("choose_champion_scoring")})
