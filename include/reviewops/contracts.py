@@ -50,6 +50,8 @@ class ArtifactKind(StrEnum):
 # A model version id: what registry.store.model_version_id makes (m- and 12 hex digits)
 # and hand-made names of the same shape; never a path separator or a dot.
 MODEL_VERSION_PATTERN = r"m-[a-z0-9]+(?:-[a-z0-9]+)*"
+# A dataset version id (``ds-`` and a content hash; tests use hand-made ones alike).
+DATASET_VERSION_PATTERN = r"ds-[a-z0-9]+(?:-[a-z0-9]+)*"
 MODEL_VERSION_MAX_LENGTH = 64
 
 # Files of a model version (models/<version>/) and of a training candidate.

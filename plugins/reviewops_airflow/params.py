@@ -18,13 +18,13 @@ from reviewops.config import (
     MAX_AXIS_VALUES,
     MAX_TRIALS,
 )
-from reviewops.contracts import MODEL_VERSION_MAX_LENGTH, MODEL_VERSION_PATTERN
+from reviewops.contracts import DATASET_VERSION_PATTERN, MODEL_VERSION_MAX_LENGTH, MODEL_VERSION_PATTERN
 
 DATE_PATTERN = r"^(\d{4}-\d{2}-\d{2})?$"
 PROMPT_TEMPLATES = "include/reviewops/gcp/prompt_templates/"
 PROMPT_PATTERN = r"^([a-z][a-z0-9_]*(@v?\d+)?)?$"
 MAX_PROMPTS = 20  # templates one prompt evaluation compares: each is a paid batch job
-DATASET_PATTERN = r"^(ds-[a-z0-9]+(-[a-z0-9]+)*)?$"
+DATASET_PATTERN = f"^({DATASET_VERSION_PATTERN})?$"
 
 # TrainParams' fields that are not numbers (the numbers' ranges: HYPERPARAMETER_RANGES).
 _OTHER_HYPERPARAMETERS: dict[str, dict[str, Any]] = {

@@ -345,6 +345,10 @@ def test_dataset_inputs_and_the_newest_version(fake_gcs: Path) -> None:
     assert select_input([artifact]) == artifact
     with pytest.raises(BatchError, match="no train split"):
         dataset_input(ROOT, "ds-old", "train")
+    # A dataset Param is a path component: only a version id and a known split reach the path.
+    for version, split in (("../../elsewhere", "eval"), ("ds-old/../ds-new", "eval"), ("ds-old", "../eval")):
+        with pytest.raises(BatchError, match="a dataset version is ds-<id>"):
+            dataset_input(ROOT, version, split)
     result, _ = prepare_batch(PrepareParams(data_root=ROOT), artifact)
     assert result.subject == "ds-new/eval"
     assert result.outputs[0].uri.startswith(f"{ROOT}/vertex/batch/ds-new/eval/")

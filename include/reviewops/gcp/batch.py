@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewops.config import VertexSettings
-from reviewops.contracts import ArtifactKind, ModelKind
+from reviewops.contracts import DATASET_VERSION_PATTERN, ArtifactKind, ModelKind
 from reviewops.data.schema import CLASSES, prediction_schema
 from reviewops.gcp.gemini import MISSING, OK, ParsedResponse, batch_request, parse_output, request_key, response_summary
 from reviewops.gcp.prompts import PromptTemplate, load_template
@@ -174,9 +174,17 @@ def newest_dataset(data_root: str) -> str:
     return max(ranked)[2]
 
 
+DATASET_SPLITS = ("train", "eval")
+
+
 def dataset_input(data_root: str, version: str = "", split: str = "eval") -> Artifact:
     """The ``<split>.parquet`` of a dataset version (empty: :func:`newest_dataset`)."""
     version = version.strip() or newest_dataset(data_root)
+    if not re.fullmatch(DATASET_VERSION_PATTERN, version) or split not in DATASET_SPLITS:
+        raise BatchError(
+            f"dataset {version!r} split {split!r}: a dataset version is ds-<id> (see 'datasets/' under the data "
+            f"root) and a split one of {', '.join(DATASET_SPLITS)}"
+        )
     path = Layout(data_root).datasets() / version / f"{split}.parquet"
     if not path.exists():
         raise BatchError(f"dataset {version} has no {split} split at {to_uri(path)}")
