@@ -32,7 +32,7 @@ def _score(args: argparse.Namespace) -> int:
     classes = tuple(registry.metadata(version)["classes"])
     raw = read_source(args.input).to_pandas()
     today = dt.datetime.now(dt.UTC).date()
-    outcome = validate_frame(raw, settings.max_text_chars, today)
+    outcome = validate_frame(raw, settings.max_text_chars, today, settings.earliest_review_date)
     for reason, count in outcome.reasons.items():
         print(f"not scored: {count} row(s) {reason}", file=sys.stderr)
     table = pa.table(
@@ -72,7 +72,9 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             tables.append(item.table)
     raw = pa.concat_tables(tables).to_pandas()
-    outcome = validate_frame(raw, settings.max_text_chars, dt.datetime.now(dt.UTC).date())
+    outcome = validate_frame(
+        raw, settings.max_text_chars, dt.datetime.now(dt.UTC).date(), settings.earliest_review_date
+    )
     check_conservation(len(raw), outcome)
     report = {"input": args.input, **validation_report(raw, outcome), "files_rejected": [r.as_dict() for r in rejected]}
     if args.quarantine_out:

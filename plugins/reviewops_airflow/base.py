@@ -135,13 +135,26 @@ class ReviewOpsOperator(BaseOperator):
             started_at=started,
             ended_at=utcnow_iso(),
         )
-        store.write(record)
+        try:
+            store.write(record)
+        except BaseException:
+            self.discard_staged()
+            raise
+        # Outputs a step staged become visible only now that a record describes them.
+        self.publish_staged()
         payload = record.to_dict()
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {"lineage": payload}
         self.log.info("%s: %s", result.subject, _summary(result.metrics))
         self.log.info("lineage record %s (%d inputs, %d outputs)", record.record_id, len(inputs), len(result.outputs))
         return self.return_value(context, payload)
+
+    def publish_staged(self) -> None:
+        """Make visible what ``run_step`` staged (called once its lineage record is
+        written); nothing by default: most steps write their outputs in place."""
+
+    def discard_staged(self) -> None:
+        """Drop what ``run_step`` staged when its lineage record could not be written."""
 
     def return_value(self, context: Context, record: dict[str, Any]) -> Any:
         """The XCom return value: the lineage record, unless a subclass must return

@@ -12,10 +12,13 @@ from reviewops.contracts import MANIFEST_FILE, MODEL_FILE, VERTEX_MODEL_FILE, Ar
 from reviewops_airflow.base import ReviewOpsOperator, verified
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from airflow.sdk import Context
 
     from reviewops.data.windows import Window
     from reviewops.lineage.record import Artifact, LineageRecord, StepResult
+    from reviewops.storage.publish import StagedFiles
     from reviewops_airflow.bigquery import BigQueryReviewSource
 
 StepOutput = tuple["StepResult", list["Artifact"]]
@@ -55,7 +58,7 @@ class IngestReviewsOperator(ReviewOpsOperator):
         self.gcp_conn_id = gcp_conn_id
         self.bigquery_columns = bigquery_columns
 
-    def resolve_window(self, context: Context, source: str) -> Window:
+    def resolve_window(self, context: Context, source: str, earliest: dt.date) -> Window:
         from reviewops.data.sources import source_window
         from reviewops.data.windows import Window, WindowError, parse_day, resolve_week
         from reviewops.gcp.bigquery import is_bigquery
@@ -79,24 +82,32 @@ class IngestReviewsOperator(ReviewOpsOperator):
                 )
             if is_bigquery(source):
                 return self.bigquery_source().window(source)
-            return source_window(source)
+            return source_window(source, earliest)
         except WindowError as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.data.ingest import IngestParams, ingest_reviews
         from reviewops.data.sources import SourceError
+        from reviewops.data.windows import WindowError
         from reviewops.gcp.bigquery import is_bigquery
 
         settings = self.settings()
         try:
-            window = self.resolve_window(context, settings.source)
+            window = self.resolve_window(context, settings.source, settings.earliest_review_date)
             self.log.info("ingesting %s from %s", window.key, settings.source)
-            params = IngestParams(source=settings.source, data_root=settings.data_root, window=window)
+            params = IngestParams(
+                source=settings.source,
+                data_root=settings.data_root,
+                window=window,
+                earliest=settings.earliest_review_date,
+            )
             if is_bigquery(settings.source):
                 return self.bigquery_source().ingest(params)
             return ingest_reviews(params)
-        except SourceError as exc:  # an unreadable source does not get better by retrying
+        # An unreadable source, or a window wholly outside the plausible review dates,
+        # does not get better by retrying.
+        except (SourceError, WindowError) as exc:
             raise AirflowFailException(str(exc)) from exc
 
     def bigquery_source(self) -> BigQueryReviewSource:
@@ -114,7 +125,10 @@ class ValidateReviewsOperator(ReviewOpsOperator):
         settings = self.settings()
         raw = verified(upstream["raw"].output(ArtifactKind.RAW))
         params = ValidateParams(
-            data_root=settings.data_root, batch_key=upstream["raw"].subject, max_text_chars=settings.max_text_chars
+            data_root=settings.data_root,
+            batch_key=upstream["raw"].subject,
+            max_text_chars=settings.max_text_chars,
+            earliest=settings.earliest_review_date,
         )
         result = validate_reviews(params, raw)
         # The window travels on, so transform knows which week partitions to write, and
@@ -126,15 +140,28 @@ class ValidateReviewsOperator(ReviewOpsOperator):
 
 
 class TransformReviewsOperator(ReviewOpsOperator):
-    """Clean and deduplicate the valid rows into one curated partition per week."""
+    """Clean and deduplicate the valid rows into one curated partition per week. The
+    batch's partitions are staged and become visible together once the task's lineage
+    record is written: a failure (a full disk, a kill) leaves none of them visible."""
+
+    _staged: StagedFiles | None = None
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.data.transform import TransformParams, transform_reviews
+        from reviewops.data.transform import TransformParams, stage_transform
 
         settings = self.settings()
         validated = verified(upstream["validated"].output(ArtifactKind.VALIDATED))
         window = _window_of(upstream["validated"])
-        return transform_reviews(TransformParams(data_root=settings.data_root, window=window), validated), [validated]
+        result, self._staged = stage_transform(TransformParams(data_root=settings.data_root, window=window), validated)
+        return result, [validated]
+
+    def publish_staged(self) -> None:
+        if self._staged is not None:
+            self._staged.publish()
+
+    def discard_staged(self) -> None:
+        if self._staged is not None:
+            self._staged.discard()
 
 
 class ScoreReviewsOperator(ReviewOpsOperator):

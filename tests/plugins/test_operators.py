@@ -4,6 +4,7 @@ small stand-in holding the upstream XComs; nothing else is faked."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import shutil
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,39 @@ def test_a_pinned_path_or_a_truncated_model_fails_the_score_task_in_one_line_wit
     else:
         assert "is not the file registered" in message and "reviewops models promote" in message
     assert not (data_root / "predictions").exists()
+
+
+def test_a_transform_whose_lineage_record_cannot_be_written_publishes_no_partition(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch's partitions become visible only once a record describes them: a full
+    # disk while the record is written leaves none of them, and the retry publishes all.
+    from reviewops.lineage.store import LineageStore
+
+    ingest, validate, transform = weekly_ops(data_root, week=None)
+    ingest.whole_source = True
+    raw = run(ingest)
+    checked = run(validate, {"ingest": raw})
+    real_write = LineageStore.write
+
+    def full_disk(self: LineageStore, record: Any) -> None:
+        if record.task_id == "transform":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, record)
+
+    monkeypatch.setattr(LineageStore, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run(transform, {"validate": checked})
+    assert not (data_root / "curated").exists() or not any((data_root / "curated").iterdir())
+    monkeypatch.setattr(LineageStore, "write", real_write)
+    curated = run(transform, {"validate": checked})
+    published = sorted(p.parent.name for p in (data_root / "curated").glob("week=*/reviews.parquet"))
+    assert published == sorted(a["uri"].rsplit("/", 2)[-2] for a in curated["outputs"] if a["kind"] == "curated")
+    assert len(published) > 300  # every week of the shipped history, at once
+
+
+def test_a_week_before_any_plausible_review_date_fails_ingest_without_retry(data_root: Path) -> None:
+    ingest, _, _ = weekly_ops(data_root, week="1990-01-01")
+    with pytest.raises(AirflowFailException, match="1990") as raised:
+        run(ingest)
+    assert "\n" not in str(raised.value)
