@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewops.config import VertexSettings
-from reviewops.contracts import EVALUATION_FILE, TRAINING_FILE, VERTEX_MODEL_FILE, ArtifactKind, ModelKind, Scores
+from reviewops.contracts import TRAINING_FILE, VERTEX_MODEL_FILE, ArtifactKind, ModelKind, Scores
 from reviewops.data.schema import CLASSES
 from reviewops.gcp.gemini import tuning_example
 from reviewops.gcp.prompts import PromptTemplate, load_template
@@ -367,7 +367,7 @@ def evaluate_tuned_model(
     The champion is either a Keras model (``champion``: version and model file; it
     predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
     batch predictions of the same eval split, unanswered reviews counted as misses)."""
-    from reviewops.modeling.evaluation import evaluation_report, references
+    from reviewops.modeling.evaluation import evaluation_report, references, write_evaluation
     from reviewops.storage.io import read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
@@ -392,19 +392,9 @@ def evaluate_tuned_model(
         if ids and not any(i in answers for i in ids):
             raise TuningError(f"the champion {version}'s batch predictions are not of {dataset_dir.name}'s eval split")
         report["champion"] = {"model_version": version, **scored_metrics(labels, [answers.get(i) for i in ids])}
-    path = write_json(report, candidate_dir / EVALUATION_FILE)
     if matched < len(ids):
         log.warning("%s answered %d of %d eval reviews: the rest count as misses", model_version, matched, len(ids))
-    log.info(
-        "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
-        model_version,
-        metrics["rows"],
-        metrics["accuracy"],
-        metrics["macro_f1"],
-    )
-    return StepResult(
-        subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=dict(report)
-    )
+    return write_evaluation(report, candidate_dir)
 
 
 def predicted_labels(predictions: Sequence[Artifact]) -> dict[str, str | None]:

@@ -157,11 +157,9 @@ def evaluate_candidate(
     """Score the eval split with the challenger, the champion (when there is one) and
     two baselines trained on the same train split; write ``evaluation.json`` beside the
     challenger."""
-    from reviewops.contracts import EVALUATION_FILE, ArtifactKind
     from reviewops.data.schema import CLASSES
-    from reviewops.lineage.record import Artifact, StepResult
     from reviewops.modeling.training import load_model, predict_labels
-    from reviewops.storage.io import read_table, write_json
+    from reviewops.storage.io import read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()
@@ -170,25 +168,38 @@ def evaluate_candidate(
     report = evaluation_report(
         model_version, dataset_dir.name, metrics, references(dataset_dir, texts, labels, champion)
     )
-    path = write_json(report, model_file.parent / EVALUATION_FILE)
+    return write_evaluation(report, model_file.parent)
+
+
+def write_evaluation(report: EvaluationReport, candidate_dir: StoragePath) -> StepResult:
+    """Write ``evaluation.json`` into the candidate's folder and log what it says; the
+    evaluation step's result (the Keras and the Vertex AI path alike)."""
+    from reviewops.contracts import EVALUATION_FILE, ArtifactKind
+    from reviewops.lineage.record import Artifact, StepResult
+    from reviewops.storage.io import write_json
+
+    path = write_json(report, candidate_dir / EVALUATION_FILE)
     log.info(
         "eval of %s on %d rows: accuracy %.4f macro-F1 %.4f",
-        model_version,
-        metrics["rows"],
-        metrics["accuracy"],
-        metrics["macro_f1"],
+        report["model_version"],
+        report["rows"],
+        report["accuracy"],
+        report["macro_f1"],
     )
     for name, baseline in report["baselines"].items():
         log.info("baseline %s: accuracy %.4f macro-F1 %.4f", name, baseline["accuracy"], baseline["macro_f1"])
     if report["champion"]:
+        champion = report["champion"]
         log.info(
             "champion %s: accuracy %.4f macro-F1 %.4f",
-            champion[0] if champion else "",
-            report["champion"]["accuracy"],
-            report["champion"]["macro_f1"],
+            champion["model_version"],
+            champion["accuracy"],
+            champion["macro_f1"],
         )
     return StepResult(
-        subject=model_version, outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),), metrics=dict(report)
+        subject=report["model_version"],
+        outputs=(Artifact.of_file(path, ArtifactKind.EVALUATION),),
+        metrics=dict(report),
     )
 
 
