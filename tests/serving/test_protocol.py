@@ -76,6 +76,8 @@ def test_a_body_that_is_not_json_is_400(body: bytes, status: int) -> None:
         (request([None]), "not a string"),
         (request(["fine", "bad\x00byte"]), "text 1 holds control characters"),
         (request(['  ""  ']), "text 0 is empty"),
+        (request(["\u200b\u200d\ufeff"]), "text 0 is empty"),  # zero-width only: validation's empty_text
+        (request(["&nbsp;&#8203;"]), "text 0 is empty"),
         (request(["x" * 51]), "51 characters once cleaned, more than the pipeline's 50"),
         (request(["a"], parameters={"binary_data_size": 1}), "binary tensor data"),
         ({**request(["a"]), "outputs": [{"name": "logits"}]}, "unknown output 'logits'"),

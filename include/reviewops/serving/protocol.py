@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from reviewops.data.parsing import clean_text, has_control_characters
+from reviewops.data.parsing import clean_text, has_control_characters, shows_nothing
 from reviewops.serving.served import Scores, ServedModel
 from reviewops.serving.settings import MODEL_NAME, ServeSettings
 
@@ -114,7 +114,7 @@ def _checked_text(row: int, value: Any, max_text_chars: int) -> str:
     if has_control_characters(value):
         raise RequestError(422, f"text {row} holds control characters (the pipeline quarantines it)")
     cleaned = clean_text(value)
-    if not cleaned:
+    if shows_nothing(cleaned):  # the pipeline's empty_text: nothing visible once cleaned
         raise RequestError(422, f"text {row} is empty once blanks and quotes are removed (the pipeline quarantines it)")
     if len(cleaned) > max_text_chars:
         raise RequestError(
