@@ -54,6 +54,9 @@ MODEL_VERSION_PATTERN = r"m-[a-z0-9]+(?:-[a-z0-9]+)*"
 DATASET_VERSION_PATTERN = r"ds-[a-z0-9]+(?:-[a-z0-9]+)*"
 MODEL_VERSION_MAX_LENGTH = 64
 
+# A Gemini answer that names a class (reviewops.gcp.gemini's statuses; monitoring counts it).
+ANSWERED = "ok"
+
 # Files of a model version (models/<version>/) and of a training candidate.
 MODEL_FILE = "model.keras"
 VERTEX_MODEL_FILE = "vertex_model.json"

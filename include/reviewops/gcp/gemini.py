@@ -38,10 +38,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reviewops.contracts import ANSWERED
 from reviewops.gcp.prompts import PromptTemplate
 
 # Statuses of a parsed output line.
-OK = "ok"
+OK = ANSWERED
 BLOCKED = "blocked"  # the prompt or the answer was blocked by the model's safety filters
 UNPARSEABLE = "unparseable"  # an answer that is not one of the template's classes
 ERROR = "error"  # the line failed (non-empty status, or no response at all)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reviewops.contracts import MODEL_FILE
-from reviewops.registry.store import Registry, RegistryError
+from reviewops.contracts import MODEL_FILE, ModelKind
+from reviewops.registry.store import Registry, RegistryError, kind_of
 from reviewops.storage.io import read_table
 from reviewops.storage.paths import Layout
 from reviewops.storage.publish import is_published
@@ -58,7 +58,7 @@ def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Rep
 
     registry = Registry(data_root)
     meta = registry.metadata(version)
-    if meta.get("kind", "keras") != "keras":
+    if kind_of(meta) != ModelKind.KERAS:
         raise RegistryError(
             f"model {version} is a {meta['kind']} model: its weights live on Vertex AI and tuning is not "
             "deterministic, so it cannot be retrained here. Run reviews_training with training_backend=vertex "

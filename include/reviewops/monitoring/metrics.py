@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from reviewops.contracts import VertexSignals, WeekMetrics
+from reviewops.contracts import ANSWERED, VertexSignals, WeekMetrics
 from reviewops.data.safety import CATEGORIES as SAFETY_CATEGORIES
 from reviewops.modeling.evaluation import classification_metrics
 from reviewops.modeling.reference import DIGITS, checked_labels, length_shares, share_by_class
@@ -271,7 +271,7 @@ def model_safety_metrics(predictions: pa.Table) -> VertexSignals:
             by_category[category] = by_category.get(category, 0) + 1
     flagged = sum(1 for found in categories if found)
     cited = sum(1 for count in citations if count)
-    answered = by_status.get("ok", 0)  # reviewops.gcp.gemini.OK
+    answered = by_status.get(ANSWERED, 0)
     return {
         "model_safety_flagged": flagged,
         "model_safety_rate": round(flagged / rows, 4) if rows else None,

@@ -69,11 +69,11 @@ def monitor_week(
         raise ValueError(
             f"{predictions.uri} holds predictions of {sorted(found)}, not {model_version}: re-score the week"
         )
-    versions = [_reference_version(registry, model_version, table)]
-    model_dir = registry.path(versions[0])
+    reference_version = _reference_version(registry, model_version, table)
+    model_dir = registry.path(reference_version)
     reference = read_json(model_dir / REFERENCE_FILE)
     vocabulary = set((model_dir / VOCABULARY_FILE).read_text(encoding="utf-8").split("\n")) - {""}
-    classes = tuple(registry.metadata(versions[0])["classes"])
+    classes = tuple(registry.metadata(reference_version)["classes"])
     metrics = week_metrics(frame, reference, vocabulary, classes, batch_seconds, params.thresholds)
     # {} for local scoring. mypy refuses update() with a base TypedDict (an instance may
     # carry extra keys); model_safety_metrics builds its dict literally, with none.
@@ -82,7 +82,7 @@ def monitor_week(
     week = predictions.path.parent.name.removeprefix("week=")
     metrics["week"] = week
     metrics["model_version"] = model_version
-    metrics["reference_model_version"] = versions[0]
+    metrics["reference_model_version"] = reference_version
     metrics["breaches"] = [b.as_dict() for b in breaches]
     folder = Layout(params.data_root).monitoring(week)
     metrics_path = write_json(metrics, folder / METRICS_FILE)

@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +72,12 @@ ANY = object()
 MODEL_FILES = {ModelKind.KERAS: MODEL_FILE, ModelKind.VERTEX: VERTEX_MODEL_FILE}
 LOCK_WAIT_SECONDS = 30.0
 VERSION_PATTERN = re.compile(MODEL_VERSION_PATTERN)
+
+
+def kind_of(meta: Mapping[str, Any]) -> ModelKind:
+    """What a version's metadata says it holds (a version registered before kinds existed
+    is Keras)."""
+    return ModelKind(meta.get("kind", ModelKind.KERAS))
 
 
 class RegistryError(RuntimeError):
@@ -158,7 +164,7 @@ class Registry:
 
     def kind(self, version: str) -> ModelKind:
         """What a registered version holds (a version registered before kinds existed is Keras)."""
-        return ModelKind(self.metadata(version).get("kind", ModelKind.KERAS))
+        return kind_of(self.metadata(version))
 
     def require_champion(self) -> str:
         version = self.champion()
@@ -189,7 +195,7 @@ class Registry:
         was registered (:meth:`verified_file`); a clear error for a version of another
         kind (a Vertex AI tuned model has no weights here: it scores on Vertex AI)."""
         meta = self.metadata(version)
-        kind = meta.get("kind", ModelKind.KERAS)
+        kind = kind_of(meta)
         if kind != ModelKind.KERAS:
             tuned = (meta.get("vertex") or {}).get("tuned_model_name", "?")
             raise RegistryError(
@@ -239,9 +245,9 @@ class Registry:
         a week with when the week was scored by a model that has none (Gemini on Vertex
         AI): the champion when it is a Keras model, else the newest Keras version."""
         champion = self.champion()
-        if champion is not None and self.metadata(champion).get("kind", ModelKind.KERAS) == ModelKind.KERAS:
+        if champion is not None and self.kind(champion) == ModelKind.KERAS:
             return champion
-        keras = [str(m["version"]) for m in self.versions() if m.get("kind", ModelKind.KERAS) == ModelKind.KERAS]
+        keras = [str(m["version"]) for m in self.versions() if kind_of(m) == ModelKind.KERAS]
         return keras[-1] if keras else None
 
     def is_blessed(self, version: str) -> bool:
