@@ -337,6 +337,23 @@ class Registry:
             self._set_champion(version, reason, actor, "promote", current)
         return True
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock champion changes take, for a change kept beside the pointer (a
+        roll-out plan) that must not interleave with one. Not re-entrant: do not promote
+        while holding it."""
+        with self._locked():
+            yield
+
+    def append_change(self, action: str, version: str, reason: str, actor: str, **details: Any) -> dict[str, Any]:
+        """Append a change that moves no champion (a roll-out stage) to the history; call it
+        holding :meth:`locked`. ``version`` is the champion at the time, so the history's
+        readers (``is_blessed``, ``rollback``, a pointer's repair) read the entry right."""
+        entry = {"at": _now(), "action": action, "version": version, "previous": version, "reason": reason}
+        entry = {**entry, "actor": actor, **details}
+        self._append_history(json.dumps(entry, sort_keys=True) + "\n")
+        return entry
+
     def _last_recorded_champion(self) -> str | None:
         history = self.history()
         return str(history[-1]["version"]) if history else None
