@@ -117,7 +117,7 @@ class ReviewOpsOperator(BaseOperator):
         # this step read in other runs and DAGs (a model, curated weeks, ...).
         parents = [r.record_id for r in upstream.values()]
         parents += [r.record_id for records in self.many.values() for r in records]
-        parents += [p for p in store.index().producer_ids(inputs, before=started) if p not in parents]
+        parents += [p for p in store.producer_ids(inputs, before=started) if p not in parents]
         ti = context["ti"]
         record = LineageRecord(
             record_id=new_record_id(),

@@ -17,7 +17,9 @@ from reviewops.lineage.store import DAMAGED_DIR, LineageStore
 from reviewops.storage.paths import to_uri
 
 
-def record(record_id: str, output: Artifact, ended_at: str, inputs: tuple[Artifact, ...] = ()) -> LineageRecord:
+def record(
+    record_id: str, output: Artifact | tuple[Artifact, ...], ended_at: str, inputs: tuple[Artifact, ...] = ()
+) -> LineageRecord:
     return LineageRecord(
         record_id=record_id,
         dag_id="reviews_weekly",
@@ -28,7 +30,7 @@ def record(record_id: str, output: Artifact, ended_at: str, inputs: tuple[Artifa
         code_version="test",
         params={},
         inputs=inputs,
-        outputs=(output,),
+        outputs=output if isinstance(output, tuple) else (output,),
         parents=(),
         metrics={},
         started_at=ended_at,

@@ -6,8 +6,12 @@ file, and the store survives ``airflow db clean``. Artifacts are matched by URI 
 content hash, so a walk follows exactly the bytes a step read, even when a later run
 rewrote the same path.
 
+A task finds the producers of what it read through the producer index beside the records
+(``reviewops.lineage.index``), reading only the records it names; the walks of
+``reviewops lineage`` read the whole store.
+
 A record that cannot be read (truncated by a full disk or a killed copy, edited by hand)
-must not stop every later task, each of which reads the whole store: it is moved aside to
+must not stop every later reader: it is moved aside to
 ``<data root>/lineage/damaged/`` with a warning naming it, and the walks go on without it
 (listed in :attr:`LineageStore.damaged` when it cannot be moved, e.g. a read-only store).
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from upath import UPath
 
+from reviewops.lineage.index import INDEX_DIR, ProducerIndex
 from reviewops.lineage.record import Artifact, LineageRecord
 from reviewops.storage.io import remove, sha256_file, write_json
 from reviewops.storage.paths import Layout, StoragePath, as_path, sort_paths, to_uri
@@ -52,18 +57,53 @@ class DamagedRecord:
 class LineageStore:
     def __init__(self, data_root: str | StoragePath) -> None:
         self.root = Layout(data_root).lineage_records()
+        self.producer_index = ProducerIndex(self.root.parent / INDEX_DIR)
         self.damaged: list[DamagedRecord] = []
 
     def write(self, record: LineageRecord) -> StoragePath:
+        # The index entries first: a record that exists is always indexed.
+        self.producer_index.add([record])
         return write_json(record.to_dict(), self.root / f"{record.record_id}.json")
 
     def records(self) -> list[LineageRecord]:
         """All readable records, oldest first; each damaged one is set aside (see the
         module's docstring) and listed in :attr:`damaged`."""
-        paths = sort_paths(self.root.glob("*.json"))
+        return self._load(sort_paths(self.root.glob("*.json")))
+
+    def rebuild_index(self) -> int:
+        """Index every record of the store (entries already there are kept), then mark
+        the index complete; the number of records indexed."""
+        records = self.records()
+        self.producer_index.add(records)
+        self.producer_index.mark_built(len(records))
+        log.info("lineage index under %s rebuilt from %d records", self.producer_index.root, len(records))
+        return len(records)
+
+    def producer(self, artifact: Artifact, before: str | None = None) -> LineageRecord | None:
+        """:meth:`LineageIndex.producer` through the index: only the records it names are read."""
+        return LineageIndex(self._candidates([artifact])).producer(artifact, before)
+
+    def producer_ids(self, artifacts: Iterable[Artifact], before: str | None = None) -> list[str]:
+        """:meth:`LineageIndex.producer_ids` through the index: one listing per artifact
+        and one read per candidate record, however many records the store holds."""
+        wanted = list(artifacts)
+        return LineageIndex(self._candidates(wanted)).producer_ids(wanted, before)
+
+    def _candidates(self, artifacts: list[Artifact]) -> list[LineageRecord]:
+        """The records the index names as producers of ``artifacts``, oldest first."""
+        if not self.producer_index.is_built():
+            try:
+                self.rebuild_index()
+            except OSError as exc:  # a read-only store: answer from a full read this time
+                log.warning("lineage index under %s not rebuilt (%s): reading every record", self.root.parent, exc)
+                return self.records()
+        ids = sorted({i for a in artifacts for i in self.producer_index.record_ids(a)})
+        return self._load([self.root / f"{i}.json" for i in ids])
+
+    def _load(self, paths: list[StoragePath]) -> list[LineageRecord]:
         found = []
         for path, data in zip(paths, _read_all(paths), strict=True):
-            if data is None:  # another reader set it aside since the listing
+            if data is None:  # set aside since the listing, or indexed but never written
                 continue
             try:
                 found.append(parse_record(data))
