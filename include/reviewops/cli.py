@@ -13,12 +13,10 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from reviewops.config import Settings
-from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import clean_text
 from reviewops.data.sources import SourceError, read_source
 from reviewops.data.validate import validate_frame
-from reviewops.lineage.record import Artifact, LineageRecord
-from reviewops.lineage.store import LineageIndex, LineageNotFound
+from reviewops.lineage.store import LineageNotFound
 from reviewops.modeling.scoring import score_table_batches
 from reviewops.registry.store import ChampionPointerError, Registry, RegistryError
 from reviewops.storage.io import atomic_path
@@ -191,6 +189,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _lineage(args: argparse.Namespace) -> int:
     from reviewops.lineage.store import LineageStore, impact
+    from reviewops.lineage.tree import lineage_tree, render
     from reviewops.storage.paths import to_uri
 
     index = LineageStore(Settings.from_env(data_root=args.data_root).data_root).index()
@@ -207,37 +206,14 @@ def _lineage(args: argparse.Namespace) -> int:
         for kind, names in built.items():
             print(f"  {kind:12} {len(names):4}  {', '.join(names) if names else '-'}")
         return 0
-    chain = index.upstream(index.resolve(args.target))
+    start = index.resolve(args.target)
     if args.json:
+        chain = index.upstream(start)
         print(json.dumps({"target": args.target, "records": [r.to_dict() for r in chain]}, indent=2))
         return 0
-    for hop in lineage_hops(index, chain):
-        print(hop)
+    for line in render(lineage_tree(index, start)):
+        print(line)
     return 0
-
-
-def lineage_hops(index: LineageIndex, chain: list[LineageRecord]) -> list[str]:
-    """One line per hop: the artifact through which each record was reached, then the
-    source files the chain starts from."""
-    via: dict[str, Artifact] = {}
-    for record in chain:
-        via.setdefault(record.record_id, record.outputs[0] if record.outputs else Artifact("-", "-", "-"))
-        for artifact in record.inputs:
-            producer = index.producer(artifact, before=record.started_at)
-            if producer is not None:
-                via.setdefault(producer.record_id, artifact)
-    lines = []
-    for record in chain:
-        artifact = via[record.record_id]
-        lines.append(f"{_hop(artifact)}  <- {record.dag_id}.{record.task_id} ({record.subject})")
-    sources = {a.uri: a for r in chain for a in r.inputs if a.kind == ArtifactKind.SOURCE}
-    lines += [f"{_hop(a)}  (source)" for a in sources.values()]
-    return lines
-
-
-def _hop(artifact: Artifact) -> str:
-    rows = "" if artifact.rows is None else f"rows={artifact.rows}"
-    return f"{artifact.kind:16} {artifact.uri}  {artifact.sha256[:12]}  {rows}"
 
 
 def _files_under(path: StoragePath) -> list[StoragePath]:
