@@ -24,9 +24,15 @@ from reviewops_airflow.provider import LazyProviderOperator
 from tests.conftest import ROOT
 
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED = {"reviews_initial_load", "reviews_training", "reviews_weekly", "reviews_prompt_evaluation"}
-# DAGs that read curated data or datasets only, never the review source.
-NO_SOURCE = {"reviews_training", "reviews_prompt_evaluation"}
+EXPECTED = {
+    "reviews_initial_load",
+    "reviews_training",
+    "reviews_weekly",
+    "reviews_prompt_evaluation",
+    "reviews_rollout",
+}
+# DAGs that never read the review source (curated data, datasets, the request log).
+NO_SOURCE = {"reviews_training", "reviews_prompt_evaluation", "reviews_rollout"}
 
 
 @pytest.fixture(scope="module")
