@@ -14,13 +14,17 @@ import asyncio
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from reviewops import __version__
+from reviewops.monitoring.online import ANSWER, SHADOW
 from reviewops.serving.batching import MicroBatcher, NotReady, QueueFull, ScoringError
 from reviewops.serving.champion import ChampionWatcher
 from reviewops.serving.protocol import (
@@ -32,7 +36,8 @@ from reviewops.serving.protocol import (
     parse_infer_request,
     read_json,
 )
-from reviewops.serving.served import ServedModel
+from reviewops.serving.requestlog import Call, RequestLog
+from reviewops.serving.served import Scores, ServedModel
 from reviewops.serving.settings import MODEL_NAME, ServeSettings
 
 Scope = MutableMapping[str, Any]
@@ -45,6 +50,9 @@ OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 # Bodies larger than this are parsed and checked on a worker thread, so a few megabytes of
 # JSON do not hold the event loop (and every other request) while they are parsed.
 INLINE_PARSE_BYTES = 64 * 1024
+KEY_HEADER = "x-request-key"
+MAX_KEY_CHARS = 256
+NO_ROLLOUT = "none"
 
 
 class _ClientGone(Exception):
@@ -156,12 +164,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 class Routes:
-    """The v2 routes over one batcher (the model) and one watcher (the champion)."""
+    """The v2 routes over the champion's batcher, the challenger's (during a roll-out), the
+    watcher that loads both, and the request log."""
 
-    def __init__(self, batcher: MicroBatcher, watcher: ChampionWatcher, settings: ServeSettings) -> None:
+    def __init__(
+        self, batcher: MicroBatcher, watcher: ChampionWatcher, settings: ServeSettings, request_log: RequestLog | None
+    ) -> None:
         self.batcher = batcher
         self.watcher = watcher
         self.settings = settings
+        self.request_log = request_log
+        self.shadow_dropped_rows = 0  # shadow copies the challenger's queue had no room for
 
     def _served(self) -> ServedModel | None:
         model = self.batcher.model
@@ -187,6 +200,11 @@ class Routes:
         status = self.watcher.status()
         counts = vars(self.batcher.stats())
         entry = {"name": MODEL_NAME, "version": status.serving, **counts, **vars(status)}
+        entry["shadow_dropped_rows"] = self.shadow_dropped_rows
+        if self.watcher.challenger is not None:
+            entry["challenger_stats"] = vars(self.watcher.challenger.stats())
+        if self.request_log is not None:
+            entry.update(self.request_log.stats())
         return _json({"model_stats": [entry]})
 
     async def unknown_model(self, name: str) -> Response:
@@ -196,23 +214,68 @@ class Routes:
         return _error(404, f"model {name[:80]!r} is not served here: this server serves {MODEL_NAME!r}")
 
     async def infer(self, request: Request) -> Response:
+        started = time.monotonic()
         try:
             parsed = await self._parse(await request.body())
-            future = self.batcher.submit(parsed.texts)
         except RequestError as exc:
             return _error(exc.status, exc.message)
+        request_id = parsed.request_id or uuid.uuid4().hex
+        key = parsed.request_key or request.headers.get(KEY_HEADER, "")[:MAX_KEY_CHARS] or request_id
+        plan = self.watcher.plan()
+        answering, shadow, stage = self.batcher, None, NO_ROLLOUT
+        if plan is not None and self.watcher.challenger is not None:
+            stage = str(plan.stage)
+            answering, shadow = self.batcher, self.watcher.challenger
+            if plan.answers_with_challenger(key):
+                answering, shadow = shadow, answering
+        try:
+            future = answering.submit(parsed.texts)
         except NotReady as exc:
             return _error(503, f"{exc}: /v2/health/ready answers 200 once one is", {"retry-after": "1"})
         except QueueFull as exc:
             return _error(503, f"busy: {exc}; retry shortly", {"retry-after": "1"})
+        version = answering.model.version if answering.model else "unknown"
+        call = Call(request_id, key, stage, ANSWER, 0.0, parsed.texts, version)
+        if shadow is not None:
+            self._shadow(shadow, call)
         try:
             scores = await asyncio.wait_for(asyncio.wrap_future(future), self.settings.request_timeout_seconds)
         except TimeoutError:
             wait = self.settings.request_timeout_seconds
+            self._log(call, started, None, f"no answer within {wait:g} s")
             return _error(503, f"the model did not answer within {wait:g} s; retry shortly", {"retry-after": "1"})
         except ScoringError as exc:
+            self._log(call, started, None, str(exc))
             return _error(500, str(exc))
-        return _json(infer_response(parsed, scores))
+        self._log(call, started, scores)
+        return _json(infer_response(parsed, scores, stage))
+
+    def _log(self, call: Call, started: float, scores: Scores | None, error: str | None = None) -> None:
+        if self.request_log is None:
+            return
+        latency = (time.monotonic() - started) * 1000.0
+        version = scores.version if scores is not None else call.version
+        self.request_log.append(replace(call, latency_ms=latency, version=version, scores=scores, error=error))
+
+    def _shadow(self, batcher: MicroBatcher, answered: Call) -> None:
+        """Score a copy on the other model, for the gate to compare; never holds up or
+        fails the request it copies."""
+        started = time.monotonic()
+        try:
+            future = batcher.submit(list(answered.texts))
+        except (NotReady, QueueFull):
+            self.shadow_dropped_rows += len(answered.texts)
+            return
+        version = batcher.model.version if batcher.model else "unknown"
+        call = replace(answered, role=SHADOW, version=version)
+
+        def done(finished: Future[Scores]) -> None:
+            if finished.cancelled():
+                return
+            failure = finished.exception()
+            self._log(call, started, None if failure else finished.result(), str(failure) if failure else None)
+
+        future.add_done_callback(done)
 
     async def _parse(self, body: bytes) -> InferRequest:
         if len(body) > INLINE_PARSE_BYTES:
@@ -223,10 +286,16 @@ class Routes:
         return parse_infer_request(read_json(body), self.settings)
 
 
-def create_app(batcher: MicroBatcher, watcher: ChampionWatcher, settings: ServeSettings, token: str | None) -> ASGIApp:
+def create_app(
+    batcher: MicroBatcher,
+    watcher: ChampionWatcher,
+    settings: ServeSettings,
+    token: str | None,
+    request_log: RequestLog | None = None,
+) -> ASGIApp:
     """The ASGI application uvicorn runs: the guard around the v2 routes. Without a token
     (``token=None``) every route is open; :func:`reviewops.serving.server.serve` decides that."""
-    routes = Routes(batcher, watcher, settings)
+    routes = Routes(batcher, watcher, settings, request_log)
     api = FastAPI(title="reviewops", docs_url=None, redoc_url=None, openapi_url=None)
     api.add_api_route("/v2/health/live", routes.live, methods=["GET"])
     api.add_api_route("/v2/health/ready", routes.ready, methods=["GET"])

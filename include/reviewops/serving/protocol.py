@@ -11,8 +11,13 @@ is scored on the same string.
 The response holds, per row: ``label`` (``BYTES``), ``probabilities`` (``FP32``,
 ``[n, k]``, columns in the ``classes`` the tensor's parameters name), the safety flags
 batch scoring writes (``safety_flagged`` ``BOOL``, ``safety_categories`` ``BYTES``,
-comma-separated, empty for none, ``safety_score`` ``FP32``) and ``model_version``
-(``BYTES``), the registry version that answered the row.
+comma-separated, empty for none, ``safety_score`` ``FP32``), ``model_version``
+(``BYTES``), the registry version that answered the row, and ``rollout_stage`` (``BYTES``):
+``none`` without a roll-out, else the stage it was answered in (``shadow``, ``canary``).
+
+During a canary the side that answers is chosen by the request key: the request's
+``parameters.request_key`` (a string; e.g. a user or session id, so one user sees one
+model), else the ``X-Request-Key`` header, else the request ``id``, else a random one.
 
 Errors are ``{"error": "..."}`` with 400 (not JSON), 413 (too many rows) or 422 (JSON
 that is not a valid request for this model).
@@ -38,7 +43,9 @@ OUTPUTS: dict[str, str] = {
     "safety_categories": "BYTES",
     "safety_score": "FP32",
     "model_version": "BYTES",
+    "rollout_stage": "BYTES",
 }
+MAX_KEY_CHARS = 256
 
 
 class RequestError(ValueError):
@@ -55,6 +62,7 @@ class InferRequest:
     texts: list[str]  # cleaned
     request_id: str | None
     outputs: tuple[str, ...]
+    request_key: str | None = None
 
 
 def read_json(body: bytes) -> Any:
@@ -74,7 +82,19 @@ def parse_infer_request(payload: Any, settings: ServeSettings) -> InferRequest:
     tensor = _text_tensor(payload.get("inputs"))
     data = _text_data(tensor, settings.max_rows)
     texts = [_checked_text(i, value, settings.max_text_chars) for i, value in enumerate(data)]
-    return InferRequest(texts, request_id, _requested_outputs(payload.get("outputs")))
+    return InferRequest(texts, request_id, _requested_outputs(payload.get("outputs")), _request_key(payload))
+
+
+def _request_key(payload: dict[str, Any]) -> str | None:
+    parameters = payload.get("parameters")
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise RequestError(422, "parameters must be a JSON object")
+    key = parameters.get("request_key")
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_CHARS):
+        raise RequestError(422, f"parameters.request_key must be a string of 1 to {MAX_KEY_CHARS} characters")
+    return key
 
 
 def _text_tensor(inputs: Any) -> dict[str, Any]:
@@ -135,7 +155,7 @@ def _requested_outputs(outputs: Any) -> tuple[str, ...]:
     return names
 
 
-def infer_response(request: InferRequest, scores: Scores) -> dict[str, Any]:
+def infer_response(request: InferRequest, scores: Scores, stage: str = "none") -> dict[str, Any]:
     rows = len(scores)
     classes = list(scores.classes)
     tensors: dict[str, dict[str, Any]] = {
@@ -151,6 +171,7 @@ def infer_response(request: InferRequest, scores: Scores) -> dict[str, Any]:
             "safety_score", [rows], np.array([f.score for f in scores.safety], np.float32).tolist()
         ),
         "model_version": _tensor("model_version", [rows], [scores.version] * rows),
+        "rollout_stage": _tensor("rollout_stage", [rows], [stage] * rows),
     }
     response: dict[str, Any] = {
         "model_name": MODEL_NAME,

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 # Traces the model's prediction graph while the version is loaded, so the first request
 # it answers after a swap does not pay for it.
 WARM_UP_TEXTS = ["warming up the model before it serves"]
+# The history's entries that moved the champion (a roll-out's stage lines name it too).
+CHAMPION_CHANGES = ("promote", "rollback")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def model_info(registry: Registry, meta: ModelMetadata, model_file: StoragePath)
     record), and the promotion that made it champion."""
     artifact = Artifact.of_file(model_file, ArtifactKind.MODEL)
     producer = LineageStore(registry.data_root).index().producer(artifact)
-    changes = [e for e in registry.history() if e.get("version") == meta["version"]]
+    changes = [
+        e for e in registry.history() if e.get("version") == meta["version"] and e.get("action") in CHAMPION_CHANGES
+    ]
     metrics = meta.get("metrics") or {}
     return {
         "model_version": meta["version"],

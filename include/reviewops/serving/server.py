@@ -26,6 +26,7 @@ from reviewops.config import Settings
 from reviewops.serving.app import ASGIApp, create_app
 from reviewops.serving.batching import MicroBatcher
 from reviewops.serving.champion import ChampionWatcher
+from reviewops.serving.requestlog import RequestLog
 from reviewops.serving.settings import ENV_SERVE_TOKEN, LOOPBACK_HOSTS, MIN_TOKEN_CHARS, ServeSettings
 
 log = logging.getLogger(__name__)
@@ -65,21 +66,34 @@ def check_access(host: str, token: str | None, allow_open: bool) -> str | None:
 
 
 class ServingRuntime:
-    """The model thread, the champion watcher and the app over them, started and stopped together."""
+    """The model threads (the champion's, and the challenger's during a roll-out), the
+    watcher, the request log and the app over them, started and stopped together."""
 
     def __init__(self, data_root: str, token: str | None, settings: ServeSettings) -> None:
         self.settings = settings
-        self.batcher = MicroBatcher(settings.max_batch_rows, settings.max_wait_seconds, settings.max_queue_rows)
-        self.watcher = ChampionWatcher(data_root, self.batcher, settings.poll_seconds)
-        self.app: ASGIApp = create_app(self.batcher, self.watcher, settings, token)
+        self.batcher = self._batcher()
+        self.challenger = self._batcher()
+        self.watcher = ChampionWatcher(data_root, self.batcher, settings.poll_seconds, challenger=self.challenger)
+        self.request_log = RequestLog(
+            data_root, max_queue_rows=settings.log_queue_calls, flush_seconds=settings.log_flush_seconds
+        )
+        self.app: ASGIApp = create_app(self.batcher, self.watcher, settings, token, self.request_log)
+
+    def _batcher(self) -> MicroBatcher:
+        settings = self.settings
+        return MicroBatcher(settings.max_batch_rows, settings.max_wait_seconds, settings.max_queue_rows)
 
     def start(self) -> None:
+        self.request_log.start()
         self.batcher.start()
+        self.challenger.start()
         self.watcher.start()  # loads the champion in the background: ready answers 503 until then
 
     def stop(self) -> None:
         self.watcher.stop()
         self.batcher.stop()
+        self.challenger.stop()
+        self.request_log.close()  # after the batchers: the rows of the last answers are written too
 
 
 def uvicorn_config(app: ASGIApp, host: str, port: int, settings: ServeSettings, **extra: Any) -> uvicorn.Config:

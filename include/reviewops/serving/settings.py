@@ -36,6 +36,9 @@ class ServeSettings:
     - ``body_timeout_seconds``: a body that has not arrived whole by then gets 408, so a
       slow sender holds nothing but its own connection.
     - ``limit_concurrency``: connections and tasks uvicorn serves at once (503 beyond).
+    - ``log_queue_calls``: scored calls waiting for the request log's writer; beyond it
+      their rows are dropped and counted, never waited for.
+    - ``log_flush_seconds``: the longest a logged row waits before it is written.
     """
 
     max_text_chars: int = Settings.max_text_chars
@@ -48,6 +51,8 @@ class ServeSettings:
     request_timeout_seconds: float = 30.0
     body_timeout_seconds: float = 10.0
     limit_concurrency: int = 256
+    log_queue_calls: int = 100_000
+    log_flush_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
