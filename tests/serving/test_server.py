@@ -119,6 +119,7 @@ def test_metadata_names_the_version_its_dataset_and_its_registry_entry(
         "safety_categories": ("BYTES", [-1]),
         "safety_score": ("FP32", [-1]),
         "model_version": ("BYTES", [-1]),
+        "rollout_stage": ("BYTES", [-1]),
     }
     info = meta["parameters"]
     registered = json.loads((two_models.root / "models" / two_models.champion / "metadata.json").read_text())
@@ -145,6 +146,7 @@ def test_infer_answers_each_row_with_its_label_probabilities_flags_and_version(
     assert all(abs(sum(row) - 1) < 1e-5 for row in rows)  # type: ignore[arg-type]
     assert data["safety_flagged"] == [False, True, False] and data["safety_categories"][1] == "email"
     assert data["model_version"] == [two_models.champion] * 3
+    assert data["rollout_stage"] == ["none"] * 3  # no roll-out on this registry
 
 
 # Bad requests: a clear 4xx each, and the server none the worse
