@@ -1,0 +1,155 @@
+"""The Arrow validate and curate against the row-at-a-time oracle (``oracle_rowwise``):
+on generated messy input both give the same valid rows, the same quarantined rows with the
+same reasons and details, and the same curated rows and set-aside repeats, compared as the
+Parquet rows they are written as."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from reviewops.config import SHIPPED_REVIEWS
+from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
+from reviewops.data.sources import MALFORMED, WRONG_TYPE, read_source
+from reviewops.data.transform import _as_quarantine, curate_frame
+from reviewops.data.validate import ValidationOutcome, validate_frame
+
+from .oracle_rowwise import curate_rowwise, validate_rowwise
+from .samples import TODAY
+
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "reviewops-hypothesis")
+MAX_CHARS = 60  # small, so text_too_long is reachable
+EARLIEST = dt.date(1995, 1, 1)
+
+# Whitespace Python's str.isspace accepts and RE2's \s does not, characters that show
+# nothing, control characters, entities (escaped twice too), the scrape's quotes.
+BLANKS = [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u2028", "\u3000"]
+INVISIBLE = ["\u200b", "\u200d", "\ufeff", "&#8203;", "&nbsp;", "\u00ad"]
+CONTROL = ["\x00", "\x07", "\x1b", "\x7f", "\x08"]
+ENTITIES = ["&amp;", "&#039;", "&quot;", "&amp;#039;", "&amp;amp;amp;", "&lt;b&gt;", "&copy", "&#x27;", "&bogus;", "&"]
+WORDS = ["good", "bad", "Café", "ÉCOLE", "ǅ", "İ", "ß", "日本", "\U0001f44d", "K", "\u212a", "x", '"', '""']
+piece = st.one_of(st.sampled_from(BLANKS + INVISIBLE + CONTROL + ENTITIES + WORDS), st.text(max_size=3))
+texts = st.lists(piece, max_size=8).map("".join)
+small_texts = st.lists(st.sampled_from(["a", "b", " ", '"', "&amp;", "\xa0"]), max_size=4).map("".join)
+
+FORMATS = ("%B %d, %Y", "%b %d, %Y", "%Y-%m-%d", "%d %B %Y", "%Y/%m/%d")
+some_days = st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31))
+near_days = st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2030, 12, 31))
+dates = st.one_of(
+    st.tuples(st.one_of(near_days, some_days), st.sampled_from(FORMATS)).map(lambda p: p[0].strftime(p[1])),
+    st.tuples(near_days, st.sampled_from(FORMATS), st.sampled_from(BLANKS)).map(lambda p: p[2] + p[0].strftime(p[1])),
+    near_days.map(lambda d: d.strftime("%B %d, %Y").upper()),
+    near_days.map(lambda d: d.strftime("%b %-d, %Y")),
+    st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2030, 1, 1)).map(dt.datetime.isoformat),
+    st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2030, 1, 1), timezones=st.just(dt.UTC)).map(
+        lambda d: d.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat()
+    ),
+    st.sampled_from(
+        [
+            "February 30, 2017",
+            "2017-13-01",
+            "2017-1-5",
+            "20170105",
+            "٢٠١٧-٠١-٠٥",
+            "2017-01-05T",
+            "2017-01-05 25:00",
+            "May 30 2011",
+            "30 May, 2011",
+            "",
+            "   ",
+        ]
+    ),
+    texts,
+)
+labels = st.one_of(
+    st.sampled_from(["positive", "neutral", "negative", "POSITIVE", " Neutral\t", "posİtive"]),
+    st.integers(-2, 12).map(str),
+    st.sampled_from(["07", " 7 ", "7.0", "1e1", "١٠", "１０", "+5", "010"]),
+    texts,
+)
+counts = st.one_of(
+    st.just(""),
+    st.integers(-3, 2**64).map(str),
+    st.sampled_from(
+        ["007", " 12 ", "1_0", "١٠", "9223372036854775807", "9223372036854775808", "00000000000000000000001"]
+    ),
+    texts,
+)
+ids = st.one_of(st.sampled_from(["1", "2", " 2", "3\xa0"]), st.integers(0, 10**6).map(str), small_texts)
+products = st.one_of(st.sampled_from(["Valsartan", "valsartan", " Nubain"]), small_texts, texts)
+duplicated_texts = st.sampled_from(['"good"', "good", "Good", "good&amp;bad", " good ", "&quot;good&quot;"])
+cells = {
+    "review_id": ids,
+    "product": products,
+    "condition": st.one_of(st.none(), st.sampled_from(["", " ", "Pain"]), texts),
+    "text": st.one_of(duplicated_texts, texts),
+    "label": labels,
+    "review_date": dates,
+    "useful_count": counts,
+}
+
+
+@st.composite
+def frames(draw: Any) -> pd.DataFrame:
+    n = draw(st.integers(0, 25))
+    data: dict[str, list[Any]] = {}
+    for name in CANONICAL:
+        data[name] = draw(
+            st.lists(st.one_of(st.none(), cells[name]) if draw(st.booleans()) else cells[name], min_size=n, max_size=n)
+        )
+    # Copies of earlier rows, whole or with one field changed: exact duplicates and conflicts.
+    for _ in range(draw(st.integers(0, 6)) if n else 0):
+        source = draw(st.integers(0, n - 1))
+        changed = draw(st.sampled_from([None, *CANONICAL]))
+        for name in CANONICAL:
+            value = data[name][source] if name != changed else draw(cells[name])
+            data[name].append(value)
+    total = len(data["review_id"])
+    data[SOURCE_FILE] = ["f"] * total
+    data[SOURCE_ROW] = list(range(1, total + 1))
+    for marker in (MALFORMED, WRONG_TYPE):
+        if draw(st.booleans()):
+            data[marker] = draw(st.lists(st.one_of(st.none(), st.none(), texts), min_size=total, max_size=total))
+    return pd.DataFrame(data).astype({name: "str" for name in CANONICAL if name in data})
+
+
+def rows_of(frame: pd.DataFrame, schema: pa.Schema) -> list[dict[str, Any]]:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).to_pylist()
+
+
+def assert_same_outcome(got: ValidationOutcome, want: ValidationOutcome) -> None:
+    assert rows_of(got.quarantined, QUARANTINE_SCHEMA) == rows_of(want.quarantined, QUARANTINE_SCHEMA)
+    assert rows_of(got.valid, CURATED_SCHEMA) == rows_of(want.valid, CURATED_SCHEMA)
+    assert got.reasons == want.reasons
+
+
+def assert_same_curation(valid: pd.DataFrame) -> None:
+    curated, duplicates = curate_frame(valid)
+    want_curated, want_duplicates = curate_rowwise(valid)
+    assert rows_of(curated, CURATED_SCHEMA) == rows_of(want_curated, CURATED_SCHEMA)
+    got = rows_of(_as_quarantine(duplicates), QUARANTINE_SCHEMA)
+    assert got == rows_of(_as_quarantine(want_duplicates), QUARANTINE_SCHEMA)
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=frames(), max_chars=st.sampled_from([MAX_CHARS, 10_000]))
+def test_arrow_validate_and_curate_agree_with_the_row_at_a_time_oracle(frame: pd.DataFrame, max_chars: int) -> None:
+    want = validate_rowwise(frame, max_chars, TODAY, EARLIEST)
+    got = validate_frame(frame, max_chars, TODAY, EARLIEST)
+    assert_same_outcome(got, want)
+    assert_same_curation(want.valid)
+
+
+def test_the_shipped_reviews_validate_and_curate_as_the_oracle_does() -> None:
+    raw = read_source(str(SHIPPED_REVIEWS)).to_pandas()
+    want = validate_rowwise(raw, 10_000, TODAY)
+    assert_same_outcome(validate_frame(raw, 10_000, TODAY), want)
+    assert_same_curation(want.valid)
