@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.types import RuntimeTaskInstanceProtocol
 
     from reviewops.config import Settings
     from reviewops.lineage.record import Artifact, LineageRecord, StepResult
+    from reviewops_airflow.openlineage import Lineage
 
 
 class ReviewOpsOperator(BaseOperator):
@@ -108,6 +110,7 @@ class ReviewOpsOperator(BaseOperator):
         settings = self.settings()  # a location the run may not use fails here, before any I/O
         upstream = self.upstream_records(context)
         self.many = self.upstream_record_lists(context)
+        self.given_records = [*upstream.values(), *(r for records in self.many.values() for r in records)]
         try:
             result, inputs = self.run_step(context, upstream)
         except LineageError as exc:
@@ -142,12 +145,38 @@ class ReviewOpsOperator(BaseOperator):
             raise
         # Outputs a step staged become visible only now that a record describes them.
         self.publish_staged()
+        self.lineage_record = record  # for the OpenLineage listener, which runs in this process
         payload = record.to_dict()
-        for asset in self.outlets:
-            context["outlet_events"][asset].extra = {"lineage": payload}
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                from reviewops_airflow.assets import located
+
+                context["outlet_events"][outlet].add(located(outlet, settings.data_root), extra={"lineage": payload})
+            else:
+                context["outlet_events"][outlet].extra = {"lineage": payload}
         self.log.info("%s: %s", result.subject, _summary(result.metrics))
         self.log.info("lineage record %s (%d inputs, %d outputs)", record.record_id, len(inputs), len(result.outputs))
         return self.return_value(context, payload)
+
+    def get_openlineage_facets_on_complete(self, task_instance: RuntimeTaskInstanceProtocol) -> Lineage:
+        """The task's OpenLineage inputs, outputs and facets, from the lineage record it
+        wrote (``reviewops_airflow.openlineage``); called by the provider's listener only
+        when OpenLineage is configured."""
+        from reviewops_airflow.openlineage import operator_lineage
+
+        return operator_lineage(self._written_record())
+
+    def get_openlineage_facets_on_failure(self, task_instance: RuntimeTaskInstanceProtocol) -> Lineage:
+        """A failed task wrote no record: its inputs are what its upstream records gave it."""
+        from reviewops_airflow.openlineage import failed_lineage
+
+        return failed_lineage(list(getattr(self, "given_records", [])))
+
+    def _written_record(self) -> LineageRecord:
+        record: LineageRecord | None = getattr(self, "lineage_record", None)
+        if record is None:  # the provider logs this as a warning and emits the event without datasets
+            raise ValueError(f"task {self.task_id} wrote no lineage record in this process")
+        return record
 
     def publish_staged(self) -> None:
         """Make visible what ``run_step`` staged (called once its lineage record is
