@@ -50,9 +50,16 @@ def gcs(tmp_path: Path) -> Iterator[Path]:
         yield root
 
 
+class _OutletEvents(SimpleNamespace):
+    """An outlet's event accessor: ``extra`` for an asset, ``add`` for an asset alias."""
+
+    def add(self, asset: Any, extra: Any = None) -> None:
+        self.added = [*getattr(self, "added", []), (asset, extra)]
+
+
 def context(task: Any, xcoms: dict[str, Any], **params: Any) -> dict[str, Any]:
     values = {"data_root": DATA_ROOT, "prompt": "", "model_version": "", "scoring_backend": "vertex", **params}
-    events: defaultdict[Any, SimpleNamespace] = defaultdict(SimpleNamespace)
+    events: defaultdict[Any, _OutletEvents] = defaultdict(_OutletEvents)
     return {"ti": StubTaskInstance(task_id=task.task_id, xcoms=xcoms), "params": values, "outlet_events": events}
 
 
