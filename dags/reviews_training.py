@@ -10,13 +10,19 @@ else `$REVIEWOPS_TRAINING_BACKEND`, else `local`); both end in the same gate and
    as JSONL, TFRecord (`tf.train.Example`) and Parquet, plus `manifest.json`.
 2. **plan_trials**: the search space (Param `search_space`) expanded into at most
    `max_trials` trials.
-3. **train_trial** (mapped, one per trial, labelled in the UI): fit on the train split
-   minus a validation carve (by a hash of `review_id`), score on the carve.
-4. **select_best**: the trial with the best validation macro-F1.
-5. **train_model**: the best parameters retrained on the whole train split (or, with
-   `warm_start`, the champion fine-tuned on the newest dataset).
-6. **evaluate_model**: the challenger and the champion on the same eval split, beside the
-   majority-class and TF-IDF + logistic regression baselines.
+3. **train_trial** (mapped, one per trial, labelled in the UI): stratified k-fold
+   cross-validation on the train split (Param `folds`, 5): every train review predicted
+   by a model that never saw it; the neutral class's offset and a temperature are chosen
+   on those out-of-fold predictions.
+4. **select_best**: the trial with the best out-of-fold macro-F1, compared with the
+   standard baseline (TF-IDF 1-2-grams, `min_df=2`, sublinear tf, class-balanced logistic
+   regression) on the same folds, with bootstrap intervals.
+5. **train_model**: the best parameters retrained on the whole train split, the offsets
+   and temperature baked into its output layer (calibrated probabilities); or, with
+   `warm_start`, the champion fine-tuned on the newest dataset.
+6. **evaluate_model**: the challenger, the champion and the majority-class and standard
+   baselines on the same eval split, with bootstrap intervals, paired differences and
+   the calibration error.
 
 Vertex AI path (a Gemini model tuned on the same train split; needs a `gs://` data root):
 
@@ -36,9 +42,10 @@ Vertex AI path (a Gemini model tuned on the same train split; needs a `gs://` da
 
 Both paths:
 
-7. **gate**: promote only if the challenger beats the champion's macro-F1 by
-   `min_macro_f1_gain` and no class loses more than `max_recall_drop` recall; with no
-   champion, it must beat both baselines. A rejection is a decision: the run succeeds,
+7. **gate**: promote only if the challenger is not worse than any baseline beyond the
+   paired bootstrap interval, beats the champion's macro-F1 by `min_macro_f1_gain` and
+   no class loses more than `max_recall_drop` recall (a Vertex AI evaluation, without the
+   bootstrap, must beat both baselines when there is no champion). A rejection is a decision: the run succeeds,
    the reasons are in the task log and record.
 8. **register_model**: an immutable registry version (`models/m-…/` with its model card);
    it becomes champion only when the gate said so.
@@ -50,7 +57,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from reviewops.config import VERTEX_TUNING_POOL
+from reviewops.config import DEFAULT_FOLDS, MAX_FOLDS, MIN_FOLDS, VERTEX_TUNING_POOL
 from reviewops_airflow.assets import DATASET_VERSIONS, MODEL_VERSIONS
 from reviewops_airflow.backends import ChooseBackendOperator, backend_param
 from reviewops_airflow.dag_defaults import START_DATE, task_defaults
@@ -97,6 +104,9 @@ with DAG(
         "eval_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5, title="Eval fraction"),
         "search_space": search_space_param(),
         "max_trials": max_trials_param(),
+        "folds": Param(
+            DEFAULT_FOLDS, type="integer", minimum=MIN_FOLDS, maximum=MAX_FOLDS, title="Cross-validation folds"
+        ),
         "hyperparameters": hyperparameters_param(),
         "warm_start": Param(False, type="boolean", title="Fine-tune the champion instead of training from scratch"),
         "min_macro_f1_gain": gate_margin_param(0.01, "Gate: macro-F1 gain over the champion"),
@@ -120,10 +130,13 @@ with DAG(
     train_trial = TrainTrialOperator.partial(
         task_id="train_trial",
         upstream={"dataset": "snapshot_dataset"},
+        folds="{{ params.folds }}",
         map_index_template="{{ trial_label }}",
         execution_timeout=timedelta(minutes=30),
     ).expand(trial=plan_trials.output)
-    select_best = SelectBestTrialOperator(task_id="select_best", upstream_many={"trials": "train_trial"})
+    select_best = SelectBestTrialOperator(
+        task_id="select_best", upstream={"dataset": "snapshot_dataset"}, upstream_many={"trials": "train_trial"}
+    )
     train_model = TrainModelOperator(
         task_id="train_model",
         upstream={"dataset": "snapshot_dataset", "best": "select_best"},

@@ -72,6 +72,9 @@ MANIFEST_FILE = "manifest.json"
 # A monitored week (monitoring/week=…/).
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+# Beside the weeks (monitoring/): the pre-label accuracy estimate against the realised
+# accuracy over every monitored week with ratings.
+ESTIMATION_FILE = "estimation.json"
 
 
 # --- the JSON documents steps hand each other -----------------------------------------
@@ -97,6 +100,7 @@ class Scores(TypedDict):
     classes: list[str]
     predicts: NotRequired[str]  # the majority baseline: the class it always predicts
     model: NotRequired[str]  # a baseline: its exact configuration
+    settings: NotRequired[dict[str, Any]]  # a baseline: its settings, as the library names them
     unanswered: NotRequired[dict[str, int]]  # a Vertex AI model: reviews it left unanswered, by true class
 
 
@@ -116,6 +120,14 @@ class EvaluationReport(Scores):
     kind: NotRequired[str]  # ModelKind.VERTEX for a tuned Gemini model (else Keras)
     answered: NotRequired[int]  # a Vertex AI model: eval reviews it answered
     predictions: NotRequired[dict[str, Any]]  # a Vertex AI model: its response summary
+    # Bootstrap intervals on the eval rows and paired differences, challenger minus each
+    # reference (reviewops.modeling.bootstrap.bootstrap_comparison); the gate reads them.
+    comparison: NotRequired[dict[str, Any]]
+    # The decision rule and temperature cross-validation chose, and the expected
+    # calibration error on the eval rows before and after the temperature.
+    calibration: NotRequired[dict[str, Any]]
+    # The chosen trial against the standard baseline on the train split's folds.
+    cross_validation: NotRequired[dict[str, Any]]
 
 
 class GateRecord(TypedDict):
@@ -148,6 +160,9 @@ class ModelMetadata(TypedDict):
     gate: GateRecord
     vertex: NotRequired[dict[str, Any]]  # a tuned Gemini model: its resource names and tuning
     sha256: NotRequired[dict[str, str]]  # file name -> sha256 at registration (absent before they were recorded)
+    # evaluation.json's comparison, calibration and cross_validation (absent for a model
+    # evaluated without them: a Vertex AI model, or one registered before they existed)
+    uncertainty: NotRequired[dict[str, Any]]
 
 
 class VertexSignals(TypedDict, total=False):
@@ -185,6 +200,12 @@ class WeekMetrics(VertexSignals):
     labelled_count: int
     accuracy: float | None
     macro_f1: float | None
+    # Confidence-based performance estimation: the accuracy expected from the calibrated
+    # probabilities before any rating arrives, its 95 % interval, and estimate minus the
+    # realised accuracy once ratings have arrived.
+    estimated_accuracy: float | None
+    estimated_accuracy_interval: list[float] | None
+    estimation_error: float | None
     slices: dict[str, list[dict[str, Any]]]
     worst_slice_gap: dict[str, Any] | None
     unknown_word_share: float | None

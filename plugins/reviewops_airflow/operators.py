@@ -309,52 +309,62 @@ class PlanTrialsOperator(ReviewOpsOperator):
 
 
 class TrainTrialOperator(ReviewOpsOperator):
-    """One hyperparameter trial (mapped): fit on the train split minus the validation
-    carve, score on the carve. The UI labels each mapped instance with the trial."""
+    """One hyperparameter trial (mapped): cross-validated on the train split in ``folds``
+    stratified folds. The UI labels each mapped instance with the trial."""
 
-    def __init__(self, *, trial: dict[str, Any], **kwargs: Any) -> None:
+    template_fields = (*ReviewOpsOperator.template_fields, "folds")
+
+    def __init__(self, *, trial: dict[str, Any], folds: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trial = trial
+        self.folds = folds
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.config import DEFAULT_FOLDS
+        from reviewops.modeling.crossval import CrossValidationError
         from reviewops.modeling.search import TrialParams, run_trial
 
         context["trial_label"] = self.trial["label"]  # type: ignore[typeddict-unknown-key]
-        train_file = verified(upstream["dataset"].output_named("train.tfrecord"))
+        train_file = verified(upstream["dataset"].output_named("train.parquet"))
+        folds = DEFAULT_FOLDS if self.folds in (None, "") else self.folds
         params = TrialParams(
-            data_root=self.settings().data_root, dataset_dir=str(train_file.path.parent), trial=self.trial
+            data_root=self.settings().data_root,
+            dataset_dir=str(train_file.path.parent),
+            trial=self.trial,
+            folds=folds,  # type: ignore[arg-type]  # stratified_folds checks it is an int
         )
-        return run_trial(params), [train_file]
+        try:
+            return run_trial(params), [train_file]
+        except CrossValidationError as exc:  # too few rows or a bad fold count: no retry helps
+            raise AirflowFailException(str(exc)) from exc
 
     def effective_params(self) -> dict[str, Any]:
         return {**super().effective_params(), "trial": self.trial}
 
 
 class SelectBestTrialOperator(ReviewOpsOperator):
-    """Choose the trial with the best validation macro-F1."""
+    """Choose the trial with the best cross-validated macro-F1 and compare it with the
+    standard baseline on the same folds (intervals and paired differences)."""
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
-        from reviewops.lineage.record import StepResult
-        from reviewops.modeling.search import rank_trials, select_best
+        from reviewops.modeling.search import rank_trials, select_best, selection_report
 
         trials = [record.metrics for record in self.many["trials"]]
-        ranking = rank_trials(trials)
         best = select_best(trials)
-        for trial in ranking:
+        for trial in rank_trials(trials):
             self.log.info(
-                "%-40s validation macro-F1 %.4f accuracy %.4f%s",
+                "%-40s cross-validated macro-F1 %.4f accuracy %.4f%s",
                 trial["label"],
-                trial["validation_macro_f1"],
-                trial["validation_accuracy"],
+                trial["cv_macro_f1"],
+                trial["cv_accuracy"],
                 "  <- best" if trial is best else "",
             )
-        outputs = tuple(a for record in self.many["trials"] for a in record.outputs)
-        result = StepResult(
-            subject=best["label"],
-            outputs=(),
-            metrics={"best": best, "trials": len(trials), "ranking": [t["label"] for t in ranking]},
-        )
-        return result, list(outputs)
+        reports = {record.subject: record.outputs[0] for record in self.many["trials"]}
+        best_report = verified(reports[best["label"]])
+        train_file = verified(upstream["dataset"].output_named("train.parquet"))
+        result = selection_report(self.settings().data_root, train_file.path.parent, trials, best_report.path)
+        others = [a for record in self.many["trials"] for a in record.outputs if a is not best_report]
+        return result, [best_report, train_file, *others]
 
 
 class TrainModelOperator(ReviewOpsOperator):
@@ -388,6 +398,7 @@ class TrainModelOperator(ReviewOpsOperator):
             chosen=dict(upstream["best"].metrics["best"]["params"]) if "best" in upstream else {},
             overrides=_mapping(self.hyperparameters, "hyperparameters"),
             warm_start=self.warm_start,
+            cross_validation=upstream["best"].metrics.get("cross_validation") if "best" in upstream else None,
         )
         try:
             result, warm_inputs = train_chosen_candidate(params)

@@ -30,7 +30,8 @@ def test_predictions_in_small_batches_equal_one_batch() -> None:
 def test_a_truncated_model_file_is_one_clear_error_not_a_keras_traceback(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    model = build_model(TrainParams(hidden_units=0, max_tokens=50), tf.data.Dataset.from_tensor_slices(["a b", "c"]))
+    texts = tf.data.Dataset.from_tensor_slices(["a b", "c"])
+    model = build_model(TrainParams(hidden_units=0, max_tokens=50, min_df=1), texts)
     saved = tmp_path / "model.keras"
     model.save(saved)
     load_model(saved)

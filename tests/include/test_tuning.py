@@ -45,11 +45,13 @@ def test_label_is_short_and_readable() -> None:
     assert label == "tfidf cw h64 ng2"
 
 
-def test_best_trial_is_the_highest_validation_macro_f1_then_accuracy() -> None:
+def test_best_trial_is_the_highest_cross_validated_balanced_score_then_macro_f1() -> None:
+    # The mean of accuracy and macro-F1 out of fold: "a" has the best macro-F1 but pays
+    # for it with accuracy.
     trials = [
-        {"label": "a", "validation_macro_f1": 0.40, "validation_accuracy": 0.70},
-        {"label": "b", "validation_macro_f1": 0.45, "validation_accuracy": 0.60},
-        {"label": "c", "validation_macro_f1": 0.45, "validation_accuracy": 0.65},
+        {"label": "a", "cv_balanced": 0.55, "cv_macro_f1": 0.50, "cv_accuracy": 0.60},
+        {"label": "b", "cv_balanced": 0.58, "cv_macro_f1": 0.46, "cv_accuracy": 0.70},
+        {"label": "c", "cv_balanced": 0.58, "cv_macro_f1": 0.47, "cv_accuracy": 0.69},
     ]
     assert select_best(trials)["label"] == "c"
     with pytest.raises(SearchSpaceError):
@@ -57,13 +59,13 @@ def test_best_trial_is_the_highest_validation_macro_f1_then_accuracy() -> None:
 
 
 def test_the_ranking_the_operator_logs_starts_with_the_chosen_trial() -> None:
-    # Ties on macro-F1 and accuracy: the ranking and the choice break them the same way
-    # (they once differed, so the logged ranking could disagree with the chosen trial).
+    # Ties on both scores: the ranking and the choice break them the same way (they once
+    # differed, so the logged ranking could disagree with the chosen trial).
     trials = [
-        {"label": "b", "validation_macro_f1": 0.5, "validation_accuracy": 0.7},
-        {"label": "a", "validation_macro_f1": 0.5, "validation_accuracy": 0.7},
-        {"label": "c", "validation_macro_f1": 0.5, "validation_accuracy": 0.8},
-        {"label": "d", "validation_macro_f1": 0.4, "validation_accuracy": 0.9},
+        {"label": "b", "cv_balanced": 0.6, "cv_macro_f1": 0.5},
+        {"label": "a", "cv_balanced": 0.6, "cv_macro_f1": 0.5},
+        {"label": "c", "cv_balanced": 0.6, "cv_macro_f1": 0.55},
+        {"label": "d", "cv_balanced": 0.5, "cv_macro_f1": 0.6},
     ]
     ranking = rank_trials(trials)
     assert [t["label"] for t in ranking] == ["c", "b", "a", "d"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -62,6 +62,43 @@ def majority_baseline(train_labels: Sequence[str], eval_labels: Sequence[str], c
     return metrics
 
 
+# The standard baseline's exact settings (recorded in evaluation.json and the model
+# card): the configuration any text classifier here must not lose to.
+STANDARD_BASELINE: dict[str, Any] = {
+    "vectorizer": "sklearn.feature_extraction.text.TfidfVectorizer",
+    "ngram_range": [1, 2],
+    "min_df": 2,
+    "sublinear_tf": True,
+    "classifier": "sklearn.linear_model.LogisticRegression",
+    "class_weight": "balanced",
+    "C": 1.0,
+    "max_iter": 2000,
+}
+
+
+def standard_baseline_predictions(
+    train_texts: Sequence[str], train_labels: Sequence[str], texts: Sequence[str]
+) -> list[str]:
+    """The standard baseline (``STANDARD_BASELINE``) trained on the train texts, predicting
+    ``texts``. With fewer than two texts per term no term passes ``min_df``, so a tiny
+    train set falls back to ``min_df=1`` rather than failing."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    settings = STANDARD_BASELINE
+    vectorizer = TfidfVectorizer(
+        ngram_range=tuple(settings["ngram_range"]), min_df=settings["min_df"], sublinear_tf=settings["sublinear_tf"]
+    )
+    try:
+        features = vectorizer.fit_transform(list(train_texts))
+    except ValueError:  # "After pruning, no terms remain"
+        vectorizer.set_params(min_df=1)
+        features = vectorizer.fit_transform(list(train_texts))
+    model = LogisticRegression(class_weight=settings["class_weight"], C=settings["C"], max_iter=settings["max_iter"])
+    model.fit(features, list(train_labels))
+    return [str(p) for p in model.predict(vectorizer.transform(list(texts)))]
+
+
 def tfidf_logreg_baseline(
     train_texts: Sequence[str],
     train_labels: Sequence[str],
@@ -69,20 +106,17 @@ def tfidf_logreg_baseline(
     eval_labels: Sequence[str],
     classes: Sequence[str],
 ) -> Scores:
-    """The classical baseline: TF-IDF of uni- and bigrams with a class-balanced logistic
-    regression (scikit-learn), trained on the same train split."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    """The standard baseline (TF-IDF of uni- and bigrams in at least two texts, sublinear
+    tf, class-balanced logistic regression; scikit-learn), trained on the same train split."""
+    return _baseline_scores(eval_labels, standard_baseline_predictions(train_texts, train_labels, eval_texts), classes)
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    features = vectorizer.fit_transform(list(train_texts))
-    model = LogisticRegression(class_weight="balanced", C=1.0, max_iter=2000)
-    model.fit(features, list(train_labels))
-    predicted = [str(p) for p in model.predict(vectorizer.transform(list(eval_texts)))]
-    metrics = classification_metrics(eval_labels, predicted, classes)
+
+def _baseline_scores(labels: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> Scores:
+    metrics = classification_metrics(labels, predicted, classes)
     metrics["model"] = (
-        "TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) + LogisticRegression(class_weight='balanced')"
+        "TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True) + LogisticRegression(class_weight='balanced')"
     )
+    metrics["settings"] = dict(STANDARD_BASELINE)
     return metrics
 
 
@@ -91,6 +125,7 @@ class References(TypedDict):
 
     baselines: dict[str, Scores]
     champion: ChampionScores | None
+    predictions: dict[str, list[str]]  # each reference's predicted labels (not written)
 
 
 def references(
@@ -109,20 +144,59 @@ def references(
     train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     train_texts = train.column("text").to_pylist()
     train_labels = train.column("label").to_pylist()
+    majority = majority_baseline(train_labels, labels, CLASSES)
+    standard = standard_baseline_predictions(train_texts, train_labels, texts)
     compared: References = {
-        "baselines": {
-            "majority": majority_baseline(train_labels, labels, CLASSES),
-            "tfidf_logreg": tfidf_logreg_baseline(train_texts, train_labels, texts, labels, CLASSES),
-        },
+        "baselines": {"majority": majority, "tfidf_logreg": _baseline_scores(labels, standard, CLASSES)},
         "champion": None,
+        "predictions": {"majority": [majority["predicts"]] * len(labels), "tfidf_logreg": standard},
     }
     if champion is not None:
         version, path = champion
-        compared["champion"] = {
-            "model_version": version,
-            **classification_metrics(labels, predict_labels(load_model(path), texts), CLASSES),
-        }
+        predicted = predict_labels(load_model(path), texts)
+        compared["champion"] = {"model_version": version, **classification_metrics(labels, predicted, CLASSES)}
+        compared["predictions"]["champion"] = predicted
     return compared
+
+
+def comparison(labels: Sequence[str], challenger: Sequence[str], compared: References) -> dict[str, Any]:
+    """Bootstrap intervals of the challenger's, the champion's and the baselines' accuracy
+    and macro-F1 on the eval rows, and the paired differences challenger minus each
+    (:func:`reviewops.modeling.bootstrap.bootstrap_comparison`)."""
+    from reviewops.data.schema import CLASSES
+    from reviewops.modeling.bootstrap import bootstrap_comparison
+
+    index = {name: i for i, name in enumerate(CLASSES)}
+    predictions = {"challenger": challenger, **compared["predictions"]}
+    return bootstrap_comparison(
+        [index[y] for y in labels],
+        {name: [index[p] for p in values] for name, values in predictions.items()},
+        "challenger",
+        len(CLASSES),
+    )
+
+
+def calibration_on_eval(probabilities: Any, labels: Sequence[str], training: dict[str, Any]) -> dict[str, Any] | None:
+    """Expected calibration error on the eval rows of the saved (calibrated) model and of
+    the same model before its temperature (``softmax(T * log p)`` undoes ``1 / T``), with
+    the temperature and offsets cross-validation chose; None for a model trained without."""
+    from reviewops.data.schema import CLASSES
+    from reviewops.modeling.calibration import expected_calibration_error, log_probabilities, softmax
+
+    chosen = training.get("calibration")
+    if not chosen:
+        return None
+    index = {name: i for i, name in enumerate(CLASSES)}
+    truth = [index[y] for y in labels]
+    uncalibrated = softmax(float(chosen["temperature"]) * log_probabilities(probabilities))
+    out_of_fold = (training.get("cross_validation") or {}).get("calibration", {})
+    return {
+        **chosen,
+        "ece_before": out_of_fold.get("ece_before"),
+        "ece_after": out_of_fold.get("ece_after"),
+        "eval_ece_before": expected_calibration_error(uncalibrated, truth),
+        "eval_ece_after": expected_calibration_error(probabilities, truth),
+    }
 
 
 def evaluation_report(
@@ -157,17 +231,28 @@ def evaluate_candidate(
     """Score the eval split with the challenger, the champion (when there is one) and
     two baselines trained on the same train split; write ``evaluation.json`` beside the
     challenger."""
+    from reviewops.contracts import TRAINING_FILE
     from reviewops.data.schema import CLASSES
-    from reviewops.modeling.training import load_model, predict_labels
-    from reviewops.storage.io import read_table
+    from reviewops.modeling.training import load_model, predict_proba
+    from reviewops.storage.io import read_json, read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
     texts = evaluation.column("text").to_pylist()
     labels = evaluation.column("label").to_pylist()
-    metrics = classification_metrics(labels, predict_labels(load_model(model_file), texts), CLASSES)
-    report = evaluation_report(
-        model_version, dataset_dir.name, metrics, references(dataset_dir, texts, labels, champion)
-    )
+    probabilities = predict_proba(load_model(model_file), texts)
+    predicted = [CLASSES[i] for i in probabilities.argmax(axis=1)] if texts else []
+    metrics = classification_metrics(labels, predicted, CLASSES)
+    compared = references(dataset_dir, texts, labels, champion)
+    report = evaluation_report(model_version, dataset_dir.name, metrics, compared)
+    training_file = model_file.parent / TRAINING_FILE
+    training = read_json(training_file) if training_file.exists() else {}
+    if labels:
+        report["comparison"] = comparison(labels, predicted, compared)
+        calibration = calibration_on_eval(probabilities, labels, training)
+        if calibration is not None:
+            report["calibration"] = calibration
+    if training.get("cross_validation"):
+        report["cross_validation"] = training["cross_validation"]
     return write_evaluation(report, model_file.parent)
 
 

@@ -1,5 +1,15 @@
-"""The promotion gate: a challenger replaces the champion only when it is better on the
-same held-out split; with no champion yet, it must beat the baselines."""
+"""The promotion gate: a challenger replaces the champion only when it beats the
+champion's macro-F1 by the margin and is not worse than any baseline beyond the noise of
+the eval rows.
+
+"Beyond the noise" is read from the paired bootstrap of ``evaluation.json``
+(:mod:`reviewops.modeling.bootstrap`): the challenger and a baseline are scored on the
+same resampled rows, and the challenger is worse beyond the noise when the whole 95 %
+interval of its difference lies below zero. On 117 eval rows one model's accuracy is
+uncertain by about +-0.09, so a rule that asks the challenger to beat a baseline's point
+estimate passes or fails on which rows happened to land in the eval split; the paired
+interval asks the question the rows can answer. An evaluation without the bootstrap (a
+Vertex AI model's) keeps the point rule: beat every baseline in both metrics."""
 
 from __future__ import annotations
 
@@ -57,8 +67,36 @@ class GateDecision:
         return f"{self.challenger} {head}: " + "; ".join(self.reasons)
 
 
+def _against_baselines(report: EvaluationReport, reasons: list[str], failures: list[str]) -> None:
+    comparison = report.get("comparison")
+    if not comparison:
+        if report.get("champion"):
+            return  # the point rule judged the first model only: the champion beat them then
+        for name, baseline in report["baselines"].items():
+            for metric in ("macro_f1", "accuracy"):
+                ours, theirs = report[metric], baseline[metric]
+                line = f"{metric} {ours:.4f} vs {name} baseline {theirs:.4f}"
+                (reasons if ours > theirs else failures).append(line)
+        return
+    level = round(100 * comparison["level"])
+    for name in report["baselines"]:
+        for metric in ("macro_f1", "accuracy"):
+            scores = comparison["scores"]
+            difference = comparison["differences"][name][metric]
+            low, high = difference["interval"]
+            worse = high < 0
+            verdict = "worse beyond the noise" if worse else "not worse beyond the noise"
+            line = (
+                f"{metric} {scores['challenger'][metric]:.4f} vs {name} baseline {scores[name][metric]:.4f}: "
+                f"paired difference {difference['estimate']:+.4f}, {level}% interval [{low:+.4f}, {high:+.4f}], {verdict}"
+            )
+            (failures if worse else reasons).append(line)
+
+
 def decide(report: EvaluationReport, policy: GatePolicy) -> GateDecision:
-    """Decide from an evaluation report (see ``evaluation.evaluate_candidate``)."""
+    """Decide from an evaluation report (see ``evaluation.evaluate_candidate``): not worse
+    than any baseline beyond the paired interval (or, without one, better than each
+    baseline), and with a champion, its macro-F1 gain and no class's recall drop."""
     challenger = report["model_version"]
     champion = report.get("champion")
     policy_dict = asdict(policy)
@@ -81,12 +119,7 @@ def decide(report: EvaluationReport, policy: GatePolicy) -> GateDecision:
                     f"recall of {name} drops {drop:.4f} ({champion['per_class'][name]['recall']:.4f} -> "
                     f"{stats['recall']:.4f}), more than the {policy.max_recall_drop:.4f} allowed"
                 )
-    else:
-        for name, baseline in report["baselines"].items():
-            for metric in ("macro_f1", "accuracy"):
-                ours, theirs = report[metric], baseline[metric]
-                line = f"{metric} {ours:.4f} vs {name} baseline {theirs:.4f}"
-                (reasons if ours > theirs else failures).append(line)
+    _against_baselines(report, reasons, failures)
     verdict = "reject" if failures else "promote"
     return GateDecision(
         verdict == "promote",

@@ -52,9 +52,12 @@ class Reproduction:
 def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Reproduction:
     """Retrain ``version`` with its recorded dataset version, parameters and seed (and
     warm start, if it had one) and evaluate it on the same eval split."""
+    from reviewops.contracts import TRAINING_FILE
     from reviewops.data.schema import CLASSES
+    from reviewops.modeling.calibration import Calibration
     from reviewops.modeling.evaluation import classification_metrics
     from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, train_model
+    from reviewops.storage.io import read_json
 
     registry = Registry(data_root)
     meta = registry.metadata(version)
@@ -69,8 +72,11 @@ def reproduce(data_root: str, version: str, tolerance: float = TOLERANCE) -> Rep
         raise FileNotFoundError(f"dataset {meta['dataset_version']} of {version} is gone from {dataset_dir}")
     warm = meta.get("warm_start_from")
     init = registry.keras_model(warm) if warm else None  # checked against its registered sha256
+    training_file = registry.path(version) / TRAINING_FILE
+    chosen = read_json(training_file).get("calibration") if training_file.exists() else None
+    plan = FitPlan(init_model=init, calibration=Calibration.from_dict(chosen) if chosen else None)
     with tempfile.TemporaryDirectory(prefix="reviewops-reproduce-") as tmp:
-        train_model(TrainParams(**meta["params"]), dataset_dir / "train.tfrecord", Path(tmp), FitPlan(init_model=init))
+        train_model(TrainParams(**meta["params"]), dataset_dir / "train.tfrecord", Path(tmp), plan)
         evaluation = read_table(dataset_dir / "eval.parquet", columns=["text", "label"])
         predicted = predict_labels(load_model(Path(tmp) / MODEL_FILE), evaluation.column("text").to_pylist())
         metrics = classification_metrics(evaluation.column("label").to_pylist(), predicted, CLASSES)

@@ -1,5 +1,6 @@
-"""Hyperparameter search: a search space expanded into trials, each trained on the
-train split minus a deterministic validation carve and scored on that carve."""
+"""Hyperparameter search: a search space expanded into trials, each cross-validated on
+the train split (:mod:`reviewops.modeling.crossval`); the best out-of-fold macro-F1 wins
+and is compared with the standard baseline on the same folds."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from reviewops.config import (
@@ -20,16 +21,16 @@ from reviewops.config import (
     MAX_SEARCH_SPACE,
     MAX_TRIALS,
 )
-from reviewops.contracts import MODEL_FILE, ArtifactKind
+from reviewops.contracts import ArtifactKind
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.modeling.training import FitPlan, TrainParams, load_model, predict_labels, read_tfrecord, train_model
-from reviewops.storage.io import local_copy, write_json
-from reviewops.storage.paths import Layout, as_path
+from reviewops.modeling.crossval import DEFAULT_FOLDS
+from reviewops.modeling.training import TrainParams
+from reviewops.storage.io import write_json
+from reviewops.storage.paths import Layout, StoragePath, as_path
 
 log = logging.getLogger(__name__)
 
-VALIDATION_FRACTION = 0.2
-SELECTION_METRIC = "macro_f1"
+SELECTION_METRIC = "balanced"  # mean of accuracy and macro-F1, out of fold (calibration.balanced_score)
 
 _SHORT = {
     "representation": "",
@@ -41,6 +42,9 @@ _SHORT = {
     "epochs": "ep",
     "max_tokens": "tok",
     "embedding_dim": "emb",
+    "min_df": "df",
+    "sublinear_tf": "sub",
+    "l2": "l2=",
 }
 
 
@@ -136,45 +140,49 @@ class TrialParams:
     data_root: str
     dataset_dir: str
     trial: dict[str, Any]
-    validation_fraction: float = VALIDATION_FRACTION
+    folds: int = DEFAULT_FOLDS
+
+
+def trial_id(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_trial(params: TrialParams) -> StepResult:
-    """Train one trial on the fit part of the train split and score it on the
-    validation carve; the report is written under ``models/trials/<dataset>/``."""
-    import tempfile
-
-    from reviewops.data.schema import CLASSES
-    from reviewops.modeling.evaluation import classification_metrics
+    """Cross-validate one trial on the train split (``folds`` stratified folds): each
+    review predicted by the model trained on the other folds; the decision rule and the
+    temperature chosen on those out-of-fold predictions. The report, with the
+    out-of-fold predictions, is written under ``models/trials/<dataset>/``."""
+    from reviewops.modeling.crossval import TrainRows, cross_validate
 
     dataset_dir = as_path(params.dataset_dir)
     train = TrainParams(**params.trial["params"])
-    with (
-        local_copy(dataset_dir / "train.tfrecord") as train_file,
-        tempfile.TemporaryDirectory(prefix="reviewops-trial-") as tmp,
-    ):
-        summary = train_model(train, train_file, Path(tmp), FitPlan(validation_fraction=params.validation_fraction))
-        model = load_model(Path(tmp) / MODEL_FILE)
-        pairs = list(read_tfrecord(train_file, "validation", params.validation_fraction).as_numpy_iterator())
-        texts = [t.decode() for t, _ in pairs]
-        truth = [CLASSES[int(y)] for _, y in pairs]
-        metrics = classification_metrics(truth, predict_labels(model, texts), CLASSES)
-    trial_id = hashlib.sha256(json.dumps(params.trial["params"], sort_keys=True).encode()).hexdigest()[:12]
+    started = time.monotonic()
+    cv = cross_validate(train, TrainRows.read(dataset_dir / "train.parquet"), params.folds)
+    seconds = round(time.monotonic() - started, 1)
     report = {
         "label": params.trial["label"],
         "params": train.as_dict(),
         "dataset_version": dataset_dir.name,
-        "validation_fraction": params.validation_fraction,
-        "fit_rows": summary["train_rows"],
-        "validation": metrics,
-        "train_seconds": summary["train_seconds"],
+        "cross_validation": cv,
+        "train_seconds": seconds,
     }
-    path = write_json(report, Layout(params.data_root).trials(dataset_dir.name) / f"{trial_id}.json")
+    path = write_json(
+        report, Layout(params.data_root).trials(dataset_dir.name) / f"{trial_id(params.trial['params'])}.json"
+    )
+    ruled = cv["decision_rule"]
     log.info(
-        "trial %s: validation accuracy %.4f macro-F1 %.4f",
+        "trial %s: %d-fold out-of-fold accuracy %.4f macro-F1 %.4f (arg-max %.4f; folds %.4f +- %.4f), "
+        "offsets %s, temperature %s, in %.1f s",
         params.trial["label"],
-        metrics["accuracy"],
-        metrics["macro_f1"],
+        params.folds,
+        ruled["accuracy"],
+        ruled["macro_f1"],
+        cv["argmax"]["macro_f1"],
+        cv["fold_macro_f1_mean"],
+        cv["fold_macro_f1_std"],
+        cv["calibration"]["offsets"],
+        cv["calibration"]["temperature"],
+        seconds,
     )
     return StepResult(
         subject=params.trial["label"],
@@ -182,18 +190,25 @@ def run_trial(params: TrialParams) -> StepResult:
         metrics={
             "label": params.trial["label"],
             "params": train.as_dict(),
-            "validation_accuracy": metrics["accuracy"],
-            "validation_macro_f1": metrics["macro_f1"],
-            "validation_rows": metrics["rows"],
-            "fit_rows": summary["train_rows"],
+            "folds": params.folds,
+            "rows": cv["rows"],
+            "cv_accuracy": ruled["accuracy"],
+            "cv_macro_f1": ruled["macro_f1"],
+            "cv_balanced": round((ruled["accuracy"] + ruled["macro_f1"]) / 2, 4),
+            "cv_argmax_macro_f1": cv["argmax"]["macro_f1"],
+            "fold_macro_f1_mean": cv["fold_macro_f1_mean"],
+            "fold_macro_f1_std": cv["fold_macro_f1_std"],
+            "calibration": cv["calibration"],
+            "train_seconds": seconds,
         },
     )
 
 
 def rank_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trials best first: by validation macro-F1, then accuracy, then label (so a
-    tie always resolves the same way)."""
-    return sorted(trials, key=lambda t: (t["validation_macro_f1"], t["validation_accuracy"], t["label"]), reverse=True)
+    """The trials best first: by the out-of-fold mean of accuracy and macro-F1 (with the
+    trial's decision rule), then macro-F1, then label (so a tie always resolves the same
+    way)."""
+    return sorted(trials, key=lambda t: (t["cv_balanced"], t["cv_macro_f1"], t["label"]), reverse=True)
 
 
 def select_best(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,6 +216,52 @@ def select_best(trials: list[dict[str, Any]]) -> dict[str, Any]:
     if not trials:
         raise SearchSpaceError("no trial finished: nothing to choose from")
     return rank_trials(trials)[0]
+
+
+def selection_report(
+    data_root: str, dataset_dir: StoragePath, trials: list[dict[str, Any]], report: StoragePath
+) -> StepResult:
+    """Choose the best trial and compare it, on the same folds and rows, with the standard
+    baseline cross-validated on the train split (intervals and paired differences); the
+    comparison goes to ``models/trials/<dataset>/selection.json`` and into the record,
+    from where the final training writes it into ``training.json``.
+
+    ``report`` is the best trial's report file (its out-of-fold predictions)."""
+    from reviewops.modeling.crossval import TrainRows, compare_with_baseline
+    from reviewops.storage.io import read_json
+
+    best = select_best(trials)
+    trial_report = read_json(report)
+    if trial_report["label"] != best["label"]:
+        raise SearchSpaceError(f"report {report} is of trial {trial_report['label']!r}, not of {best['label']!r}")
+    compared = compare_with_baseline(TrainRows.read(dataset_dir / "train.parquet"), trial_report)
+    ranking = rank_trials(trials)
+    path = write_json(
+        {"best": best, "ranking": [t["label"] for t in ranking], "cross_validation": compared},
+        Layout(data_root).trials(as_path(dataset_dir).name) / "selection.json",
+    )
+    scores, differences = compared["scores"], compared["differences"]["tfidf_logreg"]
+    log.info(
+        "cross-validated on %d rows: chosen %s macro-F1 %.4f %s, standard baseline %.4f %s; difference %+.4f %s",
+        compared["rows"],
+        best["label"],
+        scores["chosen"]["macro_f1"],
+        compared["intervals"]["chosen"]["macro_f1"],
+        scores["tfidf_logreg"]["macro_f1"],
+        compared["intervals"]["tfidf_logreg"]["macro_f1"],
+        differences["macro_f1"]["estimate"],
+        differences["macro_f1"]["interval"],
+    )
+    return StepResult(
+        subject=best["label"],
+        outputs=(Artifact.of_file(path, ArtifactKind.TRIAL),),
+        metrics={
+            "best": best,
+            "trials": len(trials),
+            "ranking": [t["label"] for t in ranking],
+            "cross_validation": compared,
+        },
+    )
 
 
 __all__ = ["DEFAULT_MAX_TRIALS", "DEFAULT_SEARCH_SPACE", "plan_trials", "rank_trials", "run_trial", "select_best"]

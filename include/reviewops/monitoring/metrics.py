@@ -171,6 +171,25 @@ def _mean_confidence(frame: pd.DataFrame, classes: Sequence[str]) -> float | Non
     return _rounded(float(probabilities.max(axis=1).mean()))
 
 
+ESTIMATE_Z = 1.96  # a 95 % normal interval
+
+
+def estimated_accuracy(frame: pd.DataFrame, classes: Sequence[str]) -> tuple[float | None, list[float] | None]:
+    """The week's accuracy estimated before any rating arrives, from calibrated
+    probabilities (NannyML's confidence-based performance estimation, CBPE): each review
+    is right with the probability of its predicted class, so the expected accuracy is the
+    mean top probability, and the number right is a sum of independent Bernoulli trials
+    whose variance is ``sum p (1 - p)``; the interval is the normal one around the mean,
+    cut to [0, 1]. Only as good as the calibration: the model is calibrated on
+    out-of-fold predictions, and ``estimation_error`` shows how well it held."""
+    if frame.empty:
+        return None, None
+    top = frame[[f"prob_{name}" for name in classes]].to_numpy(dtype=np.float64).max(axis=1)
+    estimate = float(top.mean())
+    half = ESTIMATE_Z * math.sqrt(float((top * (1 - top)).sum())) / len(top)
+    return _rounded(estimate), [round(max(0.0, estimate - half), DIGITS), round(min(1.0, estimate + half), DIGITS)]
+
+
 def _reference_view(reference: Mapping[str, Any], classes: Sequence[str]) -> dict[str, Any]:
     if list(reference["classes"]) != list(classes):
         raise ValueError(f"the reference is over classes {reference['classes']}, the week over {list(classes)}")
@@ -209,6 +228,7 @@ def week_metrics(
     unknown, words = unknown_counts(texts, vocabulary)
     speed = _speed(rows, batch_seconds)
     quality = _quality(answered, classes, thresholds.min_slice_size)
+    estimate, interval = estimated_accuracy(answered, classes)
     metrics: WeekMetrics = {
         "review_count": rows,
         "answered_count": len(answered),
@@ -225,6 +245,11 @@ def week_metrics(
         "labelled_count": quality["labelled_count"],
         "accuracy": quality["accuracy"],
         "macro_f1": quality["macro_f1"],
+        "estimated_accuracy": estimate,
+        "estimated_accuracy_interval": interval,
+        "estimation_error": None
+        if estimate is None or quality["accuracy"] is None
+        else _rounded(estimate - quality["accuracy"]),
         "slices": quality["slices"],
         "worst_slice_gap": quality["worst_slice_gap"],
         "unknown_word_share": round(unknown / words, DIGITS) if words else None,
@@ -232,12 +257,15 @@ def week_metrics(
         "thresholds": thresholds.as_dict(),
     }
     log.info(
-        "week of %d reviews: prediction PSI %s, length PSI %s, accuracy %s on %d labelled, %d flagged",
+        "week of %d reviews: prediction PSI %s, length PSI %s, accuracy %s on %d labelled (estimated %s %s), "
+        "%d flagged",
         rows,
         metrics["drift"]["prediction_psi"],
         metrics["drift"]["length_psi"],
         metrics["accuracy"],
         metrics["labelled_count"],
+        estimate,
+        interval,
         metrics["safety"]["flagged_count"],
     )
     return metrics

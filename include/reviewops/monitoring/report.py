@@ -153,6 +153,25 @@ def _metrics_table(metrics: Mapping[str, Any], breaches: Sequence[Breach]) -> st
     return "<h2>Metrics</h2><table>" + "".join(rows) + "</table>"
 
 
+def _accuracy(metrics: Mapping[str, Any]) -> str:
+    """Estimated accuracy (from the calibrated probabilities, known as soon as the week is
+    scored) beside the realised one (once ratings arrive)."""
+    estimate, interval = metrics.get("estimated_accuracy"), metrics.get("estimated_accuracy_interval")
+    if estimate is None:
+        return ""
+    text = f"Estimated accuracy {_percent(estimate)}"
+    if interval:
+        text += f" (95% interval {_percent(interval[0])} to {_percent(interval[1])})"
+    if metrics.get("accuracy") is not None:
+        text += (
+            f"; realised accuracy {_percent(metrics['accuracy'])} on {metrics['labelled_count']} rated reviews"
+            f" (estimate minus realised {metrics['estimation_error']:+.3f})"
+        )
+    else:
+        text += "; no rating has arrived yet"
+    return f"<p>{_E(text)}.</p>"
+
+
 def _gate(breaches: Sequence[Breach]) -> str:
     if not breaches:
         return "<div class='ok'>No threshold breached.</div>"
@@ -179,6 +198,7 @@ def render_report_html(week: str, metrics: Mapping[str, Any], breaches: list[Bre
         f"<h1>{_E(title)}</h1>",
         f"<p>{_E(str(metrics['review_count']))} reviews scored; "
         f"{_E(str(metrics['labelled_count']))} arrived with a rating.</p>",
+        _accuracy(metrics),
         _gate(breaches),
         "<h2>Charts</h2>",
         _class_chart(metrics),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from reviewops.contracts import (
+    ESTIMATION_FILE,
     METRICS_FILE,
     MODEL_FILE,
     REFERENCE_FILE,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from reviewops.registry.store import Registry
+    from reviewops.storage.paths import StoragePath
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def monitor_week(
     folder = Layout(params.data_root).monitoring(week)
     metrics_path = write_json(metrics, folder / METRICS_FILE)
     report_path = write_text(render_report_html(week, metrics, breaches), folder / REPORT_FILE)
+    over_weeks = estimation_over_weeks(params.data_root)
     for breach in breaches:
         log.warning("week %s: %s", week, breach.message)
     result = StepResult(
@@ -95,7 +98,7 @@ def monitor_week(
             Artifact.of_file(metrics_path, ArtifactKind.REPORT),
             Artifact.of_file(report_path, ArtifactKind.REPORT),
         ),
-        metrics=dict(metrics),
+        metrics={**metrics, "estimation_over_weeks": {k: v for k, v in over_weeks.items() if k != "weeks"}},
     )
     model_file = model_dir / MODEL_FILE
     return result, [
@@ -104,6 +107,66 @@ def monitor_week(
         Artifact.of_file(model_dir / REFERENCE_FILE, ArtifactKind.MODEL),
         Artifact.of_file(model_file, ArtifactKind.MODEL),
     ]
+
+
+def estimation_over_weeks(data_root: str) -> dict[str, Any]:
+    """How well the pre-label accuracy estimate held over every monitored week with
+    ratings: each week's estimate, interval and realised accuracy, the mean absolute
+    error, the row-weighted error and the share of weeks whose realised accuracy fell in
+    the interval; written as ``monitoring/estimation.json`` (re-read from the weeks'
+    ``metrics.json`` on every run, so a re-monitored week replaces its old figures)."""
+    import json
+
+    from reviewops.storage.io import read_texts, write_json
+    from reviewops.storage.paths import Layout
+
+    root = Layout(data_root).monitoring_dir()
+    folders: list[StoragePath] = sorted(root.glob("week=*"), key=str) if root.exists() else []
+    paths = [folder / METRICS_FILE for folder in folders]
+    paths = [path for path in paths if path.exists()]
+    weeks = []
+    for path, text in zip(paths, read_texts(paths), strict=True):
+        try:
+            metrics = json.loads(text)
+        except ValueError:  # a damaged week is the UI's to report; it has no estimate to add
+            continue
+        if metrics.get("estimated_accuracy") is None or metrics.get("accuracy") is None:
+            continue
+        weeks.append(
+            {
+                "week": path.parent.name.removeprefix("week="),
+                "model_version": metrics.get("model_version"),
+                "labelled_count": metrics["labelled_count"],
+                "estimated_accuracy": metrics["estimated_accuracy"],
+                "estimated_accuracy_interval": metrics["estimated_accuracy_interval"],
+                "accuracy": metrics["accuracy"],
+                "estimation_error": metrics["estimation_error"],
+            }
+        )
+    rows = sum(w["labelled_count"] for w in weeks)
+    summary: dict[str, Any] = {
+        "weeks_with_ratings": len(weeks),
+        "labelled_reviews": rows,
+        "mean_absolute_error": round(sum(abs(w["estimation_error"]) for w in weeks) / len(weeks), 4) if weeks else None,
+        # Over all rated reviews: estimate and realised weighted by each week's ratings.
+        "pooled_estimated_accuracy": round(sum(w["estimated_accuracy"] * w["labelled_count"] for w in weeks) / rows, 4)
+        if rows
+        else None,
+        "pooled_accuracy": round(sum(w["accuracy"] * w["labelled_count"] for w in weeks) / rows, 4) if rows else None,
+        "interval_coverage": round(
+            sum(
+                w["estimated_accuracy_interval"][0] <= w["accuracy"] <= w["estimated_accuracy_interval"][1]
+                for w in weeks
+            )
+            / len(weeks),
+            4,
+        )
+        if weeks
+        else None,
+        "weeks": weeks,
+    }
+    write_json(summary, root / ESTIMATION_FILE)
+    return summary
 
 
 def _reference_version(registry: Registry, model_version: str, predictions: pa.Table) -> str:

@@ -23,6 +23,13 @@ class Thresholds:
     ``min_accuracy``: accuracy on the week's reviews whose rating arrived; 0.4 is far
     below the model's usual ~0.75 and below always answering "positive" (~0.64), so a
     breach means the model is broken or the labels changed meaning, not noise.
+    ``min_estimated_accuracy``: the week's accuracy as estimated from the calibrated
+    probabilities before any rating arrives (confidence-based performance estimation:
+    the mean of each review's top probability). Gated from ``min_labelled`` scored
+    reviews on, as realised accuracy is from that many labelled ones: the two are
+    means of as many 0-1 outcomes. 0.5 is well below the ~0.7 the model scores out of
+    sample; an estimate that low means the model is unsure of most of the week's
+    reviews (new products, new wording), weeks before the ratings could say so.
     ``max_safety_rate``: share of reviews flagged for personal data or toxic language.
     ``min_slice_size``: a product or condition is reported as a slice from this many
     labelled reviews on.
@@ -43,6 +50,7 @@ class Thresholds:
     max_prediction_psi: float = 0.25
     max_length_psi: float = 0.25
     min_accuracy: float = 0.4
+    min_estimated_accuracy: float = 0.5
     max_safety_rate: float = 0.2
     min_slice_size: int = 5
     min_drift_rows: int = 100
@@ -53,7 +61,7 @@ class Thresholds:
         for name in ("min_volume", "min_slice_size", "min_drift_rows", "min_labelled"):
             if getattr(self, name) < 0:
                 raise ValueError(f"threshold {name} must not be negative, got {getattr(self, name)}")
-        for name in ("min_accuracy", "max_safety_rate", "min_answered_rate"):
+        for name in ("min_accuracy", "min_estimated_accuracy", "max_safety_rate", "min_answered_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"threshold {name} is a share in [0, 1], got {getattr(self, name)}")
         for name in ("max_prediction_psi", "max_length_psi"):
@@ -97,6 +105,7 @@ METRIC_PATHS: dict[str, tuple[str, ...]] = {
     "prediction_psi": ("drift", "prediction_psi"),
     "length_psi": ("drift", "length_psi"),
     "accuracy": ("accuracy",),
+    "estimated_accuracy": ("estimated_accuracy",),
     "safety_flagged_rate": ("safety", "flagged_rate"),
     "answered_rate": ("answered_rate",),
 }
@@ -172,6 +181,17 @@ def check_thresholds(metrics: Mapping[str, Any], thresholds: Thresholds) -> list
                 "accuracy",
                 thresholds.min_accuracy,
                 "the model misclassifies too many of the week's rated reviews; retrain or roll back the model",
+            )
+        )
+    if metrics.get("answered_count", 0) >= max(1, thresholds.min_labelled) and "estimated_accuracy" in metrics:
+        checks.append(
+            _below(
+                metrics,
+                "estimated_accuracy",
+                thresholds.min_estimated_accuracy,
+                "the model is unsure of too many of the week's reviews (estimated from its calibrated "
+                "probabilities, before the ratings arrive); look at the week's new products and wording, "
+                "then retrain on recent reviews",
             )
         )
     checks.append(

@@ -62,6 +62,7 @@ def render_model_card(meta: ModelMetadata, manifest: dict[str, Any]) -> str:
         lines.append(
             f"| champion {champion['model_version']} | {champion['accuracy']:.4f} | {champion['macro_f1']:.4f} |"
         )
+    lines += _uncertainty(meta.get("uncertainty") or {})
     gate = meta["gate"]
     lines += [
         "",
@@ -74,10 +75,85 @@ def render_model_card(meta: ModelMetadata, manifest: dict[str, Any]) -> str:
         "- Trained on a small sample of English Drugs.com reviews: expect lower quality on other products, "
         "languages or writing styles, and on the rare `neutral` class.",
         "- Labels come from star ratings, which are a noisy proxy for sentiment.",
-        "- Watch the weekly monitoring (drift, accuracy against arriving ratings, slices) before trusting it on new data.",
+        "- Watch the weekly monitoring (drift, accuracy against arriving ratings and its estimate before they "
+        "arrive, slices) before trusting it on new data.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _range(interval: list[float]) -> str:
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _bootstrap_table(comparison: dict[str, Any], subject: str) -> list[str]:
+    level = round(100 * comparison["level"])
+    lines = [
+        f"| model | accuracy | {level}% interval | macro-F1 | {level}% interval |",
+        "|---|---|---|---|---|",
+    ]
+    for name, scores in comparison["scores"].items():
+        interval = comparison["intervals"][name]
+        lines.append(
+            f"| {name} | {scores['accuracy']:.4f} | {_range(interval['accuracy'])} | "
+            f"{scores['macro_f1']:.4f} | {_range(interval['macro_f1'])} |"
+        )
+    lines += [
+        "",
+        f"| {subject} minus | accuracy | {level}% interval | macro-F1 | {level}% interval |",
+        "|---|---|---|---|---|",
+    ]
+    for name, difference in comparison["differences"].items():
+        accuracy, macro_f1 = difference["accuracy"], difference["macro_f1"]
+        lines.append(
+            f"| {name} | {accuracy['estimate']:+.4f} | {_range(accuracy['interval'])} | "
+            f"{macro_f1['estimate']:+.4f} | {_range(macro_f1['interval'])} |"
+        )
+    return lines
+
+
+def _uncertainty(uncertainty: dict[str, Any]) -> list[str]:
+    """Intervals, paired differences and calibration (see docs/model-quality.md)."""
+    lines: list[str] = []
+    comparison = uncertainty.get("comparison")
+    if comparison:
+        lines += [
+            "",
+            f"Bootstrap over the {comparison['rows']} eval rows ({comparison['replicates']} replicates; every model "
+            "on the same resampled rows, so a paired difference is narrower than two separate intervals):",
+            "",
+            *_bootstrap_table(comparison, "challenger"),
+        ]
+    cv = uncertainty.get("cross_validation")
+    if cv:
+        lines += [
+            "",
+            f"## Cross-validation (train split, {cv['folds']} stratified folds, {cv['rows']} rows)",
+            "",
+            f"Trial `{cv['trial']}` chosen on the out-of-fold mean of accuracy and macro-F1; the standard baseline "
+            f"(`{_params(cv['baseline'])}`) on the same folds:",
+            "",
+            *_bootstrap_table(cv, "chosen"),
+        ]
+    calibration = uncertainty.get("calibration")
+    if calibration:
+        lines += [
+            "",
+            "## Calibration",
+            "",
+            f"- Decision rule: offsets {calibration['offsets']} added to the log-probabilities (classes in order), "
+            f"temperature {calibration['temperature']}; both chosen on out-of-fold predictions and baked into the "
+            "output layer, so the model's probabilities are the calibrated ones.",
+            f"- Expected calibration error (10 confidence bins) on the eval split: "
+            f"{calibration['eval_ece_before']:.4f} before the temperature, {calibration['eval_ece_after']:.4f} after"
+            + (
+                f"; out of fold, where the temperature was fitted: {calibration['ece_before']:.4f} before, "
+                f"{calibration['ece_after']:.4f} after."
+                if calibration.get("ece_before") is not None
+                else "."
+            ),
+        ]
+    return lines
 
 
 def _what_it_is(meta: ModelMetadata) -> str:
