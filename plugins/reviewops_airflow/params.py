@@ -30,6 +30,7 @@ DATASET_PATTERN = f"^({DATASET_VERSION_PATTERN})?$"
 _OTHER_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "representation": {"type": "string", "enum": ["tfidf", "embedding"]},
     "class_weighting": {"type": "boolean"},
+    "sublinear_tf": {"type": "boolean"},
 }
 
 # The monitoring thresholds a run may override, with the range of each: shares in
@@ -40,6 +41,7 @@ THRESHOLD_RANGES: dict[str, tuple[str, float]] = {
     "max_prediction_psi": ("number", 100.0),
     "max_length_psi": ("number", 100.0),
     "min_accuracy": ("number", 1.0),
+    "min_estimated_accuracy": ("number", 1.0),
     "max_safety_rate": ("number", 1.0),
     "min_slice_size": ("integer", 10_000_000),
     "min_drift_rows": ("integer", 10_000_000),

@@ -64,7 +64,8 @@ def test_the_forms_know_every_hyperparameter_and_threshold_of_the_domain() -> No
     assert set(params.hyperparameters_param().schema["properties"]) == {f.name for f in fields(TrainParams)}
     assert params.search_space_param().schema["properties"]["representation"]["items"]["enum"] == list(REPRESENTATIONS)
     assert set(params.thresholds_param().schema["properties"]) == {f.name for f in fields(Thresholds)}
-    assert set(HYPERPARAMETER_RANGES) | {"representation", "class_weighting"} == {f.name for f in fields(TrainParams)}
+    booleans_and_names = {"representation", "class_weighting", "sublinear_tf"}
+    assert set(HYPERPARAMETER_RANGES) | booleans_and_names == {f.name for f in fields(TrainParams)}
     # The defaults are inside the ranges.
     params.search_space_param().resolve(DEFAULT_SEARCH_SPACE)
     params.thresholds_param().resolve(Thresholds().as_dict())
