@@ -88,7 +88,9 @@ def test_a_roll_out_walks_shadow_canary_full_and_each_step_is_in_the_history(roo
 def test_one_roll_out_at_a_time_and_never_of_the_champion(root: str) -> None:
     with pytest.raises(RolloutError, match="already the champion"):
         start_rollout(root, CHAMPION, "x", "test")
-    start_rollout(root, CHALLENGER, "x", "test")
+    first = start_rollout(root, CHALLENGER, "x", "test")
+    assert start_rollout(root, CHALLENGER, "again", "test") == first  # a retried start starts nothing new
+    assert [e["action"] for e in Registry(root).history()].count("rollout-shadow") == 1
     with pytest.raises(RolloutError, match=f"roll-out of {CHALLENGER} is in its shadow stage"):
         start_rollout(root, OTHER, "x", "test")
     assert roll_back(root, "stop", "test").stage == Stage.ROLLED_BACK
@@ -157,6 +159,8 @@ def test_the_gate_holds_then_advances_on_agreeing_traffic(root: str, request_log
     params = RolloutParams(root, "test", QUICK)
     assert evaluate_rollout(params).metrics["decision"] == IDLE
     start_rollout(root, CHALLENGER, "x", "test")
+    nothing_yet = evaluate_rollout(params).metrics
+    assert nothing_yet["decision"] == HOLD and nothing_yet["rows"] == 0 and nothing_yet["agreement"] is None
     traffic(request_log, "shadow", 10, agree=True)
     held = evaluate_rollout(params)
     assert held.metrics["decision"] == HOLD and "10 challenger rows" in held.metrics["why"]

@@ -150,8 +150,9 @@ def _write(registry: Registry, plan: RolloutPlan, reason: str) -> RolloutPlan:
 def start_rollout(
     data_root: str, challenger: str, reason: str, actor: str, canary_share: float = DEFAULT_CANARY_SHARE
 ) -> RolloutPlan:
-    """Put ``challenger`` in shadow beside the champion. Refused while another roll-out is
-    active, for the champion itself, and for a version the server cannot load (not Keras)."""
+    """Put ``challenger`` in shadow beside the champion (the active plan as it is when it is
+    already this challenger's). Refused while another roll-out is active, for the champion
+    itself, and for a version the server cannot load (not Keras)."""
     registry = Registry(data_root)
     if registry.kind(challenger) != ModelKind.KERAS:
         raise RolloutError(f"{challenger} is a {registry.kind(challenger)} model: only Keras versions are served")
@@ -161,9 +162,11 @@ def start_rollout(
             raise RolloutError(f"{challenger} is already the champion: there is nothing to roll out")
         current = read_plan(data_root)
         if current is not None and current.active and current.champion == champion:
+            if current.challenger == challenger:  # a retry, or the same trigger twice: no second start
+                return current
             raise RolloutError(
                 f"a roll-out of {current.challenger} is in its {current.stage} stage: let it finish or roll it back "
-                "first (the reviews_rollout DAG, or roll_back_rollout)"
+                "first (the reviews_rollout DAG, or reviewops.registry.rollout.roll_back)"
             )
         now = _now()
         plan = RolloutPlan(champion, challenger, Stage.SHADOW, canary_share, now, now, reason, actor)

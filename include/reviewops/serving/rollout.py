@@ -111,7 +111,9 @@ def read_feedback(data_root: str) -> pd.DataFrame:
     frames = [read_table(p).to_pandas() for p in glob(folder, "*.parquet")]
     frames += [pd.read_csv(p.open("rb"), dtype=str) for p in glob(folder, "*.csv")]
     if not frames:
-        return pd.DataFrame({"request_id": [], "row": [], "label": []})
+        return pd.DataFrame(
+            {"request_id": pd.Series(dtype=str), "row": pd.Series(dtype=int), "label": pd.Series(dtype=str)}
+        )
     feedback = pd.concat(frames, ignore_index=True)
     missing = {"request_id", "rating"} - set(feedback.columns)
     if missing:
