@@ -10,6 +10,8 @@ the same quarantined rows and the same reasons on generated messy input.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -38,9 +40,18 @@ from reviewops.data.validate import (
     TEXT_TOO_LONG,
     TOO_OLD_DATE,
     UNKNOWN_LABEL,
-    ValidationOutcome,
 )
 from reviewops.data.windows import monday_of
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.quarantined["reason"]).items()))
 
 
 def validate_rowwise(

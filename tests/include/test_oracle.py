@@ -17,11 +17,21 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from reviewops.config import SHIPPED_REVIEWS
+from reviewops.data.parsing import (
+    clean_text,
+    clean_text_array,
+    has_control_characters,
+    has_control_characters_array,
+    shows_nothing,
+    shows_nothing_array,
+    strip_all,
+)
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE, read_source
 from reviewops.data.transform import _as_quarantine, curate_frame
 from reviewops.data.validate import ValidationOutcome, validate_frame
 
+from . import oracle_rowwise
 from .oracle_rowwise import curate_rowwise, validate_rowwise
 from .samples import TODAY
 
@@ -125,7 +135,7 @@ def rows_of(frame: pd.DataFrame, schema: pa.Schema) -> list[dict[str, Any]]:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False).to_pylist()
 
 
-def assert_same_outcome(got: ValidationOutcome, want: ValidationOutcome) -> None:
+def assert_same_outcome(got: ValidationOutcome, want: oracle_rowwise.ValidationOutcome) -> None:
     assert rows_of(got.quarantined, QUARANTINE_SCHEMA) == rows_of(want.quarantined, QUARANTINE_SCHEMA)
     assert rows_of(got.valid, CURATED_SCHEMA) == rows_of(want.valid, CURATED_SCHEMA)
     assert got.reasons == want.reasons
@@ -153,3 +163,14 @@ def test_the_shipped_reviews_validate_and_curate_as_the_oracle_does() -> None:
     want = validate_rowwise(raw, 10_000, TODAY)
     assert_same_outcome(validate_frame(raw, 10_000, TODAY), want)
     assert_same_curation(want.valid)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(values=st.lists(st.one_of(st.none(), texts, st.text()), max_size=30))
+def test_arrow_text_kernels_agree_with_the_per_value_parsers(values: list[str | None]) -> None:
+    array = pa.array(values, pa.string())
+    assert clean_text_array(array).to_pylist() == [clean_text(v or "") for v in values]
+    assert strip_all(array).to_pylist() == [None if v is None else v.strip() for v in values]
+    assert has_control_characters_array(array).to_pylist() == [has_control_characters(v or "") for v in values]
+    cleaned = [clean_text(v or "") for v in values]
+    assert shows_nothing_array(pa.array(cleaned, pa.string())).to_pylist() == [shows_nothing(c) for c in cleaned]

@@ -6,7 +6,12 @@ import datetime as dt
 import html
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%Y-%m-%d", "%d %B %Y", "%Y/%m/%d")
 
@@ -118,3 +123,143 @@ def has_control_characters(value: str) -> bool:
 def content_key(product: str, text: str) -> str:
     """What makes two reviews the same review for deduplication."""
     return f"{product.strip().lower()}\x1f{clean_text(text).lower()}"
+
+
+# -- the same, over whole Arrow columns --------------------------------------------------
+#
+# Each function below gives, for every value of a column, what its per-value twin above
+# gives (tests/include/test_oracle.py holds them to it on generated input). Arrow's kernels
+# do the work the values have in common; Python sees only the values that need it: the
+# distinct dates, labels and counts (a week of reviews has a handful), and the texts that
+# hold an HTML entity or no ASCII letter or digit.
+
+# Every character str.isspace accepts, which is what str.strip removes and what re's \s
+# matches in str patterns. RE2's \s is ASCII only, and Arrow's utf8_trim_whitespace
+# follows a different table (not U+001C..U+001F, for one).
+_SPACES = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACES) + "]"
+_SPACE_NOT_20 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACES if c != " ") + "]"
+# A run of blanks that is not a lone " " (replacing every lone " " by itself cost 8x):
+# leftmost-first, a run of two or more is taken whole from its first character.
+_SPACE_RUN = _SPACE + "{2,}|" + _SPACE_NOT_20
+# Entities of review scrapes that html.unescape always reads alone, whatever follows.
+# "&#039;" (most reviews have one) is replaced first; the others where they occur.
+_SIMPLE_ENTITIES = {"&#39;": "'", "&quot;": '"', "&lt;": "<", "&gt;": ">", "&nbsp;": "\xa0"}
+_OTHER_SIMPLE_ENTITY = "|".join(_SIMPLE_ENTITIES)
+# Written in RE2's syntax; the same characters as _CONTROL.
+_CONTROL_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def strip_all(values: pa.Array) -> pa.Array:
+    """``str.strip()`` of every string (nulls stay null)."""
+    return pc.utf8_trim(values, characters=_SPACES)
+
+
+def by_distinct_value(values: pa.Array, parse: Callable[[Any], Any], type_: pa.DataType) -> pa.Array:
+    """``parse`` of each value, called once per distinct value (nulls included, as None)."""
+    encoded = pc.dictionary_encode(values, null_encoding="encode")
+    parsed = pa.array([parse(v) for v in encoded.dictionary.to_pylist()], type_)
+    return pc.take(parsed, encoded.indices)
+
+
+def parse_date_array(values: pa.Array) -> pa.Array:
+    """:func:`parse_date` of every value, as date32."""
+    return by_distinct_value(values, parse_date, pa.date32())
+
+
+def parse_label_array(values: pa.Array) -> pa.Array:
+    """:func:`parse_label` of every value."""
+    return by_distinct_value(values, parse_label, pa.string())
+
+
+def _count_or_bad(value: str | None) -> int | None:
+    try:
+        return parse_count(value)
+    except ValueError:
+        return -1  # counts are never negative: -1 marks one that is not a count
+
+
+def parse_count_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`parse_count` of every value as int64, and where it raised ValueError."""
+    parsed = by_distinct_value(values, _count_or_bad, pa.int64())
+    bad = pc.fill_null(pc.equal(parsed, -1), False)
+    return pc.if_else(bad, pa.scalar(None, pa.int64()), parsed), bad
+
+
+def has_control_characters_array(values: pa.Array) -> pa.Array:
+    """:func:`has_control_characters` of every string (nulls give False)."""
+    return pc.fill_null(pc.match_substring_regex(values, _CONTROL_RE2), False)
+
+
+def clean_text_array(values: pa.Array) -> pa.Array:
+    """:func:`clean_text` of every string (a null is cleaned as "")."""
+    texts = pc.fill_null(values, "")
+    entity = pc.match_substring(texts, "&")
+    decoded, unsure = texts, entity
+    if pc.any(entity).as_py():
+        decoded, unsure = _decode_simple_entities(texts, entity)
+    # Collapsing is slow per match: only the texts with a blank other than a lone " ".
+    blanks = pc.match_substring_regex(decoded, _SPACE_RUN)
+    if pc.any(blanks).as_py():
+        collapsed = pc.replace_substring_regex(decoded.filter(blanks), _SPACE_RUN, " ")
+        decoded = pc.replace_with_mask(decoded, blanks, collapsed)
+    cleaned = _unquoted(pc.utf8_trim(decoded, characters=" "))
+    if pc.any(unsure).as_py():
+        # Other entities may decode to blanks, quotes or new entities: cleaned whole in Python.
+        others = pa.array([clean_text(t) for t in texts.filter(unsure).to_pylist()], pa.string())
+        cleaned = pc.replace_with_mask(cleaned, unsure, others)
+    return cleaned
+
+
+def _decode_simple_entities(texts: pa.Array, entity: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The texts with the entities of :data:`_SIMPLE_ENTITIES` decoded, and which texts
+    still hold an "&" (their cleaning is left to :func:`clean_text`).
+
+    Where a text's only "&"s start those entities, this is ``html.unescape``: its pattern
+    reads each of them exactly (a name or digits run up to the ";"), none decodes to "&",
+    so a second unescape changes nothing."""
+    subset = pc.replace_substring(texts.filter(entity), "&#039;", "'")  # the scrape's apostrophe, in most
+    others = pc.match_substring_regex(subset, _OTHER_SIMPLE_ENTITY)
+    if pc.any(others).as_py():
+        few = subset.filter(others)
+        for written, character in _SIMPLE_ENTITIES.items():
+            few = pc.replace_substring(few, written, character)
+        subset = pc.replace_with_mask(subset, others, few)
+    left = pc.match_substring(subset, "&")
+    return pc.replace_with_mask(texts, entity, subset), pc.replace_with_mask(entity, entity, left)
+
+
+def _unquoted(cleaned: pa.Array) -> pa.Array:
+    """The scrape's quotes peeled a pair at a time, each time only off the texts that still
+    have a pair (blanks are single " " by now, so ``strip()`` is a trim of " ")."""
+    quoted = _quoted(cleaned)
+    if not pc.any(quoted).as_py():
+        return cleaned
+    subset = cleaned.filter(quoted)
+    while pc.any(peel := _quoted(subset)).as_py():
+        inner = pc.utf8_trim(pc.utf8_slice_codeunits(subset.filter(peel), 1, -1), characters=" ")
+        subset = pc.replace_with_mask(subset, peel, inner)
+    return pc.replace_with_mask(cleaned, quoted, subset)
+
+
+def _quoted(texts: pa.Array) -> pa.Array:
+    """Texts of two characters or more (two bytes: the two quotes) between a pair of quotes."""
+    ends = pc.and_(pc.starts_with(texts, '"'), pc.ends_with(texts, '"'))
+    return pc.and_(ends, pc.greater_equal(pc.binary_length(texts), 2))
+
+
+def shows_nothing_array(cleaned: pa.Array) -> pa.Array:
+    """:func:`shows_nothing` of every string (no nulls): a text with an ASCII letter or
+    digit shows something; the others (few) are checked one by one."""
+    unsure = pc.invert(pc.match_substring_regex(cleaned, "[0-9A-Za-z]"))
+    if not pc.any(unsure).as_py():
+        return pa.array([False] * len(cleaned), pa.bool_())
+    answers = pa.array([shows_nothing(t) for t in cleaned.filter(unsure).to_pylist()], pa.bool_())
+    return pc.replace_with_mask(pa.array([False] * len(cleaned), pa.bool_()), unsure, answers)
+
+
+def monday_of_array(dates: pa.Array) -> pa.Array:
+    """The Monday of every date's week (date32; nulls stay null): 1970-01-01 was a Thursday."""
+    days = pc.fill_null(dates.cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
+    mondays = (days - (days + 3) % 7).astype(np.int32)  # numpy's % floors, as the calendar does
+    return pa.array(mondays, pa.int32(), mask=pc.is_null(dates).to_numpy(zero_copy_only=False)).cast(pa.date32())

@@ -7,25 +7,30 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import (
-    clean_text,
-    has_control_characters,
-    parse_count,
-    parse_dates,
-    parse_label,
-    shows_nothing,
+    by_distinct_value,
+    clean_text_array,
+    has_control_characters_array,
+    monday_of_array,
+    parse_count_array,
+    parse_date_array,
+    parse_label_array,
+    shows_nothing_array,
+    strip_all,
 )
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
-from reviewops.data.windows import monday_of
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.storage.io import atomic_path, read_table, write_parquet
 from reviewops.storage.paths import Layout, StoragePath
@@ -48,10 +53,10 @@ TEXT_TOO_LONG = "text_too_long"
 DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"
 EXACT_DUPLICATE = "exact_duplicate"
 
-Marker = Callable[[pd.Series, str, "pd.Series | str"], None]
-
 # Valid rows are typed like curated rows; transform only cleans text and drops repeats.
 VALIDATED_SCHEMA = CURATED_SCHEMA
+
+_NO_ROW = pa.scalar(None, pa.string())
 
 
 @dataclass(frozen=True)
@@ -65,134 +70,218 @@ class ValidateParams:
 
 @dataclass(frozen=True)
 class ValidationOutcome:
-    valid: pd.DataFrame
-    quarantined: pd.DataFrame
+    """Valid rows (:data:`VALIDATED_SCHEMA`) and quarantined rows (:data:`QUARANTINE_SCHEMA`)
+    as Arrow tables; ``valid`` and ``quarantined`` are the same rows as pandas frames."""
+
+    valid_table: pa.Table
+    quarantined_table: pa.Table
+
+    @cached_property
+    def valid(self) -> pd.DataFrame:
+        return _frame(self.valid_table)
+
+    @cached_property
+    def quarantined(self) -> pd.DataFrame:
+        return _frame(self.quarantined_table)
 
     @property
     def reasons(self) -> dict[str, int]:
-        return dict(sorted(Counter(self.quarantined["reason"]).items()))
+        return dict(sorted(Counter(self.quarantined_table.column("reason").to_pylist()).items()))
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """A table as pandas with the row-at-a-time frames' types: strings and dates as Python
+    objects with None for a missing value, counts as Python ints."""
+    frame = table.to_pandas(integer_object_nulls=True)
+    for f in table.schema:
+        if pa.types.is_string(f.type):
+            column = frame[f.name].astype(object)
+            frame[f.name] = column.where(column.notna(), None)
+    return frame
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One reason a row is quarantined for, and what its detail says (from the row's index)."""
+
+    reason: str
+    detail: Callable[[int], str]
+
+
+class _Marks:
+    """Which check each row failed first (0: none yet), over numpy so each mark is one pass."""
+
+    def __init__(self, rows: int) -> None:
+        self.first = np.zeros(rows, np.int16)
+        self.checks: list[_Check] = []
+
+    def mark(self, mask: pa.Array | np.ndarray, reason: str, detail: Callable[[int], str]) -> None:
+        self.checks.append(_Check(reason, detail))
+        hit = mask if isinstance(mask, np.ndarray) else pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        self.first[(self.first == 0) & hit] = len(self.checks)
+
+    def unmarked(self) -> np.ndarray:
+        return np.flatnonzero(self.first == 0)
+
+    def quarantined(self) -> tuple[np.ndarray, list[str], list[str]]:
+        rows = np.flatnonzero(self.first)
+        checks = [self.checks[k - 1] for k in self.first[rows].tolist()]
+        return rows, [c.reason for c in checks], [c.detail(int(r)) for c, r in zip(checks, rows, strict=True)]
+
+
+def _string_column(raw: pa.Table, name: str) -> pa.Array:
+    if name not in raw.column_names:
+        return pa.nulls(raw.num_rows, pa.string())
+    return raw.column(name).combine_chunks().cast(pa.string())
+
+
+def _value(values: pa.Array, default: str = "") -> Callable[[int], str]:
+    """The detail of a row: its value in ``values`` as a string (``default`` when null)."""
+    return lambda row: str(v) if (v := values[row].as_py()) is not None else default
+
+
+def _constant(detail: str) -> Callable[[int], str]:
+    return lambda _: detail
+
+
+def validate_table(
+    raw: pa.Table, max_text_chars: int, today: dt.date, earliest: dt.date = EARLIEST_REVIEW_DATE
+) -> ValidationOutcome:
+    """Split raw string rows into typed valid rows and quarantined rows with reasons.
+
+    Each check is an Arrow kernel over the whole batch; each row is quarantined for the
+    first check it fails, in the order below. Text is cleaned once, for empty_text,
+    text_too_long and the duplicate check; the valid rows keep the text as it arrived
+    (transform cleans it). Python sees only the distinct dates, labels and counts, the
+    texts with an HTML entity, and the quarantined rows' details.
+    """
+    column = {name: _string_column(raw, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE)}
+    marks = _Marks(raw.num_rows)
+    marks.mark(pc.is_valid(column[MALFORMED]), MALFORMED_ROW, _value(column[MALFORMED]))
+    marks.mark(pc.is_valid(column[WRONG_TYPE]), BAD_TYPE, _value(column[WRONG_TYPE]))
+    for field in REQUIRED:
+        blank = pc.equal(strip_all(pc.fill_null(column[field], "")), "")
+        marks.mark(blank, MISSING_FIELD, _constant(field))
+
+    dates = parse_date_array(column["review_date"])
+    marks.mark(pc.is_null(dates), BAD_DATE, _value(column["review_date"]))
+    marks.mark(pc.greater(dates, pa.scalar(today, pa.date32())), FUTURE_DATE, _value(dates))
+    too_old = f" < {earliest.isoformat()} (earliest_review_date)"
+    marks.mark(pc.less(dates, pa.scalar(earliest, pa.date32())), TOO_OLD_DATE, lambda r: f"{dates[r].as_py()}{too_old}")
+
+    labels = parse_label_array(column["label"])
+    marks.mark(pc.is_null(labels), UNKNOWN_LABEL, _value(column["label"]))
+    counts, bad_counts = parse_count_array(column["useful_count"])
+    marks.mark(bad_counts, BAD_TYPE, _constant("useful_count"))
+
+    text = column["text"]
+    marks.mark(has_control_characters_array(text), CONTROL_CHARACTERS, _constant("text"))
+    cleaned = clean_text_array(text)
+    marks.mark(shows_nothing_array(cleaned), EMPTY_TEXT, _constant("text"))
+    lengths = pc.utf8_length(cleaned)
+    marks.mark(pc.greater(lengths, max_text_chars), TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {max_text_chars} chars")
+
+    ids = strip_all(pc.fill_null(column["review_id"], ""))
+    content = (
+        pc.fill_null(column["product"], ""),
+        cleaned,
+        by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string()),
+        strip_all(pc.fill_null(column["review_date"], "")),
+    )
+    conflict, exact = _duplicates(ids, content, marks.unmarked(), raw.num_rows)
+    marks.mark(conflict, DUPLICATE_ID_CONFLICT, lambda r: f"review_id {ids[r]}")
+    marks.mark(exact, EXACT_DUPLICATE, lambda r: f"review_id {ids[r]}")
+
+    ok = pa.array(marks.unmarked())
+    condition = strip_all(column["condition"])
+    valid = pa.table(
+        {
+            "review_id": ids.take(ok),
+            "product": strip_all(column["product"]).take(ok),
+            "condition": pc.if_else(pc.equal(condition, ""), _NO_ROW, condition).take(ok),
+            "text": text.take(ok),
+            "label": labels.take(ok),
+            "review_date": dates.take(ok),
+            "week": monday_of_array(dates.take(ok)),
+            "useful_count": counts.take(ok),
+            SOURCE_FILE: _string_column(raw, SOURCE_FILE).take(ok),
+            SOURCE_ROW: raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64()).take(ok),
+        },
+        schema=VALIDATED_SCHEMA,
+    )
+    rows, reasons, details = marks.quarantined()
+    taken = pa.array(rows, pa.int64())
+    quarantined = pa.table(
+        {
+            "reason": pa.array(reasons, pa.string()),
+            "detail": pa.array(details, pa.string()),
+            SOURCE_FILE: _string_column(raw, SOURCE_FILE).take(taken),
+            SOURCE_ROW: raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64()).take(taken),
+            **{name: column[name].take(taken) for name in CANONICAL},
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    return ValidationOutcome(valid_table=valid, quarantined_table=quarantined)
+
+
+def _duplicates(
+    ids: pa.Array, content: tuple[pa.Array, ...], live: np.ndarray, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Among the ``live`` rows (not quarantined yet): the same id with different content
+    marks all its copies (conflict); the same id and content marks all but the first
+    (exact). Content is compared by group_by over its columns, only for repeated ids."""
+    conflict = np.zeros(rows, bool)
+    exact = np.zeros(rows, bool)
+    codes = pc.dictionary_encode(ids.take(pa.array(live, pa.int64()))).indices.to_numpy(zero_copy_only=False)
+    copies = np.bincount(codes)[codes] > 1 if len(codes) else np.zeros(0, bool)
+    if not copies.any():
+        return conflict, exact
+    repeated = live[copies]
+    taken = pa.array(repeated, pa.int64())
+    keys = pa.table({"id": pa.array(codes[copies]), **{f"c{i}": c.take(taken) for i, c in enumerate(content)}})
+    distinct = keys.group_by(keys.column_names).aggregate([]).column("id").to_numpy()
+    contents = np.bincount(distinct, minlength=int(codes.max()) + 1)[codes[copies]]
+    first = np.zeros(len(repeated), bool)
+    first[np.unique(codes[copies], return_index=True)[1]] = True
+    conflict[repeated] = contents > 1
+    exact[repeated] = (contents == 1) & ~first
+    return conflict, exact
 
 
 def validate_frame(
     raw: pd.DataFrame, max_text_chars: int, today: dt.date, earliest: dt.date = EARLIEST_REVIEW_DATE
 ) -> ValidationOutcome:
-    """Split raw string rows into typed valid rows and quarantined rows with reasons."""
-    frame = raw.reset_index(drop=True)
-    # pandas reads Arrow string columns as the ``str`` dtype, whose missing value is NaN:
-    # give the parsers None for a missing value (nulls come from JSONL, Parquet and
-    # optional columns a file does not have). Raw batches written before the reader
-    # reported malformed rows and wrong types have no such columns: nothing to report.
-    for name in (*CANONICAL, MALFORMED, WRONG_TYPE):
-        column = frame[name].astype(object) if name in frame else pd.Series([None] * len(frame), dtype=object)
-        frame[name] = column.where(column.notna(), None)
-    reason = pd.Series([None] * len(frame), dtype=object)
-    detail = pd.Series([""] * len(frame), dtype=object)
-
-    def mark(mask: pd.Series, why: str, what: pd.Series | str = "") -> None:
-        hit = mask & reason.isna()
-        reason[hit] = why
-        detail[hit] = what[hit] if isinstance(what, pd.Series) else what
-
-    mark(frame[MALFORMED].notna(), MALFORMED_ROW, frame[MALFORMED])
-    mark(frame[WRONG_TYPE].notna(), BAD_TYPE, frame[WRONG_TYPE])
-    for field in REQUIRED:
-        values = frame[field]
-        mark(values.isna() | (values.fillna("").str.strip() == ""), MISSING_FIELD, field)
-
-    dates = pd.Series(parse_dates(frame["review_date"].tolist()), dtype=object)
-    mark(dates.isna(), BAD_DATE, frame["review_date"].fillna("").astype(str))
-    mark(dates.map(lambda d: d is not None and d > today), FUTURE_DATE, dates.astype(str))
-    too_old = dates.map(lambda d: d is not None and d < earliest)
-    mark(too_old, TOO_OLD_DATE, dates.astype(str) + f" < {earliest.isoformat()} (earliest_review_date)")
-
-    labels = frame["label"].map(parse_label)
-    mark(labels.isna(), UNKNOWN_LABEL, frame["label"].fillna("").astype(str))
-
-    counts = frame["useful_count"].map(_safe_count)
-    mark(counts.map(lambda c: c == "bad"), BAD_TYPE, "useful_count")
-
-    text = frame["text"].fillna("")
-    mark(text.map(has_control_characters), CONTROL_CHARACTERS, "text")
-    cleaned = text.map(clean_text)
-    mark(cleaned.map(shows_nothing), EMPTY_TEXT, "text")
-    lengths = cleaned.str.len()
-    mark(lengths > max_text_chars, TEXT_TOO_LONG, lengths.astype(str) + f" > {max_text_chars} chars")
-
-    _mark_duplicates(frame, reason, mark)
-
-    ok = reason.isna()
-    valid = pd.DataFrame(
-        {
-            "review_id": frame["review_id"].str.strip(),
-            "product": frame["product"].str.strip(),
-            "condition": frame["condition"].map(lambda v: v.strip() if isinstance(v, str) and v.strip() else None),
-            "text": frame["text"],
-            "label": labels,
-            "review_date": dates,
-            "week": dates.map(lambda d: monday_of(d) if d is not None else None),
-            "useful_count": counts.map(lambda c: None if c in (None, "bad") else c),
-            SOURCE_FILE: frame[SOURCE_FILE],
-            SOURCE_ROW: frame[SOURCE_ROW],
-        }
-    )[ok].reset_index(drop=True)
-    quarantined = frame[~ok].drop(columns=[MALFORMED, WRONG_TYPE])
-    quarantined.insert(0, "detail", detail[~ok].astype(str))
-    quarantined.insert(0, "reason", reason[~ok])
-    return ValidationOutcome(valid=valid, quarantined=quarantined.reset_index(drop=True))
+    """:func:`validate_table` of a frame of string columns (as the readers give them)."""
+    columns = {
+        name: pa.array(raw[name].astype(object), pa.string(), from_pandas=True)
+        for name in (*CANONICAL, MALFORMED, WRONG_TYPE, SOURCE_FILE)
+        if name in raw
+    }
+    columns[SOURCE_ROW] = pa.array(raw[SOURCE_ROW], pa.int64())
+    return validate_table(pa.table(columns), max_text_chars, today, earliest)
 
 
 def check_conservation(rows_read: int, outcome: ValidationOutcome) -> None:
     """Fail unless every row read ended valid or quarantined, exactly once."""
-    valid, quarantined = len(outcome.valid), len(outcome.quarantined)
+    valid, quarantined = outcome.valid_table.num_rows, outcome.quarantined_table.num_rows
     if rows_read != valid + quarantined:
         raise AssertionError(f"validation lost rows: {rows_read} read, {valid} valid, {quarantined} quarantined")
-
-
-def _safe_count(value: str | None) -> int | str | None:
-    try:
-        return parse_count(value)
-    except ValueError:
-        return "bad"
-
-
-def _mark_duplicates(frame: pd.DataFrame, reason: pd.Series, mark: Marker) -> None:
-    """Same id with different content: all copies out. Same id and content: keep the first."""
-    candidates = reason.isna()
-    ids = frame["review_id"].fillna("").str.strip()
-    content = (
-        frame["product"].fillna("")
-        + "\x1f"
-        + frame["text"].fillna("").map(clean_text)
-        + "\x1f"
-        + frame["label"].fillna("").str.strip().str.lower()
-        + "\x1f"
-        + frame["review_date"].fillna("").str.strip()
-    )
-    live = pd.DataFrame({"id": ids[candidates], "content": content[candidates]})
-    distinct = live.groupby("id")["content"].transform("nunique")
-    conflict = pd.Series(False, index=frame.index)
-    conflict[live.index] = distinct > 1
-    exact = pd.Series(False, index=frame.index)
-    exact[live.index] = (distinct == 1) & live.duplicated(subset=["id"], keep="first")
-    mark(conflict, DUPLICATE_ID_CONFLICT, "review_id " + ids)
-    mark(exact, EXACT_DUPLICATE, "review_id " + ids)
 
 
 def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
     """Validate a raw batch; write its valid rows and its quarantine file."""
     layout = Layout(params.data_root)
-    frame = read_table(raw.path).to_pandas()
+    table = read_table(raw.path)
     today = params.today or dt.datetime.now(dt.UTC).date()
-    outcome = validate_frame(frame, params.max_text_chars, today, params.earliest)
-    rows_read = len(frame)
+    outcome = validate_table(table, params.max_text_chars, today, params.earliest)
+    rows_read = table.num_rows
+    del table  # the raw batch is not needed for the writes
     check_conservation(rows_read, outcome)
-    valid_path = write_parquet(
-        pa.Table.from_pandas(outcome.valid, schema=VALIDATED_SCHEMA, preserve_index=False),
-        layout.validated(params.batch_key),
-    )
+    valid_path = write_parquet(outcome.valid_table, layout.validated(params.batch_key))
     quarantine_path = write_quarantined(outcome, layout.quarantine(params.batch_key))
-    if len(outcome.quarantined):
-        log.warning("quarantined %d of %d rows: %s", len(outcome.quarantined), rows_read, outcome.reasons)
+    rows_quarantined = outcome.quarantined_table.num_rows
+    if rows_quarantined:
+        log.warning("quarantined %d of %d rows: %s", rows_quarantined, rows_read, outcome.reasons)
     return StepResult(
         subject=params.batch_key,
         outputs=(
@@ -201,8 +290,8 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
         ),
         metrics={
             "rows_read": rows_read,
-            "rows_valid": len(outcome.valid),
-            "rows_quarantined": len(outcome.quarantined),
+            "rows_valid": outcome.valid_table.num_rows,
+            "rows_quarantined": rows_quarantined,
             "reasons": outcome.reasons,
         },
     )
@@ -210,9 +299,7 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
 
 def write_quarantined(outcome: ValidationOutcome, target: StoragePath) -> StoragePath:
     """The quarantined rows with their reasons as Parquet, or as CSV when ``target`` ends in .csv."""
-    table = pa.Table.from_pandas(
-        outcome.quarantined[QUARANTINE_SCHEMA.names], schema=QUARANTINE_SCHEMA, preserve_index=False
-    )
+    table = outcome.quarantined_table
     if target.suffix.lower() != ".csv":
         return write_parquet(table, target)
     with atomic_path(target) as tmp:
