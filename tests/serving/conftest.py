@@ -7,7 +7,9 @@ the champion; the second is registered beside it, for the hot swap.
 
 from __future__ import annotations
 
+import random
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,28 @@ def client(server: BackgroundServer, token: str) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
         yield http
+
+
+def shuffled_copy(dataset_dir: Path, target: Path, seed: int = 7) -> Path:
+    """A copy of a dataset version whose training labels are shuffled: a model trained on
+    it is a real model that has learnt nothing (the eval split is left as it was)."""
+    import tensorflow as tf
+
+    from reviewops.modeling.training import read_tfrecord
+
+    shutil.copytree(dataset_dir, target)
+    pairs = list(read_tfrecord(target / "train.tfrecord").as_numpy_iterator())
+    labels = [int(y) for _, y in pairs]
+    random.Random(seed).shuffle(labels)
+    with tf.io.TFRecordWriter(str(target / "train.tfrecord")) as writer:
+        for i, ((text, _), label) in enumerate(zip(pairs, labels, strict=True)):
+            feature = {
+                "review_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"s{i}".encode()])),
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
+                "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return target
 
 
 def infer_body(texts: list[str]) -> dict[str, object]:
