@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from reviewops.modeling.reproduce import reproduce
 from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
 from reviewops.pipeline import curate_and_snapshot, evaluate_and_register
 from reviewops.registry.store import Registry, RegistryError
+from tests.serving.conftest import shuffled_copy
 
 pytestmark = pytest.mark.integration
 
@@ -36,23 +36,7 @@ def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 def test_a_challenger_trained_on_shuffled_labels_is_rejected_and_cannot_score(
     governed: dict[str, Any], tmp_path: Path
 ) -> None:
-    import tensorflow as tf
-
-    from reviewops.modeling.training import read_tfrecord
-
-    shuffled_dir = tmp_path / "ds-shuffled"
-    shutil.copytree(governed["dataset_dir"], shuffled_dir)
-    pairs = list(read_tfrecord(shuffled_dir / "train.tfrecord").as_numpy_iterator())
-    labels = [int(y) for _, y in pairs]
-    random.Random(7).shuffle(labels)
-    with tf.io.TFRecordWriter(str(shuffled_dir / "train.tfrecord")) as writer:
-        for i, ((text, _), label) in enumerate(zip(pairs, labels, strict=True)):
-            feature = {
-                "review_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"s{i}".encode()])),
-                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
-                "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    shuffled_dir = shuffled_copy(governed["dataset_dir"], tmp_path / "ds-shuffled")
     data_root = governed["data_root"]
     worse = train_candidate(TrainStepParams(str(data_root), str(shuffled_dir), TrainParams(seed=7)))
 
