@@ -28,7 +28,7 @@ from reviewops.registry.store import Registry
 from reviewops.serving.rollout import feedback_dir
 from reviewops.serving.server import BackgroundServer
 from tests.conftest import ROOT, shipped_records
-from tests.serving.conftest import ACTOR, QUICK, SETTINGS, TwoModels, infer_body, token, two_models
+from tests.serving.conftest import ACTOR, QUICK, SETTINGS, TwoModels, infer_body, shuffled_copy, token, two_models
 from tests.serving.test_hot_swap import wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,25 +69,9 @@ def dag(airflow_db: Path) -> Any:
 def degraded(two_models: TwoModels, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The session's two models plus a third trained on shuffled labels, registered
     (the gate rejects it; the champion stays)."""
-    import tensorflow as tf
-
-    from reviewops.modeling.training import read_tfrecord
-
     root = tmp_path_factory.mktemp("rollout-degraded") / "registry"
     shutil.copytree(two_models.root, root)
-    shuffled = root.parent / "ds-shuffled"
-    shutil.copytree(two_models.dataset_dir, shuffled)
-    pairs = list(read_tfrecord(shuffled / "train.tfrecord").as_numpy_iterator())
-    labels = [int(y) for _, y in pairs]
-    random.Random(7).shuffle(labels)
-    with tf.io.TFRecordWriter(str(shuffled / "train.tfrecord")) as writer:
-        for i, ((text, _), label) in enumerate(zip(pairs, labels, strict=True)):
-            feature = {
-                "review_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"s{i}".encode()])),
-                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
-                "label_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    shuffled = shuffled_copy(two_models.dataset_dir, root.parent / "ds-shuffled")
     worse = train_candidate(TrainStepParams(str(root), str(shuffled), TrainParams(**{**QUICK.as_dict(), "seed": 3})))
     evaluate_and_register(root, worse.output_named(MODEL_FILE).path, two_models.dataset_dir, worse.subject, ACTOR)
     registry = Registry(str(root))
