@@ -1,10 +1,13 @@
 """``make demo``: the whole lifecycle through Airflow on the configured source.
 
 Runs, with ``dag.test()`` against the project's Airflow metadata DB (so every run is
-visible in the UI afterwards): ``reviews_initial_load`` over the whole source,
-``reviews_training``, then ``reviews_weekly`` for the most recent weeks that have
-reviews. Prints a summary built from the tasks' lineage records and exits non-zero
-when any run fails.
+visible in the UI afterwards): ``reviews_initial_load`` over the source's weeks before a
+cutoff, ``reviews_training`` on them, then ``reviews_weekly`` for each of the weeks with
+reviews after the cutoff (the most recent ``--weeks``). The model never saw the weeks it
+scores, so the monitoring shows out-of-sample accuracy beside its pre-label estimate.
+Every run starts now (its start and duration in the UI are real); a weekly run selects
+its week by the ``week`` Param, not by its dates. Prints a summary built from the tasks'
+lineage records and exits non-zero when any run fails.
 """
 
 from __future__ import annotations
@@ -42,6 +45,23 @@ def _run(dag: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
     return _records(dag_run)
 
 
+def held_out_weeks(source: str, earliest: dt.date, weeks: int) -> list[str]:
+    """The Mondays of the source's last ``weeks`` weeks that have plausibly dated reviews:
+    the demo trains on the weeks before the first of them and scores these."""
+    from reviewops.data.parsing import parse_dates
+    from reviewops.data.sources import read_source
+    from reviewops.data.windows import PlausibleDates, monday_of
+
+    plausible = PlausibleDates(earliest, dt.datetime.now(dt.UTC).date())
+    dates = parse_dates(read_source(source).column("review_date").to_pylist())
+    mondays = sorted({monday_of(d) for d in dates if d is not None and plausible.contains(d)})
+    if len(mondays) <= weeks:
+        raise SystemExit(
+            f"demo: the source has reviews in {len(mondays)} weeks: nothing left to train on before the last {weeks}"
+        )
+    return [monday.isoformat() for monday in mondays[-weeks:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--weeks", type=int, default=8, help="how many of the latest weeks with reviews to score")
@@ -54,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from reviewops.config import Settings
-    from reviewops.data.transform import curated_weeks
     from reviewops.registry.store import Registry
 
     dagbag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
@@ -65,20 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     print(f"reviewops demo: source {settings.source}\n  data root {settings.data_root}\n", flush=True)
 
-    load = _run(dagbag.dags["reviews_initial_load"])
+    weeks = held_out_weeks(settings.source, settings.earliest_review_date, args.weeks)
+    print(f"  training on the weeks before {weeks[0]}; scoring {len(weeks)} later weeks it never saw\n", flush=True)
+    # The initial load's window ends (exclusive) at the first held-out week.
+    load = _run(
+        dagbag.dags["reviews_initial_load"], run_conf={"window_start": _first_week(settings), "window_end": weeks[0]}
+    )
     training = _run(dagbag.dags["reviews_training"])
     if Registry(settings.data_root).champion() is None:
         decision = training["gate"]["metrics"]
         print(f"demo: no champion model: {decision['verdict']}: {'; '.join(decision['reasons'])}", file=sys.stderr)
         return 1
-    weeks = [w for w, rows in curated_weeks(settings.data_root).items() if rows][-args.weeks :]
-    scored = []
+    scored, monitored = [], []
     for week in weeks:
-        monday = dt.datetime.fromisoformat(week).replace(tzinfo=dt.UTC)
-        records = _run(
-            dagbag.dags["reviews_weekly"], logical_date=monday + dt.timedelta(days=7), run_conf={"week": week}
-        )
+        # No logical date: dag.test() would store it as the run's start date too (a 2017
+        # week showed as a run of ~3,300 days); the week Param selects the data.
+        records = _run(dagbag.dags["reviews_weekly"], logical_date=None, run_conf={"week": week})
         scored.append(records["score"])
+        monitored.append(records["monitor"]["metrics"])
 
     validated = load["validate"]["metrics"]
     dataset = training["snapshot_dataset"]["metrics"]
@@ -95,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  dataset {dataset['dataset_version']}: {dataset['train_rows']} train / {dataset['eval_rows']} eval rows")
     best = training["select_best"]["metrics"]
-    print(f"  tuning: {best['trials']} trials, best on validation: {best['best']['label']}")
+    cv = best["cross_validation"]
+    print(f"  tuning: {best['trials']} trials, {cv['folds']}-fold cross-validation on {cv['rows']} train rows")
+    for name in ("chosen", "tfidf_logreg"):
+        scores, interval = cv["scores"][name], cv["intervals"][name]
+        label = best["best"]["label"] if name == "chosen" else "standard baseline"
+        print(
+            f"    {label:36} accuracy {scores['accuracy']:.4f} {interval['accuracy']}, "
+            f"macro-F1 {scores['macro_f1']:.4f} {interval['macro_f1']}"
+        )
     print(f"  model {model['model_version']}: eval accuracy {model['accuracy']:.4f}, macro-F1 {model['macro_f1']:.4f}")
     for name, baseline in evaluation["baselines"].items():
         print(f"    {name + ' baseline':26} accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f}")
@@ -110,12 +141,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     total = sum(r["metrics"]["rows_scored"] for r in scored)
     print(
-        f"  weeks scored {len(scored)} ({weeks[0]} .. {weeks[-1]}), {total} predictions by "
+        f"  weeks scored {len(scored)} ({weeks[0]} .. {weeks[-1]}, after the training cutoff), {total} predictions by "
         f"{', '.join(sorted({r['metrics']['model_version'] for r in scored}))}"
     )
+    for week, metrics in zip(weeks, monitored, strict=True):
+        print(
+            f"    {week}: {metrics['review_count']:3} reviews, accuracy {_share(metrics['accuracy'])}, "
+            f"estimated before the ratings {_share(metrics['estimated_accuracy'])} {metrics['estimated_accuracy_interval']}"
+        )
+    over = monitored[-1].get("estimation_over_weeks") or {}
+    if over.get("weeks_with_ratings"):
+        print(
+            f"  out of sample over {over['labelled_reviews']} rated reviews: accuracy {over['pooled_accuracy']:.4f}, "
+            f"estimated {over['pooled_estimated_accuracy']:.4f}; mean absolute estimation error per week "
+            f"{over['mean_absolute_error']:.4f}, realised accuracy inside the interval in "
+            f"{over['interval_coverage']:.0%} of {over['weeks_with_ratings']} weeks"
+        )
     print(f"  predictions in {os.path.join(settings.data_root, 'predictions')}/week=YYYY-MM-DD/predictions.parquet")
     print("\nOpen the UI with `make airflow`; list models with `.venv/bin/reviewops models`.")
     return 0
+
+
+def _share(value: float | None) -> str:
+    return "  n/a " if value is None else f"{value:.4f}"
+
+
+def _first_week(settings: Any) -> str:
+    from reviewops.data.sources import source_window
+
+    return source_window(settings.source, settings.earliest_review_date).start.isoformat()
 
 
 if __name__ == "__main__":

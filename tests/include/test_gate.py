@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from reviewops.contracts import DECISION_FILE, EVALUATION_FILE, ArtifactKind
 from reviewops.lineage.record import Artifact
+from reviewops.modeling.bootstrap import bootstrap_comparison
 from reviewops.modeling.promotion import GatePolicy, decide, gate_candidate
 from reviewops.storage.io import read_json, write_json
 
@@ -110,3 +112,63 @@ def test_margins_outside_zero_to_one_are_refused_so_no_run_can_wave_a_worse_mode
 def test_a_zero_margin_is_the_loosest_gate_and_still_rejects_a_worse_challenger() -> None:
     decision = decide(report(0.49, 0.7, champion(0.50)), GatePolicy(min_macro_f1_gain=0.0, max_recall_drop=1.0))
     assert not decision.promote and "needs >= +0.0000" in decision.reasons[0]
+
+
+# --- the gate that knows its noise: paired bootstrap intervals on the eval rows ---------
+
+
+def _noisy(truth: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
+    """Predictions right on a share ``accuracy`` of the rows, else another class."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.permutation(len(truth)) >= round(accuracy * len(truth))
+    return np.where(wrong, (truth + rng.integers(1, 3, len(truth))) % 3, truth)
+
+
+def measured(challenger_accuracy: float, baseline_accuracy: float, rows: int = 117) -> dict[str, Any]:
+    """An evaluation report whose comparison is a real bootstrap of the predictions (the
+    same function evaluate_candidate calls), on as many eval rows as the shipped split."""
+    truth = np.random.default_rng(0).choice(3, size=rows, p=(0.27, 0.09, 0.64))
+    predictions = {
+        "challenger": _noisy(truth, challenger_accuracy, 1),
+        "majority": np.full(rows, 2),
+        "tfidf_logreg": _noisy(truth, baseline_accuracy, 2),
+    }
+    comparison = bootstrap_comparison(truth, predictions, "challenger", 3)
+    scores = comparison["scores"]
+    base = report(scores["challenger"]["macro_f1"], scores["challenger"]["accuracy"])
+    base["baselines"] = {name: dict(scores[name]) for name in ("majority", "tfidf_logreg")}
+    return {**base, "comparison": comparison}
+
+
+def test_the_gate_refuses_a_challenger_worse_than_the_baseline_beyond_the_noise() -> None:
+    evaluation = measured(0.55, 0.80)
+    decision = decide(evaluation, GatePolicy())
+    assert not decision.promote and decision.verdict == "reject"
+    difference = evaluation["comparison"]["differences"]["tfidf_logreg"]["accuracy"]
+    low, high = difference["interval"]
+    assert high < 0
+    baseline = evaluation["baselines"]["tfidf_logreg"]["accuracy"]
+    assert (
+        f"accuracy {evaluation['accuracy']:.4f} vs tfidf_logreg baseline {baseline:.4f}: paired difference "
+        f"{difference['estimate']:+.4f}, 95% interval [{low:+.4f}, {high:+.4f}], worse beyond the noise"
+    ) in decision.reasons
+
+
+def test_the_gate_accepts_a_challenger_a_little_below_the_baseline_within_the_noise() -> None:
+    # Two points of accuracy below the baseline on 117 rows: the old point rule rejected
+    # this; the rows cannot tell the two apart, and the interval says so.
+    evaluation = measured(0.74, 0.76)
+    assert evaluation["accuracy"] < evaluation["baselines"]["tfidf_logreg"]["accuracy"]
+    low, high = evaluation["comparison"]["differences"]["tfidf_logreg"]["accuracy"]["interval"]
+    assert low < 0 < high
+    decision = decide(evaluation, GatePolicy())
+    assert decision.promote, decision.reasons
+    assert any("vs tfidf_logreg baseline" in r and "not worse beyond the noise" in r for r in decision.reasons)
+
+
+def test_with_a_champion_the_interval_rule_still_holds_beside_the_margin() -> None:
+    better_than_champion = {**measured(0.55, 0.80), "champion": champion(0.0)}
+    decision = decide(better_than_champion, GatePolicy())
+    assert not decision.promote
+    assert any("worse beyond the noise" in r for r in decision.reasons)
+    assert all("vs champion" not in r for r in decision.reasons), "the gain over the champion is not a failure"

@@ -383,3 +383,82 @@ def test_a_runs_threshold_overrides_are_checked_by_name_and_range() -> None:
         Thresholds.from_overrides({"max_psi": 0.3})
     with pytest.raises(ValueError, match="min_accuracy is a share"):
         Thresholds.from_overrides({"min_accuracy": 7})
+
+
+# --- accuracy estimated before the ratings arrive (CBPE) ----------------------------
+
+
+def test_estimated_accuracy_is_the_mean_top_probability_with_its_bernoulli_interval() -> None:
+    frame, _, _ = real_week()  # every top probability is 0.8
+    metrics = week_metrics(frame, reference(), vocabulary(), CLASSES, SECONDS, Thresholds())
+    half = 1.96 * math.sqrt(200 * 0.8 * 0.2) / 200
+    assert metrics["estimated_accuracy"] == pytest.approx(0.8)
+    assert metrics["estimated_accuracy_interval"] == [
+        pytest.approx(0.8 - half, abs=1e-4),
+        pytest.approx(0.8 + half, abs=1e-4),
+    ]
+    assert metrics["accuracy"] is not None
+    assert metrics["estimation_error"] == pytest.approx(0.8 - metrics["accuracy"], abs=1e-4)
+
+
+def test_with_calibrated_probabilities_the_estimate_meets_the_realised_accuracy() -> None:
+    # Ratings drawn from the probabilities themselves (a perfectly calibrated model): the
+    # realised accuracy falls inside the estimate's interval, the estimate within a few points.
+    rows = records()[TRAIN_ROWS:]
+    rng = np.random.default_rng(11)
+    probabilities = rng.dirichlet((0.6, 0.6, 0.6), size=len(rows))
+    predicted = [CLASSES[i] for i in probabilities.argmax(axis=1)]
+    labels: list[str | None] = [CLASSES[rng.choice(3, p=p)] for p in probabilities]
+    frame = week_frame(rows, predicted, labels)
+    for i, name in enumerate(CLASSES):
+        frame[f"prob_{name}"] = probabilities[:, i]
+    metrics = week_metrics(frame, reference(), vocabulary(), CLASSES, SECONDS, Thresholds())
+    low, high = metrics["estimated_accuracy_interval"]
+    assert metrics["estimated_accuracy"] == pytest.approx(float(probabilities.max(axis=1).mean()), abs=1e-4)
+    assert low <= metrics["accuracy"] <= high
+    assert abs(metrics["estimation_error"]) < 0.06
+
+
+def test_a_low_estimated_accuracy_breaches_before_any_rating_arrives() -> None:
+    rows = records()[TRAIN_ROWS : TRAIN_ROWS + 40]
+    predicted = [POS] * len(rows)
+    frame = week_frame(rows, predicted, [None] * len(rows))  # no rating yet
+    for name, share in zip(CLASSES, (0.3, 0.3, 0.4), strict=True):
+        frame[f"prob_{name}"] = share
+    metrics = week_metrics(frame, reference(), vocabulary(), CLASSES, SECONDS, Thresholds())
+    assert metrics["accuracy"] is None and metrics["estimation_error"] is None
+    breaches = check_thresholds(metrics, Thresholds())
+    assert [b.metric for b in breaches if b.metric.endswith("accuracy")] == ["estimated_accuracy"]
+    assert breaches[-1].message.startswith("estimated_accuracy 0.4 < min 0.5: the model is unsure")
+    few = week_metrics(frame.iloc[:10], reference(), vocabulary(), CLASSES, SECONDS, Thresholds())
+    assert "estimated_accuracy" not in [b.metric for b in check_thresholds(few, Thresholds())], "10 reviews: noise"
+
+
+def test_the_estimation_error_over_all_weeks_is_recorded(tmp_path: Any) -> None:
+    from reviewops.monitoring.step import estimation_over_weeks
+    from reviewops.storage.io import read_json, write_json
+
+    def week(folder: str, estimate: float, interval: list[float], accuracy: float | None, labelled: int) -> None:
+        metrics = {
+            "estimated_accuracy": estimate,
+            "estimated_accuracy_interval": interval,
+            "accuracy": accuracy,
+            "labelled_count": labelled,
+            "estimation_error": None if accuracy is None else round(estimate - accuracy, 4),
+            "model_version": "m-aaaaaaaaaaaa",
+        }
+        write_json(metrics, tmp_path / "monitoring" / f"week={folder}" / "metrics.json")
+
+    week("2017-01-02", 0.70, [0.6, 0.8], 0.75, 20)
+    week("2017-01-09", 0.80, [0.7, 0.9], 0.60, 30)  # outside its interval
+    week("2017-01-16", 0.75, [0.6, 0.9], None, 0)  # no ratings yet: nothing to compare
+    (tmp_path / "monitoring" / "week=2017-01-23").mkdir()
+    (tmp_path / "monitoring" / "week=2017-01-23" / "metrics.json").write_text("{not json")
+    summary = estimation_over_weeks(str(tmp_path))
+    assert summary == read_json(tmp_path / "monitoring" / "estimation.json")
+    assert [w["week"] for w in summary["weeks"]] == ["2017-01-02", "2017-01-09"]
+    assert summary["weeks_with_ratings"] == 2 and summary["labelled_reviews"] == 50
+    assert summary["mean_absolute_error"] == pytest.approx((0.05 + 0.20) / 2)
+    assert summary["pooled_accuracy"] == pytest.approx((0.75 * 20 + 0.60 * 30) / 50)
+    assert summary["pooled_estimated_accuracy"] == pytest.approx((0.70 * 20 + 0.80 * 30) / 50)
+    assert summary["interval_coverage"] == 0.5
