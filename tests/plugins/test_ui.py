@@ -163,7 +163,7 @@ def chain(monitored: Path) -> dict[str, Path]:
     source.write_text("id\ttext\n1\tfine\n")
     curated = monitored / "curated" / "week=2017-11-27" / "reviews.jsonl"
     curated.parent.mkdir(parents=True)
-    curated.write_text("{\"text\": \"fine\"}\n")
+    curated.write_text('{"text": "fine"}\n')
     metrics = monitored / "monitoring" / "week=2017-11-27" / "metrics.json"
     store = LineageStore(str(monitored))
     store.write(

@@ -17,7 +17,7 @@ from typing import Any
 WIDTH = 560
 HEIGHT = 170
 PAD_LEFT = 52
-PAD_RIGHT = 12
+PAD_RIGHT = 36
 PAD_TOP = 12
 PAD_BOTTOM = 34
 
@@ -87,6 +87,14 @@ class Chart:
     x_ticks: tuple[tuple[float, str], ...]  # (x, week)
     width: int = WIDTH
     height: int = HEIGHT
+
+    @property
+    def plot_left(self) -> int:
+        return PAD_LEFT
+
+    @property
+    def plot_right(self) -> int:
+        return self.width - PAD_RIGHT
 
     @property
     def empty(self) -> bool:
