@@ -23,7 +23,10 @@ Every Monday at 00:00 UTC, process the calendar week that just ended
    the model's training data, accuracy against the ratings that arrived, slices by
    product and condition, unknown words, safety flags: `monitoring/week=…/metrics.json`
    and `report.html`.
-6. **check_week**: fails (red in the UI, no retry) when a threshold is breached, with a
+6. **monitor_online**: the week's online traffic from the request log of `reviewops serve`
+   (volume, latency p50/p95, class mix, errors, by model version and roll-out stage):
+   `monitoring/week=…/online.json`, beside the batch report (zero rows when nothing was served).
+7. **check_week**: fails (red in the UI, no retry) when a threshold is breached, with a
    one-line message per metric; the predictions stay written. An alert goes to the
    webhook of the `reviewops_alerts` Connection when it exists.
 
@@ -58,6 +61,7 @@ from reviewops_airflow.params import (
     source_param,
     thresholds_param,
 )
+from reviewops_airflow.rollout import SummariseOnlineTrafficOperator
 from reviewops_airflow.vertex_batch import batch_prediction_tasks
 
 with DAG(
@@ -115,6 +119,7 @@ with DAG(
         thresholds="{{ params.thresholds }}",
         trigger_rule="none_failed_min_one_success",  # after whichever backend ran
     )
+    monitor_online = SummariseOnlineTrafficOperator(task_id="monitor_online", upstream={"monitoring": "monitor"})
     check_week = CheckWeekOperator(
         task_id="check_week",
         upstream={"monitoring": "monitor"},
@@ -123,4 +128,4 @@ with DAG(
 
     ingest >> validate >> transform >> choose_scoring_backend >> [score, prepare_batch]
     score >> monitor
-    collect_batch >> monitor >> check_week
+    collect_batch >> monitor >> [check_week, monitor_online]

@@ -1,6 +1,7 @@
-"""Operators of the controlled roll-out (the ``reviews_rollout`` DAG). Each calls one
-function of ``reviewops.serving.rollout`` and returns a lineage record; the stage changes
-themselves are in the registry's promotion history."""
+"""Operators of online serving: the controlled roll-out (the ``reviews_rollout`` DAG),
+each calling one function of ``reviewops.serving.rollout`` (the stage changes themselves
+are in the registry's promotion history), and the week's online traffic beside the batch
+monitoring (``reviews_weekly``). Each returns a lineage record."""
 
 from __future__ import annotations
 
@@ -150,3 +151,15 @@ class CheckRolloutOperator(ReviewOpsOperator):
         if applied.metrics.get("decision") == "roll_back":
             raise RolloutRolledBack(f"{applied.subject}: rolled back: {applied.metrics.get('why')}", breaches)
         return StepResult(subject=applied.subject, outputs=(), metrics={"breaches": 0}), []
+
+
+class SummariseOnlineTrafficOperator(ReviewOpsOperator):
+    """The week's online traffic from the request log (volume, latency p50/p95, class mix,
+    errors, by model version, stage and role), written as ``online.json`` beside the
+    week's monitoring report. The week is the one the upstream monitoring task covered."""
+
+    def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
+        from reviewops.monitoring.online import OnlineWeekParams, summarise_online_week
+
+        week = upstream["monitoring"].metrics["week"]
+        return summarise_online_week(OnlineWeekParams(data_root=self.settings().data_root, week=str(week))), []

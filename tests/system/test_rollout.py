@@ -5,6 +5,7 @@ shuffled labels) is rolled back by the gate on its own, and the alert goes out."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from reviewops.contracts import MODEL_FILE
 from reviewops.lineage.store import LineageStore
 from reviewops.modeling.training import TrainParams, TrainStepParams, train_candidate
+from reviewops.monitoring.online import OnlineWeekParams, summarise_online_week
 from reviewops.pipeline import evaluate_and_register
 from reviewops.registry.rollout import read_plan
 from reviewops.registry.store import Registry
@@ -186,6 +188,23 @@ def test_a_challenger_goes_through_shadow_canary_and_full_on_live_traffic(
         assert registry.champion() == challenger
         assert wait_for(lambda: server.runtime.watcher.status().serving == challenger, 30)
         assert set(send(server, token, recorded, 2, "after")) == {(challenger, "none")}
+
+    # The week's online monitoring sees the same traffic, by version, stage and role.
+    today = dt.datetime.now(dt.UTC).date()
+    week = (today - dt.timedelta(days=today.weekday())).isoformat()
+    summary = json.loads(summarise_online_week(OnlineWeekParams(str(root), week)).outputs[0].path.read_text())
+    assert summary["requests"] == summary["answered_rows"] == 3 * TRAFFIC and summary["errors"] == 0
+    rows = {(g["model_version"], g["stage"], g["role"]): g["rows"] for g in summary["by_model"]}
+    answered_by_challenger = sum(v == challenger for v, _ in canary)
+    assert rows == {
+        (champion, "shadow", "answer"): TRAFFIC,
+        (challenger, "shadow", "shadow"): TRAFFIC,
+        (champion, "canary", "answer"): TRAFFIC - answered_by_challenger,
+        (challenger, "canary", "shadow"): TRAFFIC - answered_by_challenger,
+        (challenger, "canary", "answer"): answered_by_challenger,
+        (champion, "canary", "shadow"): answered_by_challenger,
+        (challenger, "none", "answer"): TRAFFIC,
+    }
 
     history = [(e["action"], e.get("challenger")) for e in registry.history()]
     assert history[-4:] == [
