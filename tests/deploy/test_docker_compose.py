@@ -473,3 +473,29 @@ def test_init_creates_the_vertex_tuning_pool() -> None:
 
     lines = [line.strip() for line in init_script().splitlines()]
     assert any(line.startswith(f"/entrypoint airflow pools set {VERTEX_TUNING_POOL} 1 ") for line in lines), lines
+
+
+# reviewops serve: stateless replicas on the same data root as Airflow
+
+
+def test_serving_runs_as_replicas_on_the_airflow_data_root() -> None:
+    serve = service("reviewops-serve")
+    assert serve["command"][:4] == ["python", "-m", "reviewops.cli", "serve"]
+    assert serve["command"][serve["command"].index("--host") + 1] == "0.0.0.0"  # inside its container
+    replicas = str(serve["deploy"]["replicas"])
+    assert replicas.startswith("${REVIEWOPS_SERVE_REPLICAS:-") and int(replicas.split(":-")[1].rstrip("}")) >= 2
+    env = environment(serve)
+    # The same registry and request log as the Airflow tasks: the data root, local or gs://.
+    assert env["REVIEWOPS_DATA_ROOT"] == environment(compose()["x-airflow-common"])["REVIEWOPS_DATA_ROOT"]
+    assert "reviewops-artifacts:/opt/airflow/artifacts" in serve["volumes"]
+    assert "./include:/opt/airflow/include:ro" in serve["volumes"] and env["PYTHONPATH"] == "/opt/airflow/include"
+    assert serve["healthcheck"]["test"][-1].endswith("/v2/health/ready")
+    assert serve["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_serving_requires_its_token_and_publishes_on_loopback_only() -> None:
+    serve = service("reviewops-serve")
+    assert environment(serve)["REVIEWOPS_SERVE_TOKEN"].startswith("${REVIEWOPS_SERVE_TOKEN:?")
+    assert env_example_vars()["REVIEWOPS_SERVE_TOKEN"].startswith("change-me-")  # refused by the server
+    # A port range: each replica gets its own host port, bound to 127.0.0.1 only.
+    assert [str(p) for p in serve["ports"]] == ["127.0.0.1:8081-8090:8081"]

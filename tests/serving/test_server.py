@@ -77,6 +77,9 @@ def test_a_server_without_a_token_does_not_start_unless_told_to_run_open(
     monkeypatch.setenv(ENV_SERVE_TOKEN, "short")
     with pytest.raises(ServeError, match="5 characters, fewer than 16"):
         serve(port=0, data_root=str(two_models.root))
+    monkeypatch.setenv(ENV_SERVE_TOKEN, "change-me-serve-token")
+    with pytest.raises(ServeError, match=r"still the \.env\.example placeholder"):
+        serve(port=0, data_root=str(two_models.root))
 
 
 def test_an_open_server_asks_for_no_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+PLACEHOLDER_PREFIX = "change-me"
 _NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
 
 
@@ -49,6 +50,9 @@ def check_access(host: str, token: str | None, allow_open: bool) -> str | None:
             raise ServeError(
                 f"the serving token has {len(token)} characters, fewer than {MIN_TOKEN_CHARS}: make one with {_NEW_TOKEN}"
             )
+        if token.startswith(PLACEHOLDER_PREFIX):
+            # .env.example's placeholder is public: a server that took it would answer anyone.
+            raise ServeError(f"the serving token is still the .env.example placeholder: make one with {_NEW_TOKEN}")
         if allow_open:
             log.warning("a serving token is set, so the server is not open: every route but health requires it")
         return token
