@@ -152,7 +152,8 @@ def _schema_fields(artifact: Artifact) -> tuple[tuple[str, str], ...]:
     return _columns(artifact.schema_fingerprint, artifact.uri)
 
 
-# Columns by schema fingerprint, for the life of the worker process.
+# Columns by schema fingerprint, for the life of the process (the provider forks one to
+# build and send each task's events).
 _KNOWN: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
