@@ -45,6 +45,7 @@ def main(base: Path) -> dict[str, object]:
     data_root = base / "data-root"
     dags = DagBag(dag_folder=str(ROOT / "dags")).dags
     conf = {"source": str(source), "data_root": str(data_root)}
+    seconds = {"source_and_dags": round(time.monotonic() - started, 1)}
     first, dataset_dir = build_champion(data_root, quick, ACTOR, promote_if_rejected=True)
     # After the pipeline's own curation (of the shipped file), so the curated weeks are this
     # source's and each has the lineage record of the run that wrote it.
@@ -57,6 +58,7 @@ def main(base: Path) -> dict[str, object]:
     registry = Registry(str(data_root))
     if registry.champion() != second:
         registry.promote(second, "tests/ui: the second model takes over", ACTOR)
+    seconds["models"] = round(time.monotonic() - started - sum(seconds.values()), 1)
     runs = {}
     for week in WEEKS:
         run = dags["reviews_weekly"].test(run_conf={**conf, "week": week})
@@ -69,6 +71,7 @@ def main(base: Path) -> dict[str, object]:
         "champion": second,
         "models": [first, second],
         "seconds": round(time.monotonic() - started, 1),
+        "phases": {**seconds, "weekly_runs": round(time.monotonic() - started - sum(seconds.values()), 1)},
     }
 
 

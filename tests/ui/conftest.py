@@ -147,7 +147,9 @@ def ui_stack(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             assert time.monotonic() < deadline, f"the api-server did not answer in 120 s:\n{tail(server_log, 60)}"
             time.sleep(0.5)
         password = json.loads((base / "passwords.json").read_text())["admin"]
-        print(f"\nUI stack ready in {time.monotonic() - started:.1f} s (data built in {data['seconds']} s)")
+        print(
+            f"\nUI stack ready in {time.monotonic() - started:.1f} s (data built in {data['seconds']} s: {data['phases']})"
+        )
         yield UiStack(url, password, data)
     finally:
         if build.poll() is None:
@@ -193,13 +195,13 @@ def page(browser: Any, ui_stack: UiStack, dialogs: list[str]) -> Iterator[Any]:
     context.close()
 
 
-def screenshot(target: Any, name: str) -> Path:
+def screenshot(target: Any, name: str, docs: bool = False) -> Path:
     """A test artifact under test-artifacts/ui/ (git-ignored); with REVIEWOPS_UPDATE_SCREENSHOTS=1
-    also the README's copy under docs/img/."""
+    also, for the ones the docs show (``docs``), the copy under docs/img/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     target.screenshot(path=str(path))
-    if os.environ.get(SCREENSHOTS_ENV) == "1":
+    if docs and os.environ.get(SCREENSHOTS_ENV) == "1":
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         target.screenshot(path=str(DOCS_IMG / f"ui-{name}.png"))
     return path

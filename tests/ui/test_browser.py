@@ -45,7 +45,7 @@ def test_the_nav_entry_opens_the_monitoring_trends_inside_airflow(page: Any, ui_
     assert accuracy.locator("circle.point").count() >= len(WEEKS), "realised accuracy, and the estimate when written"
     weeks = frame.locator("#weeks tr td:first-child a")
     assert weeks.all_inner_texts() == sorted(WEEKS, reverse=True)
-    screenshot(page, "monitoring")
+    screenshot(page, "monitoring", docs=True)
 
 
 def test_a_week_shows_hostile_review_text_as_text_and_runs_no_script(
@@ -82,7 +82,7 @@ def test_the_week_links_to_its_lineage_graph_with_every_hash_checked(page: Any, 
     run = urllib.parse.quote(ui_stack.run_id(HOSTILE_WEEK), safe="")
     monitor = graph.locator(f'g.node.task a[href="/dags/reviews_weekly/runs/{run}/tasks/monitor"]')
     assert monitor.count() == 1
-    screenshot(page, "lineage")
+    screenshot(graph, "lineage", docs=True)  # the graph itself: taller than the frame shows at once
 
     # The graph's task link opens the task instance in the Airflow UI, within the plugin's
     # frame (Airflow's sandbox for it does not allow navigating the top window); its Details
@@ -128,7 +128,7 @@ def test_the_registry_shows_versions_champion_history_gates_and_model_cards(page
     cards = frame.locator("pre.model-card")
     assert cards.count() == 2 and f"# Model card: {champion}" in cards.first.inner_text()
     assert frame.locator("section.version h3", has_text="Gate:").count() == 2
-    screenshot(page, "models")
+    screenshot(page, "models", docs=True)
 
 
 def test_nothing_is_served_without_a_login(browser: Any, ui_stack: UiStack) -> None:

@@ -4,7 +4,7 @@ Lineage is bipartite: artifacts (files, by URI and content hash) and the task ru
 (lineage records) that read and wrote them. :func:`lineage_graph` takes the records that
 produced a target, walks up to the source files and down to everything built from the
 target's outputs (:class:`~reviewops.lineage.store.LineageIndex`), and returns both kinds
-of node in columns, left (sources) to right (what was built last), with each artifact
+of node in layers, top (sources) to bottom (what was built last), with each artifact
 checked against its recorded sha256. The geometry is computed here, so a page only draws
 it and a JSON client gets the same graph.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from reviewops.lineage.record import Artifact, LineageRecord
 from reviewops.lineage.store import LineageIndex, LineageNotFound
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # trained on it: past this many nodes the graph stops growing (and says so) rather than
 # drawing a page nobody can read.
 MAX_NODES = 120
-COLUMN_WIDTH = 230
-ROW_HEIGHT = 64
+COLUMN_WIDTH = 210  # a slot within a layer
+ROW_HEIGHT = 74  # a layer
 NODE_WIDTH = 190
 NODE_HEIGHT = 46
 MARGIN = 12
@@ -55,7 +55,7 @@ class Node:
     task_id: str | None = None
     ended_at: str | None = None
     focus: bool = False  # the target the graph was asked for
-    column: int = 0
+    column: int = 0  # the layer
     x: int = 0
     y: int = 0
 
@@ -68,6 +68,8 @@ class Graph:
     width: int = 0
     height: int = 0
     by_id: dict[str, Node] = field(init=False, repr=False)
+    node_width: ClassVar[int] = NODE_WIDTH
+    node_height: ClassVar[int] = NODE_HEIGHT
 
     def __post_init__(self) -> None:
         self.by_id = {node.id: node for node in self.nodes}
@@ -171,25 +173,35 @@ def verify_status(artifact: Artifact) -> str:
 
 
 def _layout(graph: Graph) -> None:
-    """Columns by longest path from a source (edges only go forward in time, so the graph
-    has no cycle); rows in order of first appearance within each column."""
+    """Layers top (sources) to bottom, by longest path from a source (edges only go forward
+    in time, so the graph has no cycle); a node nothing wrote (a source file, a model
+    registered outside these records) sits just above its first reader rather than at the
+    top, so its edge stays short. Within a layer, nodes keep their order of appearance,
+    which follows the records' order."""
     incoming: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
+    outgoing: dict[str, list[str]] = {n.id: [] for n in graph.nodes}
     for source, target in graph.edges:
         incoming[target].append(source)
+        outgoing[source].append(target)
     depth: dict[str, int] = {}
 
-    def column(node_id: str) -> int:
+    def layer(node_id: str) -> int:
         if node_id not in depth:
             depth[node_id] = 0  # guards a malformed cycle
-            depth[node_id] = 1 + max((column(p) for p in incoming[node_id]), default=-1)
+            depth[node_id] = 1 + max((layer(p) for p in incoming[node_id]), default=-1)
         return depth[node_id]
 
-    rows: dict[int, int] = {}
     for node in graph.nodes:
-        node.column = column(node.id)
-        row = rows.get(node.column, 0)
-        rows[node.column] = row + 1
-        node.x = MARGIN + node.column * COLUMN_WIDTH
-        node.y = MARGIN + row * ROW_HEIGHT
-    graph.width = 2 * MARGIN + (max(rows, default=0)) * COLUMN_WIDTH + NODE_WIDTH
-    graph.height = 2 * MARGIN + max(rows.values(), default=0) * ROW_HEIGHT
+        node.column = layer(node.id)
+    for node in graph.nodes:
+        readers = [depth[t] for t in outgoing[node.id]]
+        if not incoming[node.id] and readers:
+            node.column = max(0, min(readers) - 1)
+    slots: dict[int, int] = {}
+    for node in graph.nodes:
+        slot = slots.get(node.column, 0)
+        slots[node.column] = slot + 1
+        node.x = MARGIN + slot * COLUMN_WIDTH
+        node.y = MARGIN + node.column * ROW_HEIGHT
+    graph.width = 2 * MARGIN + max(slots.values(), default=0) * COLUMN_WIDTH
+    graph.height = 2 * MARGIN + (max(slots, default=0) + 1) * ROW_HEIGHT

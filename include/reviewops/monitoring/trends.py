@@ -185,4 +185,5 @@ def _round_up(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.2f}".rstrip("0").rstrip(".") or "0"
+    """A tick label as short as its value needs (12.5 stays 12.5; 0.005 stays 0.005)."""
+    return f"{value:.4g}"
