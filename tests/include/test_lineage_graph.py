@@ -8,25 +8,11 @@ from pathlib import Path
 from reviewops.lineage.graph import CHANGED, MAX_NODES, MISSING, VERIFIED, lineage_graph, task_records
 from reviewops.lineage.record import Artifact, LineageRecord
 from reviewops.lineage.store import LineageStore
+from tests.include.lineage_samples import lineage_record
 
 
 def _record(record_id: str, task_id: str, inputs: list[Artifact], outputs: list[Artifact], at: int) -> LineageRecord:
-    return LineageRecord(
-        record_id=record_id,
-        dag_id="reviews_weekly",
-        run_id="manual__1",
-        task_id=task_id,
-        try_number=1,
-        subject="week=2017-11-27",
-        code_version="test",
-        params={},
-        inputs=tuple(inputs),
-        outputs=tuple(outputs),
-        parents=(),
-        metrics={},
-        started_at=f"2026-01-01T00:00:{at:02d}+00:00",
-        ended_at=f"2026-01-01T00:00:{at:02d}+00:00",
-    )
+    return lineage_record(record_id, task_id, inputs, outputs, f"2026-01-01T00:00:{at:02d}+00:00")
 
 
 def _file(root: Path, name: str, kind: str) -> Artifact:

@@ -19,6 +19,7 @@ from reviewops.storage.paths import to_uri
 from reviewops_airflow.links import LineageLink, WeekReportLink
 from reviewops_airflow.operators import CheckWeekOperator, MonitorWeekOperator, TransformReviewsOperator
 from reviewops_airflow.ui import app, lineage_url
+from tests.include.lineage_samples import lineage_record
 
 HOSTILE = "<script>alert(1)</script><b>bold</b>"
 ROUTES = (
@@ -135,25 +136,13 @@ def test_a_folder_name_is_escaped_and_a_damaged_week_does_not_hide_the_others(
     assert '<a href="2017-11-27/">2017-11-27</a>' in index.text and "m-&lt;script&gt;" in index.text
 
 
+RUN_ID = "manual__2026-11-29T10:00:00+00:00"
+
+
 def _record(
     record_id: str, task_id: str, inputs: tuple[Artifact, ...], outputs: tuple[Artifact, ...], at: str
 ) -> LineageRecord:
-    return LineageRecord(
-        record_id=record_id,
-        dag_id="reviews_weekly",
-        run_id="manual__2026-11-29T10:00:00+00:00",
-        task_id=task_id,
-        try_number=1,
-        subject="week=2017-11-27",
-        code_version="test",
-        params={},
-        inputs=inputs,
-        outputs=outputs,
-        parents=(),
-        metrics={},
-        started_at=at,
-        ended_at=at,
-    )
+    return lineage_record(record_id, task_id, inputs, outputs, at, run_id=RUN_ID)
 
 
 @pytest.fixture
