@@ -61,3 +61,16 @@ def test_the_calibration_is_baked_into_the_saved_model_and_loads_in_safe_mode(tm
     model.save(tmp_path / "model.keras")
     loaded = load_model(tmp_path / "model.keras")  # safe_mode=True, as the registry loads
     np.testing.assert_allclose(predict_proba(loaded, texts), calibration.apply(log_probabilities(raw)), atol=1e-5)
+
+
+def test_character_ngrams_are_counted_as_keras_counts_them() -> None:
+    from collections import Counter
+
+    from reviewops.modeling.features import terms, tfidf_vectorizer
+
+    texts = [*_texts(20), "Great pill!  It's ok, really.\nNot bad"]
+    counts, _ = tfidf_vectorizer(texts, ngrams=5, min_df=1, max_tokens=1_000_000, sublinear=True, characters=True)
+    vocabulary_ = counts.get_vocabulary()
+    for text in texts[-3:]:
+        row = np.asarray(counts(np.asarray([[text]], dtype=object)))[0]
+        assert {vocabulary_[i]: int(c) for i, c in enumerate(row) if c and i} == dict(Counter(terms(text, 5, True)))

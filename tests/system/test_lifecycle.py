@@ -24,10 +24,10 @@ BROKEN_ROWS = [
 ]
 
 
-# One trial, the search space's best corner on the shipped reviews (1-2-grams, no class
-# weighting, the offsets chosen by cross-validation), keeps the module fast: 5 folds and
-# the final fit, about 15 s; the full default search is exercised by `make demo`.
-QUICK_SEARCH = {"representation": ["tfidf"], "ngrams": [2], "class_weighting": [False]}
+# One trial, the search space's best corner on the shipped reviews (word 1-2-grams and
+# character 2-5-grams, class weighting), keeps the module fast: 5 folds and the final fit,
+# about 15 s; the full default search is exercised by `make demo`.
+QUICK_SEARCH = {"representation": ["tfidf"], "char_ngrams": [5], "class_weighting": [True]}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_training_registers_a_champion_not_worse_than_the_baselines_beyond_the_n
     assert f"Dataset version `{dataset['subject']}`" in card and "tfidf_logreg baseline" in card
     assert "## Cross-validation (train split, 5 stratified folds" in card and "## Calibration" in card
     trials = _record(training, "select_best")["metrics"]
-    assert trials["trials"] == 1 and trials["best"]["label"] == "tfidf ng2"
+    assert trials["trials"] == 1 and trials["best"]["label"] == "tfidf ch5 cw"
     assert trials["cross_validation"] == cv
     # Lineage: every record names its parents, and the register record its dataset.
     assert register["parents"] and model["dataset_version"] == dataset["subject"]

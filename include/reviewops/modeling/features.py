@@ -22,13 +22,28 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reviewops.modeling.reference import tokenize
+from reviewops.modeling.reference import PUNCTUATION, tokenize
 
-LAYER_NAME = "tfidf"
+LAYER_NAME = "tfidf"  # the word TF-IDF layer; the character one is CHARS_LAYER_NAME
+CHARS_LAYER_NAME = "tfidf_chars"
+FEATURES_NAME = "features"  # words and characters side by side, when both are used
+MIN_CHAR_NGRAM = 2
+
+# Keras' "lower_and_strip_punctuation" before a character split: ASCII letters lowercased
+# (tf.strings.lower), punctuation deleted, whitespace kept as it is (a newline is a
+# character of its n-grams).
+_CHARS = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", PUNCTUATION)
 
 
-def terms(text: str, ngrams: int) -> list[str]:
-    """The n-grams (1 to ``ngrams`` words) of a text as TextVectorization forms them."""
+def terms(text: str, ngrams: int, characters: bool = False) -> list[str]:
+    """The terms of a text as TextVectorization forms them, its n-grams joined by a space:
+    1 to ``ngrams`` words, or with ``characters`` 2 to ``ngrams`` characters (spaces
+    included, across word boundaries)."""
+    if characters:
+        chars = list(text.translate(_CHARS))
+        return [
+            " ".join(chars[i : i + n]) for n in range(MIN_CHAR_NGRAM, ngrams + 1) for i in range(len(chars) - n + 1)
+        ]
     words = tokenize(text)
     out = list(words)
     for n in range(2, ngrams + 1):
@@ -36,19 +51,21 @@ def terms(text: str, ngrams: int) -> list[str]:
     return out
 
 
-def document_frequencies(texts: Iterable[str], ngrams: int) -> tuple[Counter[str], int]:
+def document_frequencies(texts: Iterable[str], ngrams: int, characters: bool = False) -> tuple[Counter[str], int]:
     frequencies: Counter[str] = Counter()
     documents = 0
     for text in texts:
-        frequencies.update(set(terms(text, ngrams)))
+        frequencies.update(set(terms(text, ngrams, characters)))
         documents += 1
     return frequencies, documents
 
 
-def vocabulary(texts: Sequence[str], ngrams: int, min_df: int, max_terms: int) -> tuple[list[str], list[float]]:
+def vocabulary(
+    texts: Sequence[str], ngrams: int, min_df: int, max_terms: int, characters: bool = False
+) -> tuple[list[str], list[float]]:
     """The terms of at least ``min_df`` texts, most frequent first (ties alphabetical), at
     most ``max_terms``, and their smoothed idf ``ln((1 + n) / (1 + df)) + 1``."""
-    frequencies, documents = document_frequencies(texts, ngrams)
+    frequencies, documents = document_frequencies(texts, ngrams, characters)
     kept = sorted((t for t, df in frequencies.items() if df >= min_df), key=lambda t: (-frequencies[t], t))[:max_terms]
     if not kept:
         raise ValueError(
@@ -94,17 +111,28 @@ def tfidf_layer() -> Any:
 
 
 def tfidf_vectorizer(
-    texts: Sequence[str], ngrams: int, min_df: int, max_tokens: int, sublinear: bool
+    texts: Sequence[str], ngrams: int, min_df: int, max_tokens: int, sublinear: bool, characters: bool = False
 ) -> tuple[Any, Any]:
     """The ``TextVectorization`` (counts over the vocabulary) and ``TfIdf`` layers for
-    ``texts``; call them in this order."""
+    ``texts``, of words or, with ``characters``, of character n-grams; call them in this
+    order."""
     import keras
     import numpy as np
 
-    terms_kept, idf = vocabulary(texts, ngrams, min_df, max_tokens - 1)  # one slot is the OOV token
-    counts = keras.layers.TextVectorization(
-        ngrams=ngrams if ngrams > 1 else None, output_mode="count", vocabulary=terms_kept, name="vectorizer"
-    )
-    weights = tfidf_layer()(len(terms_kept) + 1, sublinear=sublinear, name=LAYER_NAME)
+    terms_kept, idf = vocabulary(texts, ngrams, min_df, max_tokens - 1, characters)  # one slot is the OOV token
+    if characters:
+        counts = keras.layers.TextVectorization(
+            split="character",
+            ngrams=tuple(range(MIN_CHAR_NGRAM, ngrams + 1)),
+            output_mode="count",
+            vocabulary=terms_kept,
+            name="vectorizer_chars",
+        )
+    else:
+        counts = keras.layers.TextVectorization(
+            ngrams=ngrams if ngrams > 1 else None, output_mode="count", vocabulary=terms_kept, name="vectorizer"
+        )
+    name = CHARS_LAYER_NAME if characters else LAYER_NAME
+    weights = tfidf_layer()(len(terms_kept) + 1, sublinear=sublinear, name=name)
     weights.idf.assign(np.asarray([0.0, *idf], dtype=np.float32))
     return counts, weights

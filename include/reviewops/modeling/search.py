@@ -43,6 +43,7 @@ _SHORT = {
     "max_tokens": "tok",
     "embedding_dim": "emb",
     "min_df": "df",
+    "char_ngrams": "ch",
     "sublinear_tf": "sub",
     "l2": "l2=",
 }

@@ -41,8 +41,9 @@ class TrainParams:
 
     ``representation`` is ``tfidf`` (a bag of 1 to ``ngrams``-word terms found in at
     least ``min_df`` training texts, weighted by TF-IDF, sublinear in the term count with
-    ``sublinear_tf``) or ``embedding`` (learned word embeddings, averaged over the
-    review). The defaults are the strong linear configuration: TF-IDF of 1-2-grams with
+    ``sublinear_tf``), beside character 2- to ``char_ngrams``-grams weighted alike when
+    ``char_ngrams`` is set (they catch misspellings, word forms and drug names split
+    differently), or ``embedding`` (learned word embeddings, averaged over the review). The defaults are the strong linear configuration: TF-IDF of 1-2-grams with
     ``min_df=2`` into a softmax with L2 (``l2=1e-3`` is scikit-learn's ``C=1`` on about 480
     reviews) and class weighting, as the standard baseline is.
     """
@@ -50,6 +51,7 @@ class TrainParams:
     representation: str = "tfidf"
     max_tokens: int = 20_000
     ngrams: int = 2
+    char_ngrams: int = 0
     min_df: int = 2
     sublinear_tf: bool = True
     hidden_units: int = 0
@@ -118,7 +120,7 @@ def build_model(params: TrainParams, texts: tf.data.Dataset | Sequence[str]) -> 
     import keras
     import tensorflow as tf
 
-    from reviewops.modeling.features import tfidf_vectorizer
+    from reviewops.modeling.features import FEATURES_NAME, tfidf_vectorizer
 
     strings = _strings(texts)
     regularizer = keras.regularizers.l2(params.l2)
@@ -128,6 +130,11 @@ def build_model(params: TrainParams, texts: tf.data.Dataset | Sequence[str]) -> 
             strings, params.ngrams, params.min_df, params.max_tokens, params.sublinear_tf
         )
         x = weights(counts(inputs))
+        if params.char_ngrams:
+            char_counts, char_weights = tfidf_vectorizer(
+                strings, params.char_ngrams, params.min_df, params.max_tokens, params.sublinear_tf, characters=True
+            )
+            x = keras.layers.Concatenate(name=FEATURES_NAME)([x, char_weights(char_counts(inputs))])
     else:
         vectorizer = keras.layers.TextVectorization(
             max_tokens=params.max_tokens,
@@ -158,15 +165,17 @@ def _split_at_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | 
     texts again in every epoch (the training run's largest cost before)."""
     import keras
 
-    from reviewops.modeling.features import LAYER_NAME
+    from reviewops.modeling.features import FEATURES_NAME, LAYER_NAME, tfidf_layer
 
     names = [layer.name for layer in model.layers]
-    if LAYER_NAME not in names:
+    split = FEATURES_NAME if FEATURES_NAME in names else LAYER_NAME
+    if split not in names:
         return None
-    features = keras.Model(model.inputs, model.get_layer(LAYER_NAME).output)
-    head_input = keras.Input(shape=(model.get_layer(LAYER_NAME).terms,), name="features")
+    width = sum(layer.terms for layer in model.layers if isinstance(layer, tfidf_layer()))
+    features = keras.Model(model.inputs, model.get_layer(split).output)
+    head_input = keras.Input(shape=(width,), name="features_input")
     x = head_input
-    for layer in model.layers[names.index(LAYER_NAME) + 1 :]:
+    for layer in model.layers[names.index(split) + 1 :]:
         x = layer(x)
     return features, keras.Model(head_input, x)
 
