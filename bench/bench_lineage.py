@@ -1,6 +1,7 @@
 """Lineage: what one task pays to find the producers of what it read, as the store grows.
 
-Every reviewops task looks up who wrote the exact bytes it read (its cross-DAG parents).
+Every reviewops task looks up who wrote the exact bytes it read (its cross-DAG parents), and
+the registry who first wrote a model file (``LineageStore.writers``).
 Before the producer index (``reviewops.lineage.index``) that meant reading and parsing
 every record of ``lineage/records/``; now it is one listing of one index folder and a read
 of the records it names. Both are timed on the same synthetic store at each size, as a
@@ -97,18 +98,32 @@ def per_lookup(root: Path, probes: list[Artifact], indexed: bool) -> list[float]
     return times
 
 
+def per_writers_lookup(root: Path, probes: list[Artifact]) -> list[float]:
+    """The registry's question (who first wrote this model file?) through the index."""
+    times = []
+    for probe in probes:
+        store = LineageStore(root)
+        started = time.perf_counter()
+        found = store.writers(probe.uri)
+        times.append(time.perf_counter() - started)
+        assert len(found) == 1, (probe.uri, found)
+    return times
+
+
 def measure(root: Path, size: int, lookups: int, rng: random.Random) -> dict[str, Any]:
     probes = [synthetic_record(rng.randrange(size)).outputs[0] for _ in range(lookups)]
     store = LineageStore(root)
     rebuilt, rebuild_s = timed(store.rebuild_index)
     assert rebuilt == size, (rebuilt, size)
     indexed = per_lookup(root, probes, indexed=True)
+    writers = per_writers_lookup(root, probes)
     scans = per_lookup(root, probes[: SCANS.get(size, 1)], indexed=False)
     return {
         "records": size,
         "indexed_lookup_ms_median": round(statistics.median(indexed) * 1000, 3),
         "indexed_lookup_ms_p95": round(sorted(indexed)[int(len(indexed) * 0.95) - 1] * 1000, 3),
         "indexed_lookups": len(indexed),
+        "writers_lookup_ms_median": round(statistics.median(writers) * 1000, 3),
         "full_read_lookup_s_median": round(statistics.median(scans), 3),
         "full_reads": len(scans),
         "rebuild_index_s": round(rebuild_s, 2),
@@ -132,7 +147,8 @@ def main(argv: list[str]) -> int:
         rows.append(row)
         print(
             f"{size:>7} records: indexed lookup {row['indexed_lookup_ms_median']:.2f} ms median "
-            f"(p95 {row['indexed_lookup_ms_p95']:.2f} ms, {row['indexed_lookups']} lookups); "
+            f"(p95 {row['indexed_lookup_ms_p95']:.2f} ms, {row['indexed_lookups']} lookups), "
+            f"writers of a URI {row['writers_lookup_ms_median']:.2f} ms; "
             f"full read {row['full_read_lookup_s_median']:.3f} s a lookup; rebuild {row['rebuild_index_s']} s",
             flush=True,
         )

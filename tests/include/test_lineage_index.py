@@ -172,3 +172,12 @@ def test_on_gs_the_index_is_written_and_read_the_same_way(fake_gcs: Path) -> Non
 
     assert found is not None and found.record_id == written[5].record_id
     assert sorted(store.producer_index.record_ids(_artifact("week=0", "a"))) == [written[0].record_id]
+
+
+def test_the_writers_of_a_uri_are_found_through_the_index_oldest_first(tmp_path: Path) -> None:
+    store = LineageStore(str(tmp_path))
+    _history(store, 20)
+    for uri in ("file:///data/week=2", "file:///data/only-7", "file:///data/nowhere"):
+        expected = [r.record_id for r in store.records() if any(a.uri == uri for a in r.outputs)]
+        assert [r.record_id for r in store.writers(uri)] == expected, uri
+    assert len(store.writers("file:///data/week=2")) == 4  # records 2, 7, 12, 17: both contents

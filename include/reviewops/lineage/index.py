@@ -7,11 +7,13 @@ small folder, whatever the size of the store.
 
 Layout, beside the records::
 
-    lineage/index/producers/<kk>/<key>/<record id>    one empty entry per output
+    lineage/index/producers/<kk>/<key>/<record id>    per output: who wrote these bytes here
+    lineage/index/writers/<kk>/<key>/<record id>      per output: who wrote anything here
     lineage/index/_BUILT.json                         the index covers every record
 
-``<key>`` is a hash of the artifact's URI and sha256 (``<kk>`` its first two characters, so
-no folder holds more than a few thousand others). Each entry is its own file, created once
+``<key>`` is a hash of the artifact's URI and sha256 (``producers``) or of its URI alone
+(``writers``: the registration of a model file, whatever its bytes are now); ``<kk>`` is
+its first two characters, so no folder holds more than a few thousand others. Each entry is its own file, created once
 and never rewritten, so parallel backfills never write the same file and an object store
 (which has no appends and no locks) works the same as a local disk.
 
@@ -50,20 +52,31 @@ def artifact_key(uri: str, sha256: str) -> str:
     return hashlib.sha256(f"{uri}\n{sha256}".encode()).hexdigest()[:40]
 
 
+def uri_key(uri: str) -> str:
+    """The index key of whatever was written at this URI."""
+    return hashlib.sha256(uri.encode()).hexdigest()[:40]
+
+
 class ProducerIndex:
     """Entries ``key -> record ids`` under ``root`` (``<data root>/lineage/index``)."""
 
     def __init__(self, root: StoragePath) -> None:
         self.root = root
         self.producers = root / "producers"
+        self.writers = root / "writers"
         self.marker = root / BUILT_MARKER
 
     def folder(self, artifact: Artifact) -> StoragePath:
         key = artifact_key(artifact.uri, artifact.sha256)
         return self.producers / key[:2] / key
 
+    def writers_folder(self, uri: str) -> StoragePath:
+        key = uri_key(uri)
+        return self.writers / key[:2] / key
+
     def entries_of(self, record: LineageRecord) -> list[StoragePath]:
-        return [self.folder(a) / record.record_id for a in record.outputs]
+        found = [self.folder(a) / record.record_id for a in record.outputs]
+        return found + [self.writers_folder(a.uri) / record.record_id for a in record.outputs]
 
     def add(self, records: Iterable[LineageRecord]) -> int:
         """Write the entries of ``records`` (idempotent); the number written."""
@@ -73,23 +86,33 @@ class ProducerIndex:
 
     def record_ids(self, artifact: Artifact) -> list[str]:
         """The ids of the records indexed as producers of ``artifact`` (unordered)."""
-        folder = self.folder(artifact)
-        if isinstance(folder, Path):
-            try:
-                return [name for name in os.listdir(folder) if not name.startswith(".")]
-            except FileNotFoundError:
-                return []
-        try:
-            listed = folder.fs.ls(folder.path, detail=False)
-        except FileNotFoundError:
-            return []
-        return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in listed]
+        return _names(self.folder(artifact))
+
+    def writer_ids(self, uri: str) -> list[str]:
+        """The ids of the records indexed as writing at ``uri`` (unordered)."""
+        return _names(self.writers_folder(uri))
 
     def is_built(self) -> bool:
         return self.marker.exists()
 
     def mark_built(self, records: int) -> None:
         write_json({"records": records}, self.marker)
+
+
+def _names(folder: StoragePath) -> list[str]:
+    """The entries of a key's folder; none when it does not exist. Hidden names are an
+    object store client's uploads in progress."""
+    if isinstance(folder, Path):
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+    else:
+        try:
+            names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in folder.fs.ls(folder.path, detail=False)]
+        except FileNotFoundError:
+            return []
+    return [name for name in names if not name.startswith(".")]
 
 
 def _create_empty(entries: list[StoragePath]) -> None:

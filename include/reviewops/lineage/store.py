@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,15 +89,26 @@ class LineageStore:
         wanted = list(artifacts)
         return LineageIndex(self._candidates(wanted)).producer_ids(wanted, before)
 
+    def writers(self, uri: str) -> list[LineageRecord]:
+        """The records with an output at ``uri`` (whatever its bytes), oldest first, through
+        the index: the registration of a model file is the first of them."""
+        found = self._indexed(lambda index: index.writer_ids(uri))
+        return [r for r in found if any(a.uri == uri for a in r.outputs)]
+
     def _candidates(self, artifacts: list[Artifact]) -> list[LineageRecord]:
         """The records the index names as producers of ``artifacts``, oldest first."""
+        return self._indexed(lambda index: [i for a in artifacts for i in index.record_ids(a)])
+
+    def _indexed(self, lookup: Callable[[ProducerIndex], list[str]]) -> list[LineageRecord]:
+        """The records whose ids ``lookup`` finds in the index, oldest first; the index is
+        rebuilt first when it is not complete."""
         if not self.producer_index.is_built():
             try:
                 self.rebuild_index()
             except OSError as exc:  # a read-only store: answer from a full read this time
                 log.warning("lineage index under %s not rebuilt (%s): reading every record", self.root.parent, exc)
                 return self.records()
-        ids = sorted({i for a in artifacts for i in self.producer_index.record_ids(a)})
+        ids = sorted(set(lookup(self.producer_index)))
         return self._load([self.root / f"{i}.json" for i in ids])
 
     def _load(self, paths: list[StoragePath]) -> list[LineageRecord]:
