@@ -156,9 +156,11 @@ class ServerProcess:
                 self.proc.wait(10)
 
 
-def locust_level(server: ServerProcess, clients: int, rows: int, seconds: float, work: Path) -> dict[str, Any]:
+def locust_level(
+    server: ServerProcess, clients: int, rows: int, seconds: float, work: Path, name: str = ""
+) -> dict[str, Any]:
     """One level: ``clients`` closed-loop locust users for ``seconds`` (or MAX_REQUESTS)."""
-    prefix = work / f"u{clients}-r{rows}"
+    prefix = work / (name or f"u{clients}-r{rows}")
     versions_file = prefix.with_suffix(".versions.json")
     env = {
         **os.environ,
@@ -215,7 +217,7 @@ def hot_swap_under_load(server: ServerProcess, second: str, seconds: float, work
 
     changer = threading.Thread(target=change)
     changer.start()
-    level = locust_level(server, TARGET_CLIENTS, 1, seconds, work)
+    level = locust_level(server, TARGET_CLIENTS, 1, seconds, work, name="hot-swap")
     changer.join()
     return {
         **level,
