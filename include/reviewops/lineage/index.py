@@ -121,7 +121,7 @@ def _create_empty(entries: list[StoragePath]) -> None:
     local = [e for e in entries if isinstance(e, Path)]
     for entry in local:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        entry.touch()
+        entry.touch(mode=0o644)
     remote = [e for e in entries if isinstance(e, UPath)]
     if remote:
         remote[0].fs.pipe({e.path: b"" for e in remote})
