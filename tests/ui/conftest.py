@@ -111,8 +111,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def ui_stack(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiStack]:
-    require_chromium()
+def chromium() -> Path:
+    """Checked first: without a browser, nothing else is worth building."""
+    return require_chromium()
+
+
+@pytest.fixture(scope="session")
+def ui_stack(chromium: Path, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiStack]:
     base = tmp_path_factory.mktemp("ui")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -159,11 +164,11 @@ def ui_stack(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def browser(ui_stack: UiStack) -> Iterator[Any]:
+def browser(chromium: Path, ui_stack: UiStack) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(require_chromium()), args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
