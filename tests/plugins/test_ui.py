@@ -210,6 +210,8 @@ def test_lineage_refuses_paths_outside_the_data_root_and_says_what_is_unknown(
     unknown = client.get("/api/lineage", params={"uri": str(chain["source"].parent / "nothing.parquet")})
     assert unknown.status_code == 404 and "no lineage record produced it" in unknown.json()["detail"]
     assert client.get("/api/lineage").status_code == 400
+    by_id = client.get("/api/lineage", params={"uri": "a" * 32}).json()  # a record id
+    assert [n["task_id"] for n in by_id["nodes"] if n["focus"] and n["type"] == "task"] == ["transform"]
     task = {"dag_id": "reviews_weekly", "run_id": "manual__2026-11-29T10:00:00+00:00", "task_id": "monitor"}
     by_task = client.get("/api/lineage", params=task).json()
     assert any(n["kind"] == "metrics" and n["focus"] for n in by_task["nodes"])
