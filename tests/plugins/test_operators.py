@@ -203,3 +203,75 @@ def test_a_week_before_any_plausible_review_date_fails_ingest_without_retry(data
     with pytest.raises(AirflowFailException, match="1990") as raised:
         run(ingest)
     assert "\n" not in str(raised.value)
+
+
+def test_trials_are_cross_validated_and_the_best_is_compared_with_the_baseline_then_trained(data_root: Path) -> None:
+    # Two quick trials on the shipped reviews, 2 folds and 2 epochs (about 10 s): the
+    # records carry the out-of-fold scores, select_best the comparison on the same folds,
+    # train_model bakes the chosen calibration into the candidate.
+    from reviewops.modeling.search import plan_trials
+    from reviewops.pipeline import curate_source
+    from reviewops.storage.io import read_json
+    from reviewops_airflow.operators import (
+        SelectBestTrialOperator,
+        SnapshotDatasetOperator,
+        TrainModelOperator,
+        TrainTrialOperator,
+    )
+
+    curate_source(data_root)
+    common = {"data_root": str(data_root)}
+    dataset = run(SnapshotDatasetOperator(task_id="snapshot_dataset", **common))
+    trials = plan_trials({"ngrams": [1, 2], "epochs": [2], "max_tokens": [3000]}, 2)
+    records = [
+        run(
+            TrainTrialOperator(
+                task_id="train_trial", trial=t, folds=2, upstream={"dataset": "snapshot_dataset"}, **common
+            ),
+            {"snapshot_dataset": dataset},
+        )
+        for t in trials
+    ]
+    for record in records:
+        metrics = record["metrics"]
+        assert metrics["folds"] == 2 and metrics["rows"] == dataset["metrics"]["train_rows"]
+        assert 0 < metrics["cv_macro_f1"] <= 1 and metrics["calibration"]["temperature"] > 0
+        assert metrics["cv_balanced"] == round((metrics["cv_accuracy"] + metrics["cv_macro_f1"]) / 2, 4)
+    best = run(
+        SelectBestTrialOperator(
+            task_id="select_best",
+            upstream={"dataset": "snapshot_dataset"},
+            upstream_many={"trials": "train_trial"},
+            **common,
+        ),
+        {"snapshot_dataset": dataset, "train_trial": records},
+    )
+    chosen = max(records, key=lambda r: (r["metrics"]["cv_balanced"], r["metrics"]["cv_macro_f1"], r["subject"]))
+    assert best["subject"] == chosen["subject"]
+    cv = best["metrics"]["cross_validation"]
+    assert cv["folds"] == 2 and set(cv["scores"]) == {"chosen", "tfidf_logreg", "majority"}
+    assert cv["scores"]["chosen"] == {k: chosen["metrics"][f"cv_{k}"] for k in ("accuracy", "macro_f1")}
+    assert cv["baseline"]["min_df"] == 2
+    candidate = run(
+        TrainModelOperator(
+            task_id="train_model", upstream={"dataset": "snapshot_dataset", "best": "select_best"}, **common
+        ),
+        {"snapshot_dataset": dataset, "select_best": best},
+    )
+    training = read_json(Path(candidate["outputs"][1]["uri"].removeprefix("file://")))
+    assert training["calibration"] == {k: chosen["metrics"]["calibration"][k] for k in ("offsets", "temperature")}
+    assert training["cross_validation"] == cv
+
+
+def test_a_fold_count_out_of_range_fails_the_trial_without_retry(data_root: Path) -> None:
+    from reviewops.pipeline import curate_source
+    from reviewops_airflow.operators import SnapshotDatasetOperator, TrainTrialOperator
+
+    curate_source(data_root)
+    dataset = run(SnapshotDatasetOperator(task_id="snapshot_dataset", data_root=str(data_root)))
+    trial = {"label": "tfidf", "params": {"epochs": 1}}
+    operator = TrainTrialOperator(
+        task_id="train_trial", trial=trial, folds=1, upstream={"dataset": "snapshot_dataset"}, data_root=str(data_root)
+    )
+    with pytest.raises(AirflowFailException, match="folds must be a whole number from 2 to 10, got 1"):
+        run(operator, {"snapshot_dataset": dataset})
