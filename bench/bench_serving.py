@@ -138,6 +138,12 @@ class ServerProcess:
         self.__exit__()
         raise RuntimeError(f"the server was not ready within 180 s: see {self.log}")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU the server process has used so far (all its threads)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, Any]:
         response = httpx.get(
             f"{self.url}/v2/models/reviews/stats", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
@@ -173,11 +179,11 @@ def locust_level(
     command = [str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--only-summary", "--loglevel", "WARNING"]
     command += ["-u", str(clients), "-r", str(clients), "-t", f"{seconds:g}s", "-s", "5"]
     command += ["--host", server.url, "--csv", str(prefix), "--exit-code-on-error", "0"]
-    before = server.stats()
+    before, cpu_before = server.stats(), server.cpu_seconds()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"locust exited {done.returncode}: {done.stderr[-3000:]}")
-    after = server.stats()
+    after, cpu = server.stats(), server.cpu_seconds() - cpu_before
     with open(f"{prefix}_stats.csv", encoding="utf-8") as handle:
         (total,) = [row for row in csv.DictReader(handle) if row["Name"] == "Aggregated"]
     calls = after["execution_count"] - before["execution_count"]
@@ -196,6 +202,8 @@ def locust_level(
         "rows_per_model_call": round((after["inference_count"] - before["inference_count"]) / calls, 1)
         if calls
         else None,
+        # What a request costs the server, model and all: the figure that caps one process.
+        "server_cpu_ms_per_request": round(1000 * cpu / requests, 2) if requests else None,
         "versions": json.loads(versions_file.read_text()) if versions_file.exists() else {},
     }
 
@@ -281,15 +289,17 @@ def render_markdown(figures: dict[str, Any]) -> str:
     """The load test as Markdown: the levels, the in-process limit, the targets."""
     limit = figures["limit_reviews_per_second"]
     lines = [
-        "| clients x reviews a request | requests/s | reviews/s | share of limit | p50 / p95 / p99 ms | errors | rows a model call |",
-        "|---|---|---|---|---|---|---|",
+        "| clients x reviews a request | requests/s | reviews/s | share of limit | p50 / p95 / p99 ms | errors "
+        "| rows a model call | server CPU ms a request |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lv in figures["levels"]:
         share = lv["reviews_per_second"] / limit if limit else 0
         lines.append(
             f"| {lv['clients']} x {lv['rows_per_request']} | {lv['requests_per_second']:,.0f} | "
             f"{lv['reviews_per_second']:,.0f} | {share:.2f}x | {_ms(lv['p50_ms'])} / {_ms(lv['p95_ms'])} / "
-            f"{_ms(lv['p99_ms'])} | {lv['errors']} of {lv['requests']:,} | {_ms(lv['rows_per_model_call'])} |"
+            f"{_ms(lv['p99_ms'])} | {lv['errors']} of {lv['requests']:,} | {_ms(lv['rows_per_model_call'])} "
+            f"| {_ms(lv['server_cpu_ms_per_request'])} |"
         )
     by_batch = ", ".join(f"{v:,.0f} in batches of {k}" for k, v in figures["reviews_per_second_by_batch"].items())
     swap = figures["hot_swap"]
