@@ -74,3 +74,17 @@ def test_character_ngrams_are_counted_as_keras_counts_them() -> None:
     for text in texts[-3:]:
         row = np.asarray(counts(np.asarray([[text]], dtype=object)))[0]
         assert {vocabulary_[i]: int(c) for i, c in enumerate(row) if c and i} == dict(Counter(terms(text, 5, True)))
+
+
+def test_a_split_too_large_to_vectorise_once_trains_the_same_model_batch_by_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reviewops.modeling import training
+
+    texts = _texts(60)
+    labels = [i % 3 for i in range(60)]
+    params = TrainParams(epochs=2, max_tokens=2000, char_ngrams=3)
+    once, _ = fit_texts(params, texts, labels)
+    monkeypatch.setattr(training, "FEATURE_BUDGET_BYTES", 0)
+    streamed, _ = fit_texts(params, texts, labels)
+    np.testing.assert_allclose(predict_proba(streamed, texts), predict_proba(once, texts), atol=1e-4)

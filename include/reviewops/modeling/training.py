@@ -180,6 +180,12 @@ def _split_at_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | 
     return features, keras.Model(head_input, x)
 
 
+FEATURE_BUDGET_BYTES = 512 * 2**20
+"""Largest dense feature matrix (rows x terms float32) fitting precomputes once: 480
+reviews x 40,000 terms is 77 MB; 80,000 reviews x 20,000 terms would be 6.4 GB, so a large
+train split is vectorised batch by batch in every epoch instead, as the whole model."""
+
+
 def _text_batches(texts: Sequence[str]) -> Iterator[tf.Tensor]:
     import numpy as np
     import tensorflow as tf
@@ -205,10 +211,10 @@ def fit_texts(
     y = np.asarray(labels, dtype=np.int64)
     model = init_model if init_model is not None else build_model(params, texts)
     split = _split_at_features(model)
-    if split is not None:
+    if split is not None and len(texts) * split[1].inputs[0].shape[-1] * 4 <= FEATURE_BUDGET_BYTES:
         features, trained = split
         x: Any = np.concatenate([np.asarray(features(batch)) for batch in _text_batches(texts)])
-    else:
+    else:  # the texts go through the whole model in every epoch, a batch at a time
         trained, x = model, np.asarray(texts, dtype=object).reshape(-1, 1)
     trained.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate),
