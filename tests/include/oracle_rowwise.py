@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.data.parsing import (
@@ -24,7 +25,7 @@ from reviewops.data.parsing import (
     parse_label,
     shows_nothing,
 )
-from reviewops.data.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW
+from reviewops.data.schema import CANONICAL, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
 from reviewops.data.transform import DUPLICATE_TEXT
 from reviewops.data.validate import (
@@ -163,3 +164,12 @@ def curate_rowwise(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     duplicates["reason"] = DUPLICATE_TEXT
     duplicates["detail"] = "same product and text as review_id " + first_id[repeated]
     return frame[~repeated].reset_index(drop=True), duplicates.reset_index(drop=True)
+
+
+def as_quarantine(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the quarantine layout: every canonical value as the string it was."""
+    out = frame.reindex(columns=[f.name for f in QUARANTINE_SCHEMA])
+    for f in QUARANTINE_SCHEMA:
+        if pa.types.is_string(f.type):
+            out[f.name] = out[f.name].astype(object).map(lambda v: None if v is None or v != v else str(v))
+    return out

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -263,3 +264,26 @@ def monday_of_array(dates: pa.Array) -> pa.Array:
     days = pc.fill_null(dates.cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
     mondays = (days - (days + 3) % 7).astype(np.int32)  # numpy's % floors, as the calendar does
     return pa.array(mondays, pa.int32(), mask=pc.is_null(dates).to_numpy(zero_copy_only=False)).cast(pa.date32())
+
+
+def lower_all(values: pa.Array) -> pa.Array:
+    """``str.lower()`` of every string: Arrow's for ASCII texts, Python's for the others
+    (Arrow's Unicode case mapping differs: "İ" becomes "i", not "i̇")."""
+    ascii_only = pc.string_is_ascii(values)
+    lowered = pc.ascii_lower(values)
+    other = pc.invert(pc.fill_null(ascii_only, True))
+    if not pc.any(other).as_py():
+        return lowered
+    python = pa.array([v.lower() for v in values.filter(other).to_pylist()], pa.string())
+    return pc.replace_with_mask(lowered, other, python)
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """A table as pandas with the types the row-at-a-time frames had: strings and dates as
+    Python objects with None for a missing value, counts as Python ints."""
+    frame = table.to_pandas(integer_object_nulls=True)
+    for f in table.schema:
+        if pa.types.is_string(f.type):
+            column = frame[f.name].astype(object)
+            frame[f.name] = column.where(column.notna(), None)
+    return frame

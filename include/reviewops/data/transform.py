@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import clean_text
+from reviewops.data.parsing import as_frame, clean_text_array, lower_all
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -21,6 +24,7 @@ from reviewops.storage.publish import StagedFiles
 log = logging.getLogger(__name__)
 
 DUPLICATE_TEXT = "duplicate_text"
+EPOCH = dt.date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -29,19 +33,42 @@ class TransformParams:
     window: Window
 
 
-def curate_frame(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Clean text; keep the earliest of reviews that repeat the same text for the same
-    product under different ids. Returns (curated, duplicates)."""
-    frame = valid.copy()
-    frame["text"] = frame["text"].map(clean_text)
-    frame = frame.sort_values(["review_date", "review_id"], kind="stable").reset_index(drop=True)
-    key = frame["product"].str.lower() + "\x1f" + frame["text"].str.lower()
-    repeated = key.duplicated(keep="first")
-    first_id = frame.groupby(key)["review_id"].transform("first")
-    duplicates = frame[repeated].copy()
-    duplicates["reason"] = DUPLICATE_TEXT
-    duplicates["detail"] = "same product and text as review_id " + first_id[repeated]
-    return frame[~repeated].reset_index(drop=True), duplicates.reset_index(drop=True)
+    product under different ids. Returns the curated rows (:data:`CURATED_SCHEMA`), in
+    review_date then review_id order, and the repeats set aside (:data:`QUARANTINE_SCHEMA`)."""
+    table = valid.select(CURATED_SCHEMA.names).cast(CURATED_SCHEMA)
+    table = table.set_column(table.schema.get_field_index("text"), "text", clean_text_array(_array(table, "text")))
+    # Arrow's sort is stable and orders strings by code point, as Python's sort does.
+    table = table.take(pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]))
+    product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
+    text = pc.dictionary_encode(lower_all(_array(table, "text")))
+    key = product.astype(np.int64) * (len(text.dictionary) + 1) + text.indices.to_numpy(zero_copy_only=False)
+    first = np.unique(key, return_inverse=True, return_index=True)
+    first_row = first[1][first[2]]  # each row's first row with the same key
+    repeated = first_row != np.arange(len(key))
+    ids = _array(table, "review_id")
+    originals = ids.take(pa.array(first_row[repeated]))
+    duplicates = table.filter(pa.array(repeated))
+    quarantine = {
+        "reason": pa.array([DUPLICATE_TEXT] * duplicates.num_rows, pa.string()),
+        "detail": pc.binary_join_element_wise("same product and text as review_id ", originals, ""),
+        **{name: _array(duplicates, name) for name in QUARANTINE_SCHEMA.names[2:]},
+    }
+    as_quarantine = pa.table(
+        {f.name: quarantine[f.name].cast(f.type) for f in QUARANTINE_SCHEMA}, schema=QUARANTINE_SCHEMA
+    )
+    return table.filter(pa.array(~repeated)), as_quarantine
+
+
+def _array(table: pa.Table, name: str) -> pa.Array:
+    return table.column(name).combine_chunks()
+
+
+def curate_frame(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`curate_table` of a frame of valid rows (as ``validate_frame`` gives them)."""
+    curated, duplicates = curate_table(pa.Table.from_pandas(valid, schema=CURATED_SCHEMA, preserve_index=False))
+    return as_frame(curated), as_frame(duplicates)
 
 
 def transform_reviews(params: TransformParams, validated: Artifact) -> StepResult:
@@ -65,36 +92,39 @@ def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepR
     layout = Layout(params.data_root)
     # integer_object_nulls: a count column with nulls stays integers (not float64), so a
     # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
-    valid = read_table(validated.path).to_pandas(integer_object_nulls=True)
-    curated, duplicates = curate_frame(valid)
+    valid = read_table(validated.path)
+    rows_in = valid.num_rows
+    curated, duplicates = curate_table(valid)
+    del valid
+    # Curated rows are in review_date order, so each week is one slice of them.
+    weeks = curated.column("week").cast(pa.int32()).to_numpy()
     outputs: list[Artifact] = []
     rows_by_week: dict[str, int] = {}
-    empty = CURATED_SCHEMA.empty_table()
     with StagedFiles(layout.root, "curated") as staged:
         for monday in params.window.weeks():
-            part = curated[curated["week"] == monday]
-            table = pa.Table.from_pandas(part, schema=CURATED_SCHEMA, preserve_index=False) if len(part) else empty
+            day = (monday - EPOCH).days
+            start, end = np.searchsorted(weeks, [day, day + 1])
+            table = curated.slice(start, end - start)
             target = layout.curated(monday.isoformat())
             path = write_parquet(table, staged.path(target))
             outputs.append(_published_as(path, target, ArtifactKind.CURATED, rows=table.num_rows))
             rows_by_week[monday.isoformat()] = table.num_rows
-        dup_table = pa.Table.from_pandas(_as_quarantine(duplicates), schema=QUARANTINE_SCHEMA, preserve_index=False)
         dup_target = layout.quarantine(params.window.key).with_name("duplicates.parquet")
-        dup_path = write_parquet(dup_table, staged.path(dup_target))
+        dup_path = write_parquet(duplicates, staged.path(dup_target))
         outputs.append(_published_as(dup_path, dup_target, ArtifactKind.QUARANTINE))
     log.info(
         "curated %d rows into %d week partitions; %d repeated reviews set aside",
-        len(curated),
+        curated.num_rows,
         len(rows_by_week),
-        len(duplicates),
+        duplicates.num_rows,
     )
     result = StepResult(
         subject=params.window.key,
         outputs=tuple(outputs),
         metrics={
-            "rows_in": len(valid),
-            "rows_curated": len(curated),
-            "rows_duplicate_text": len(duplicates),
+            "rows_in": rows_in,
+            "rows_curated": curated.num_rows,
+            "rows_duplicate_text": duplicates.num_rows,
             "weeks_written": len(rows_by_week),
             "weeks_with_reviews": sum(1 for n in rows_by_week.values() if n),
         },
@@ -105,15 +135,6 @@ def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepR
 def _published_as(staged: StoragePath, target: StoragePath, kind: str, rows: int | None = None) -> Artifact:
     """The artifact of a staged file, at the place it is published to."""
     return dataclasses.replace(Artifact.of_file(staged, kind, rows=rows), uri=to_uri(target))
-
-
-def _as_quarantine(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the quarantine layout: every canonical value as the string it was."""
-    out = frame.reindex(columns=[f.name for f in QUARANTINE_SCHEMA])
-    for f in QUARANTINE_SCHEMA:
-        if pa.types.is_string(f.type):
-            out[f.name] = out[f.name].astype(object).map(lambda v: None if v is None or v != v else str(v))
-    return out
 
 
 def curated_weeks(data_root: str) -> dict[str, int]:

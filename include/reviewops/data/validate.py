@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import (
+    as_frame,
     by_distinct_value,
     clean_text_array,
     has_control_characters_array,
@@ -78,26 +79,15 @@ class ValidationOutcome:
 
     @cached_property
     def valid(self) -> pd.DataFrame:
-        return _frame(self.valid_table)
+        return as_frame(self.valid_table)
 
     @cached_property
     def quarantined(self) -> pd.DataFrame:
-        return _frame(self.quarantined_table)
+        return as_frame(self.quarantined_table)
 
     @property
     def reasons(self) -> dict[str, int]:
         return dict(sorted(Counter(self.quarantined_table.column("reason").to_pylist()).items()))
-
-
-def _frame(table: pa.Table) -> pd.DataFrame:
-    """A table as pandas with the row-at-a-time frames' types: strings and dates as Python
-    objects with None for a missing value, counts as Python ints."""
-    frame = table.to_pandas(integer_object_nulls=True)
-    for f in table.schema:
-        if pa.types.is_string(f.type):
-            column = frame[f.name].astype(object)
-            frame[f.name] = column.where(column.notna(), None)
-    return frame
 
 
 @dataclass(frozen=True)
