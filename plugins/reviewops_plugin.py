@@ -28,5 +28,13 @@ class ReviewOpsPlugin(AirflowPlugin):
             "destination": "nav",
             "url_route": "reviewops-models",
         },
+        # A tab on every task instance page; the UI fills in the placeholders. A task that
+        # wrote no lineage record (not a reviewops task, or not succeeded) gets the reason.
+        {
+            "name": "Lineage",
+            "href": "/reviewops/lineage/?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}",
+            "destination": "task_instance",
+            "url_route": "reviewops-lineage",
+        },
     ]
     operator_extra_links: ClassVar[list[Any]] = [LineageLink(), WeekReportLink()]

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.system.airflow_stack import AIRFLOW, free_port, tail
+from tests.system.airflow_stack import AIRFLOW, _die_with_parent, free_port, tail
 
 CHROMIUM = Path(os.environ.get("REVIEWOPS_CHROMIUM", "/usr/bin/chromium"))
 SKIP_ENV = "REVIEWOPS_SKIP_BROWSER_TESTS"
@@ -131,6 +131,7 @@ def ui_stack(chromium: Path, airflow_db: Path, tmp_path_factory: pytest.TempPath
             env=env,
             stdout=subprocess.PIPE,
             stderr=log,
+            preexec_fn=_die_with_parent,  # SIGTERM it if the test process dies
         )
     server_log = base / "api-server.log"
     with open(server_log, "wb") as log:
@@ -140,7 +141,8 @@ def ui_stack(chromium: Path, airflow_db: Path, tmp_path_factory: pytest.TempPath
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: _stop signals its workers too
+            preexec_fn=_die_with_parent,
         )
     try:
         out, _ = build.communicate(timeout=600)

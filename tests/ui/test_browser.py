@@ -113,6 +113,16 @@ def test_the_extra_links_of_a_task_instance_lead_to_its_week_and_its_lineage(pag
     assert {f.get_attribute("data-kind") for f in focus.all()} >= {"curated"}
 
 
+def test_every_task_instance_has_a_lineage_tab(page: Any, ui_stack: UiStack) -> None:
+    run = urllib.parse.quote(ui_stack.run_id(HOSTILE_WEEK), safe="")
+    page.goto(f"{ui_stack.url}/dags/reviews_weekly/runs/{run}/tasks/score")
+    page.get_by_role("link", name="Lineage", exact=True).click()
+    graph = _plugin_frame(page).locator("#lineage-graph")
+    graph.wait_for()
+    focus = graph.locator("g.node.task:has(rect[fill='#0d47a1'])")  # the task instance asked for
+    assert focus.count() == 1 and "score" in (focus.text_content() or "")
+
+
 def test_the_registry_shows_versions_champion_history_gates_and_model_cards(page: Any, ui_stack: UiStack) -> None:
     page.goto(ui_stack.url + "/")
     page.get_by_role("button", name="Plugins").click()
