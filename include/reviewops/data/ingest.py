@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import parse_dates
+from reviewops.data.parsing import parse_date_array
 from reviewops.data.sources import RejectedFile, SourceFile, scan_source
 from reviewops.data.windows import PlausibleDates, Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -99,10 +100,19 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
 
 def _in_window(item: SourceFile, window: Window, plausible: PlausibleDates) -> pa.Table:
     table = item.table
-    dates = parse_dates(table.column("review_date").to_pylist())
-    keep = [d is None or window.contains(d) or not plausible.contains(d) for d in dates]
-    log.info("read %s: %d rows, %d in window %s", item.path, table.num_rows, sum(keep), window.key)
-    return table.filter(pa.array(keep, pa.bool_()))
+    days = parse_date_array(table.column("review_date").combine_chunks())
+    in_window = pc.and_(
+        pc.greater_equal(days, pa.scalar(window.start, pa.date32())),
+        pc.less(days, pa.scalar(window.end, pa.date32())),
+    )
+    plausible_day = pc.and_(
+        pc.greater_equal(days, pa.scalar(plausible.earliest, pa.date32())),
+        pc.less_equal(days, pa.scalar(plausible.today, pa.date32())),
+    )
+    keep = pc.fill_null(pc.or_(in_window, pc.invert(plausible_day)), True)  # no date: kept for validate
+    kept = pc.sum(keep).as_py() or 0
+    log.info("read %s: %d rows, %d in window %s", item.path, table.num_rows, kept, window.key)
+    return table if kept == table.num_rows else table.filter(keep)
 
 
 def _described(item: RejectedFile) -> list[Artifact]:
