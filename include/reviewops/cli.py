@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from reviewops.config import Settings
-from reviewops.data.parsing import clean_text
+from reviewops.data.parsing import clean_text_array
 from reviewops.data.sources import SourceError, read_source
-from reviewops.data.validate import validate_frame
+from reviewops.data.validate import validate_frame, validate_table
 from reviewops.lineage.store import LineageNotFound
 from reviewops.modeling.scoring import score_table_batches
 from reviewops.registry.store import ChampionPointerError, Registry, RegistryError
@@ -28,17 +28,13 @@ def _score(args: argparse.Namespace) -> int:
     registry = Registry(settings.data_root)
     version = registry.resolve(args.model)
     classes = tuple(registry.metadata(version)["classes"])
-    raw = read_source(args.input).to_pandas()
+    raw = read_source(args.input)
     today = dt.datetime.now(dt.UTC).date()
-    outcome = validate_frame(raw, settings.max_text_chars, today, settings.earliest_review_date)
+    outcome = validate_table(raw, settings.max_text_chars, today, settings.earliest_review_date)
     for reason, count in outcome.reasons.items():
         print(f"not scored: {count} row(s) {reason}", file=sys.stderr)
-    table = pa.table(
-        {
-            "review_id": pa.array(outcome.valid["review_id"].tolist(), pa.string()),
-            "text": pa.array(outcome.valid["text"].map(clean_text).tolist(), pa.string()),
-        }
-    )
+    valid = outcome.valid_table
+    table = pa.table({"review_id": valid.column("review_id"), "text": clean_text_array(valid.column("text"))})
     output = as_path(args.output)
     with atomic_path(output) as tmp:
         stats = score_table_batches(
@@ -50,8 +46,8 @@ def _score(args: argparse.Namespace) -> int:
             with_context=False,
         )
     print(
-        f"scored {stats['rows_scored']} of {len(raw)} rows with model {version} -> {output}"
-        f" ({len(outcome.quarantined)} not scored)",
+        f"scored {stats['rows_scored']} of {raw.num_rows} rows with model {version} -> {output}"
+        f" ({outcome.quarantined_table.num_rows} not scored)",
         file=sys.stderr,
     )
     return 0
