@@ -54,3 +54,18 @@ def test_every_lexicon_term_in_any_case_is_a_candidate() -> None:
     texts = [f"so {term.upper()}!" for term in terms] + [f"({term.title()})" for term in terms]
     assert all(candidates(texts))
     assert scan_texts(texts) == [scan_text(t) for t in texts]
+
+
+def test_the_arrow_columns_of_the_scan_hold_each_texts_flags() -> None:
+    import pyarrow as pa
+
+    from reviewops.data.safety import scan_text_array
+
+    header, records = shipped_records()
+    texts = [*ADVERSARIAL, *(row[header.index("review")] for row in records)]
+    categories, scores = scan_text_array(pa.chunked_array([texts[:7], texts[7:]], pa.string()))
+    flags = [scan_text(t) for t in texts]
+    assert categories.type == pa.list_(pa.string()) and scores.type == pa.float32()
+    assert categories.to_pylist() == [list(f.categories) for f in flags]
+    assert scores.to_pylist() == pytest.approx([f.score for f in flags])
+    assert any(f.flagged for f in flags) and not all(f.flagged for f in flags)

@@ -192,9 +192,10 @@ def has_control_characters_array(values: pa.Array) -> pa.Array:
     return pc.fill_null(pc.match_substring_regex(values, _CONTROL_RE2), False)
 
 
-def clean_text_array(values: pa.Array) -> pa.Array:
+def clean_text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`clean_text` of every string (a null is cleaned as "")."""
-    texts = pc.fill_null(values, "")
+    whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    texts = pc.fill_null(whole, "")
     entity = pc.match_substring(texts, "&")
     decoded, unsure = texts, entity
     if pc.any(entity).as_py():

@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +201,23 @@ def scan_texts(texts: Sequence[str]) -> list[SafetyFlags]:
     flags = [scan_text(text) if hit else _NOTHING for text, hit in zip(texts, candidates(texts), strict=True)]
     log.info("scanned %d texts: %d flagged", len(flags), sum(f.flagged for f in flags))
     return flags
+
+
+def scan_text_array(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """:func:`scan_texts` of an Arrow column, as Arrow columns: each text's categories
+    (list<string>) and its score (float32). Python sees only the prefilter's candidates."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hits = pc.fill_null(pc.match_substring_regex(texts, _hint_pattern()), False)
+    rows = np.flatnonzero(hits.to_numpy(zero_copy_only=False))
+    flags = [scan_text(t) for t in texts.take(pa.array(rows, pa.int64())).to_pylist()]
+    lengths = np.zeros(len(texts), np.int32)
+    lengths[rows] = [len(f.categories) for f in flags]
+    offsets = np.concatenate([np.zeros(1, np.int32), np.cumsum(lengths, dtype=np.int32)])
+    values = pa.array([c for f in flags for c in f.categories], pa.string())
+    scores = np.zeros(len(texts), np.float32)
+    scores[rows] = [f.score for f in flags]
+    log.info("scanned %d texts: %d flagged", len(texts), sum(f.flagged for f in flags))
+    return pa.ListArray.from_arrays(pa.array(offsets), values), pa.array(scores, pa.float32())

@@ -40,32 +40,30 @@ def score_table_batches(
     """Score record batches (review_id, text, and with context week and label) into one
     Parquet file, one batch in memory at a time. With context, each review also gets its
     safety flags. Returns row count, total and per-batch seconds."""
-    from reviewops.data.safety import scan_texts
+    from reviewops.data.safety import scan_text_array
     from reviewops.modeling.training import load_model, predict_proba
 
     model = load_model(model_file)
     schema = prediction_schema(classes, with_context)
+    names = pa.array(classes, pa.string())
     rows = 0
     batch_seconds: list[float] = []
     started = time.monotonic()
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
         for batch in batches:
             batch_started = time.monotonic()
-            texts = batch.column("text").to_pylist()
-            probabilities = predict_proba(model, texts)
-            predicted = [classes[i] for i in probabilities.argmax(axis=1)] if len(texts) else []
+            texts = batch.column("text")
+            probabilities = predict_proba(model, texts.to_pylist())
             columns = {
                 "review_id": batch.column("review_id"),
-                "predicted_label": pa.array(predicted, pa.string()),
+                "predicted_label": names.take(pa.array(probabilities.argmax(axis=1), pa.int64())),
                 **{f"prob_{name}": pa.array(probabilities[:, i], pa.float32()) for i, name in enumerate(classes)},
-                "model_version": pa.array([model_version] * len(texts), pa.string()),
+                "model_version": pa.repeat(pa.scalar(model_version, pa.string()), len(texts)),
             }
             if with_context:
-                flags = scan_texts(texts)
                 columns["week"] = batch.column("week")
                 columns["label"] = batch.column("label")
-                columns["safety_categories"] = pa.array([list(f.categories) for f in flags], pa.list_(pa.string()))
-                columns["safety_score"] = pa.array([f.score for f in flags], pa.float32())
+                columns["safety_categories"], columns["safety_score"] = scan_text_array(texts)
             writer.write_table(pa.Table.from_pydict(columns, schema=schema))
             rows += len(texts)
             batch_seconds.append(round(time.monotonic() - batch_started, 4))
