@@ -434,9 +434,16 @@ def test_a_low_estimated_accuracy_breaches_before_any_rating_arrives() -> None:
     assert "estimated_accuracy" not in [b.metric for b in check_thresholds(few, Thresholds())], "10 reviews: noise"
 
 
-def test_the_estimation_error_over_all_weeks_is_recorded(tmp_path: Any) -> None:
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_the_estimation_error_over_all_weeks_is_recorded(where: str, tmp_path: Any, request: Any) -> None:
     from reviewops.monitoring.step import estimation_over_weeks
-    from reviewops.storage.io import read_json, write_json
+    from reviewops.storage.io import read_json, write_json, write_text
+    from reviewops.storage.paths import as_path
+
+    if where == "gs":  # one listing of the weeks' files on Cloud Storage, not a request per week
+        request.getfixturevalue("fake_gcs")
+        tmp_path = as_path("gs://reviewops-test/estimation")
+    assert estimation_over_weeks(str(tmp_path))["weeks_with_ratings"] == 0
 
     def week(folder: str, estimate: float, interval: list[float], accuracy: float | None, labelled: int) -> None:
         metrics = {
@@ -452,8 +459,7 @@ def test_the_estimation_error_over_all_weeks_is_recorded(tmp_path: Any) -> None:
     week("2017-01-02", 0.70, [0.6, 0.8], 0.75, 20)
     week("2017-01-09", 0.80, [0.7, 0.9], 0.60, 30)  # outside its interval
     week("2017-01-16", 0.75, [0.6, 0.9], None, 0)  # no ratings yet: nothing to compare
-    (tmp_path / "monitoring" / "week=2017-01-23").mkdir()
-    (tmp_path / "monitoring" / "week=2017-01-23" / "metrics.json").write_text("{not json")
+    write_text("{not json", tmp_path / "monitoring" / "week=2017-01-23" / "metrics.json")
     summary = estimation_over_weeks(str(tmp_path))
     assert summary == read_json(tmp_path / "monitoring" / "estimation.json")
     assert [w["week"] for w in summary["weeks"]] == ["2017-01-02", "2017-01-09"]

@@ -121,9 +121,8 @@ def estimation_over_weeks(data_root: str) -> dict[str, Any]:
     from reviewops.storage.paths import Layout
 
     root = Layout(data_root).monitoring_dir()
-    folders: list[StoragePath] = sorted(root.glob("week=*"), key=str) if root.exists() else []
-    paths = [folder / METRICS_FILE for folder in folders]
-    paths = [path for path in paths if path.exists()]
+    # One listing, not a request per week: on Cloud Storage each exists() is a round trip.
+    paths: list[StoragePath] = sorted(root.glob(f"week=*/{METRICS_FILE}"), key=str) if root.exists() else []
     weeks = []
     for path, text in zip(paths, read_texts(paths), strict=True):
         try:
