@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reviewops.lineage.graph import CHANGED, MAX_NODES, MISSING, VERIFIED, lineage_graph, task_records
+from reviewops.lineage.graph import CHANGED, MAX_PER_SIDE, MAX_RECORDS, MISSING, VERIFIED, lineage_graph, task_records
 from reviewops.lineage.record import Artifact, LineageRecord
 from reviewops.lineage.store import LineageStore
 from tests.include.lineage_samples import lineage_record
@@ -48,13 +48,26 @@ def test_a_chain_is_laid_out_top_down_with_a_model_just_above_its_reader(tmp_pat
     assert statuses["reviews.tsv"] == CHANGED and statuses["model.keras"] == MISSING
 
 
-def test_a_huge_history_is_cut_short_and_says_so(tmp_path: Path) -> None:
+def test_a_huge_history_keeps_the_nearest_records_and_the_files_that_link_them(tmp_path: Path) -> None:
+    """An initial load's transform wrote every week; every later run read one of them."""
     store = LineageStore(tmp_path)
-    curated = _file(tmp_path, "curated/week=2017-11-27/reviews.jsonl", "curated")
-    store.write(_record("f" * 32, "transform", [], [curated], 0))
-    for i in range(MAX_NODES):  # every later run read the same partition
+    weeks = [_file(tmp_path, f"curated/week={i:04d}/reviews.jsonl", "curated") for i in range(50)]
+    store.write(_record("f" * 32, "transform", [_file(tmp_path, "reviews.tsv", "source")], weeks, 0))
+    for i in range(2 * MAX_RECORDS):
         report = _file(tmp_path, f"out/{i}.json", "report")
-        store.write(_record(f"{i:032x}", f"monitor_{i}", [curated], [report], 1 + i % 58))
+        store.write(_record(f"{i:032x}", f"monitor_{i}", [weeks[0]], [report], 1 + i % 58))
     index = store.index()
-    graph = lineage_graph(index, [index.by_id["f" * 32]])
-    assert graph.truncated and MAX_NODES - 2 <= len(graph.nodes) <= MAX_NODES
+
+    graph = lineage_graph(
+        index, index.resolve(str(tmp_path / "curated" / "week=0000" / "reviews.jsonl")), [weeks[0].uri]
+    )
+
+    tasks = [n for n in graph.nodes if n.type == "task"]
+    assert graph.truncated and len(tasks) == MAX_RECORDS
+    (transform,) = [n for n in tasks if n.label == "transform"]
+    assert transform.hidden_outputs == 49, "only the week asked for, of the 50 the transform wrote"
+    assert {n.label for n in graph.nodes if n.type == "artifact" and n.kind != "report"} == {
+        "reviews.tsv",
+        "reviews.jsonl",
+    }
+    assert all(n.hidden_inputs == 0 for n in tasks) and MAX_PER_SIDE >= 1

@@ -12,8 +12,9 @@ it and a JSON client gets the same graph.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from reviewops.lineage.record import Artifact, LineageRecord
@@ -23,10 +24,12 @@ from reviewops.storage.paths import from_uri
 
 log = logging.getLogger(__name__)
 
-# A week's predictions feed every later monitoring run and a dataset feeds every model
-# trained on it: past this many nodes the graph stops growing (and says so) rather than
-# drawing a page nobody can read.
-MAX_NODES = 120
+# A week's lineage reaches up through its model to the initial load, whose transform wrote
+# every week of the history, and a dataset feeds every model trained on it: the graph keeps
+# the nearest records and, of each, the files that link it to the others, and says what it
+# left out, rather than drawing a page nobody can read.
+MAX_RECORDS = 30
+MAX_PER_SIDE = 4
 COLUMN_WIDTH = 210  # a slot within a layer
 ROW_HEIGHT = 74  # a layer
 NODE_WIDTH = 190
@@ -54,6 +57,8 @@ class Node:
     run_id: str | None = None
     task_id: str | None = None
     ended_at: str | None = None
+    hidden_inputs: int = 0  # a task's files read or written that the graph leaves out
+    hidden_outputs: int = 0
     focus: bool = False  # the target the graph was asked for
     column: int = 0  # the layer
     x: int = 0
@@ -92,23 +97,26 @@ def task_records(index: LineageIndex, dag_id: str, run_id: str, task_id: str) ->
 
 
 def lineage_graph(index: LineageIndex, start: list[LineageRecord], focus_uris: Iterable[str] = ()) -> Graph:
-    """The records upstream of ``start`` and downstream of their outputs, as a graph."""
-    records = _dedupe([*index.upstream(start), *index.downstream([a.uri for r in start for a in r.outputs])])
+    """The records upstream of ``start`` and downstream of their outputs, as a graph: the
+    nearest :data:`MAX_RECORDS` of them, and of each, the files that link it to another
+    record of the graph, the target, or a source nothing recorded writing (at most
+    :data:`MAX_PER_SIDE` a side; the task node counts the rest)."""
     focus = set(focus_uris) or {a.uri for r in start for a in r.outputs}
+    records, downstream, truncated = _nearest(index, start, sorted(focus))
+    ids = {r.record_id for r in records}
     nodes: dict[str, Node] = {}
     edges: list[tuple[str, str]] = []
-    truncated = False
-    for record in records:
-        new = 1 + sum(_artifact_id(a) not in nodes for a in (*record.inputs, *record.outputs))
-        if len(nodes) + new > MAX_NODES:
-            truncated = True
-            break
+    for record in sorted(records, key=lambda r: (r.ended_at, r.record_id)):  # producers before readers
         task = _task_node(record, focus=record in start)
         nodes[task.id] = task
-        for artifact in record.inputs:
+        inputs = _shown(record.inputs, focus, partial(_read_from_graph, index, ids, record))
+        outputs = _shown(record.outputs, focus, partial(_written_for_graph, index, ids, downstream, record))
+        task.hidden_inputs = len(record.inputs) - len(inputs)
+        task.hidden_outputs = len(record.outputs) - len(outputs)
+        for artifact in inputs:
             node = nodes.setdefault(_artifact_id(artifact), _artifact_node(artifact, focus))
             edges.append((node.id, task.id))
-        for artifact in record.outputs:
+        for artifact in outputs:
             node = nodes.setdefault(_artifact_id(artifact), _artifact_node(artifact, focus))
             if node.task_id is None:
                 node.dag_id, node.run_id, node.task_id = record.dag_id, record.run_id, record.task_id
@@ -118,11 +126,39 @@ def lineage_graph(index: LineageIndex, start: list[LineageRecord], focus_uris: I
     return graph
 
 
-def _dedupe(records: list[LineageRecord]) -> list[LineageRecord]:
-    seen: dict[str, LineageRecord] = {}
-    for record in records:
-        seen.setdefault(record.record_id, record)
-    return sorted(seen.values(), key=lambda r: (r.ended_at, r.record_id))
+def _nearest(
+    index: LineageIndex, start: list[LineageRecord], focus: list[str]
+) -> tuple[list[LineageRecord], set[str], bool]:
+    """Up to :data:`MAX_RECORDS` records, nearest first (both walks are breadth first), the
+    budget shared between upstream of ``start`` and downstream of the target; the ids of
+    the downstream ones; whether any was left out."""
+    up = index.upstream(start)
+    seen = {r.record_id for r in up}
+    down = [r for r in index.downstream(focus) if r.record_id not in seen]
+    take_down = min(len(down), max(MAX_RECORDS // 2, MAX_RECORDS - len(up)))
+    take_up = min(len(up), MAX_RECORDS - take_down)
+    kept = down[:take_down]
+    return [*up[:take_up], *kept], {r.record_id for r in kept}, take_up < len(up) or take_down < len(down)
+
+
+def _read_from_graph(index: LineageIndex, ids: set[str], record: LineageRecord, artifact: Artifact) -> bool:
+    """Whether ``record`` read this from a record of the graph, or from a source no record wrote."""
+    producer = index.producer(artifact, before=record.started_at)
+    return producer is None or producer.record_id in ids
+
+
+def _written_for_graph(
+    index: LineageIndex, ids: set[str], downstream: set[str], record: LineageRecord, artifact: Artifact
+) -> bool:
+    """Whether a record of the graph read this, or ``record`` is downstream of the target
+    (what it wrote is the target's impact)."""
+    return record.record_id in downstream or any(c.record_id in ids for c in index.consumers.get(artifact.uri, []))
+
+
+def _shown(artifacts: Iterable[Artifact], focus: set[str], linked: Callable[[Artifact], bool]) -> list[Artifact]:
+    """The target first, then the files that link to the rest of the graph, at most MAX_PER_SIDE."""
+    candidates = [a for a in artifacts if a.uri in focus] + [a for a in artifacts if a.uri not in focus and linked(a)]
+    return candidates[:MAX_PER_SIDE]
 
 
 def _artifact_id(artifact: Artifact) -> str:
