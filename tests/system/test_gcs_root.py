@@ -153,7 +153,7 @@ def test_the_command_and_the_ui_read_a_gs_root(
     runs: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from reviewops.cli import main
-    from reviewops_airflow.ui import monitoring_index, monitoring_report
+    from reviewops_airflow.ui import lineage_api, monitoring_index, monitoring_report
 
     week = runs["gs"]["week"]
     assert main(["--data-root", GS_ROOT, "lineage", f"{GS_ROOT}/predictions/week={week}/", "--json"]) == 0
@@ -164,8 +164,12 @@ def test_the_command_and_the_ui_read_a_gs_root(
     assert models["champion"] == _record(runs["gs"]["training"], "register_model")["subject"]
 
     monkeypatch.setenv("REVIEWOPS_DATA_ROOT", GS_ROOT)
-    assert f">{week}</a>" in monitoring_index(user=object())
-    assert monitoring_report(week, user=object()).startswith("<!DOCTYPE html>")
+    assert f">{week}</a>" in monitoring_index(user=object()).body.decode()
+    assert monitoring_report(week, user=object()).body.decode().startswith("<!DOCTYPE html>")
+    graph = lineage_api(user=object(), uri=f"{GS_ROOT}/monitoring/week={week}/metrics.json")
+    artifacts = [n for n in graph["nodes"] if n["type"] == "artifact"]
+    assert {"source", "curated", "predictions", "report"} <= {n["kind"] for n in artifacts}
+    assert {n["status"] for n in artifacts} == {"verified"}, "each gs:// artifact's hash checked"
 
 
 def test_a_version_on_gs_reproduces_from_its_lineage(runs: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
