@@ -468,3 +468,12 @@ def test_the_estimation_error_over_all_weeks_is_recorded(where: str, tmp_path: A
     assert summary["pooled_accuracy"] == pytest.approx((0.75 * 20 + 0.60 * 30) / 50)
     assert summary["pooled_estimated_accuracy"] == pytest.approx((0.70 * 20 + 0.80 * 30) / 50)
     assert summary["interval_coverage"] == 0.5
+
+
+def test_a_week_scored_by_gemini_has_no_estimate_from_its_one_hot_answers() -> None:
+    frame, _, _ = real_week()
+    vertex = frame.assign(response_status="ok", model_safety_categories=None, citation_count=0)
+    metrics = week_metrics(vertex, reference(), vocabulary(), CLASSES, SECONDS, Thresholds())
+    assert metrics["estimated_accuracy"] is None and metrics["estimated_accuracy_interval"] is None
+    assert metrics["estimation_error"] is None and metrics["accuracy"] is not None
+    assert "estimated_accuracy" not in [b.metric for b in check_thresholds(metrics, Thresholds())]

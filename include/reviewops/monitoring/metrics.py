@@ -228,7 +228,11 @@ def week_metrics(
     unknown, words = unknown_counts(texts, vocabulary)
     speed = _speed(rows, batch_seconds)
     quality = _quality(answered, classes, thresholds.min_slice_size)
-    estimate, interval = estimated_accuracy(answered, classes)
+    estimate, interval = None, None
+    # A Gemini answer's "probabilities" are 1 for the class it named (Vertex AI scoring):
+    # their mean estimates nothing, so such a week has no pre-label estimate.
+    if not set(frame.columns) >= VERTEX_COLUMNS:
+        estimate, interval = estimated_accuracy(answered, classes)
     metrics: WeekMetrics = {
         "review_count": rows,
         "answered_count": len(answered),
