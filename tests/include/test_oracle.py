@@ -177,3 +177,9 @@ def test_arrow_text_kernels_agree_with_the_per_value_parsers(values: list[str | 
     assert has_control_characters_array(array).to_pylist() == [has_control_characters(v or "") for v in values]
     cleaned = [clean_text(v or "") for v in values]
     assert shows_nothing_array(pa.array(cleaned, pa.string())).to_pylist() == [shows_nothing(c) for c in cleaned]
+
+
+def test_the_blanks_arrow_trims_and_collapses_are_exactly_what_str_isspace_accepts() -> None:
+    from reviewops.data import parsing
+
+    assert parsing._SPACES == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())

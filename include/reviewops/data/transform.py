@@ -24,6 +24,9 @@ from reviewops.storage.publish import StagedFiles
 log = logging.getLogger(__name__)
 
 DUPLICATE_TEXT = "duplicate_text"
+# Texts are cleaned this many at a time, so the raw and the cleaned copies of a batch are
+# never both whole in memory.
+SLICE_ROWS = 65_536
 EPOCH = dt.date(1970, 1, 1)
 
 
@@ -38,15 +41,17 @@ def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
     product under different ids. Returns the curated rows (:data:`CURATED_SCHEMA`), in
     review_date then review_id order, and the repeats set aside (:data:`QUARANTINE_SCHEMA`)."""
     table = valid.select(CURATED_SCHEMA.names).cast(CURATED_SCHEMA)
-    table = table.set_column(table.schema.get_field_index("text"), "text", clean_text_array(_array(table, "text")))
+    del valid
+    text = table.column("text")
+    cleaned = [clean_text_array(text.slice(start, SLICE_ROWS)) for start in range(0, len(text), SLICE_ROWS)]
+    del text  # with the caller's table gone, the raw texts are freed once cleaned
+    table = table.set_column(
+        table.schema.get_field_index("text"), "text", pa.chunked_array(cleaned or [pa.array([], pa.string())])
+    )
     # Arrow's sort is stable and orders strings by code point, as Python's sort does.
     table = table.take(pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]))
-    product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
-    text = pc.dictionary_encode(lower_all(_array(table, "text")))
-    key = product.astype(np.int64) * (len(text.dictionary) + 1) + text.indices.to_numpy(zero_copy_only=False)
-    first = np.unique(key, return_inverse=True, return_index=True)
-    first_row = first[1][first[2]]  # each row's first row with the same key
-    repeated = first_row != np.arange(len(key))
+    first_row = _first_of_each_text(table)
+    repeated = first_row != np.arange(table.num_rows)
     ids = _array(table, "review_id")
     originals = ids.take(pa.array(first_row[repeated]))
     duplicates = table.filter(pa.array(repeated))
@@ -59,6 +64,52 @@ def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
         {f.name: quarantine[f.name].cast(f.type) for f in QUARANTINE_SCHEMA}, schema=QUARANTINE_SCHEMA
     )
     return table.filter(pa.array(~repeated)), as_quarantine
+
+
+def _first_of_each_text(table: pa.Table) -> np.ndarray:
+    """For every row, the first row with the same product and text, both lowercased.
+
+    Rows are first grouped by a short key that equal lowercased texts share (byte length,
+    first and last 24 characters): only the rows whose key repeats have their whole texts
+    lowercased and compared, so no lowercased copy of every text is made."""
+    product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
+    text = _array(table, "text")
+    ascii_only = pc.string_is_ascii(text)
+    other = pc.invert(ascii_only)
+    # str.lower may change a text's length ("İ"): those few texts are keyed by Python's lowercase.
+    lowered = [t.lower() for t in text.filter(other).to_pylist()]
+    length = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+    length[other.to_numpy(zero_copy_only=False)] = [len(t.encode()) for t in lowered]
+    head = pc.ascii_lower(pc.utf8_slice_codeunits(text, 0, 24))
+    tail = pc.ascii_lower(pc.utf8_slice_codeunits(text, -24))
+    if lowered:
+        head = pc.replace_with_mask(head, other, pa.array([t[:24] for t in lowered], pa.string()))
+        tail = pc.replace_with_mask(tail, other, pa.array([t[-24:] for t in lowered], pa.string()))
+    codes = [product, length, *(pc.dictionary_encode(a).indices.to_numpy(zero_copy_only=False) for a in (head, tail))]
+    first, count = _first_rows(*codes)
+    candidates = np.flatnonzero(count > 1)
+    if len(candidates):
+        whole = lower_all(text.take(pa.array(candidates, pa.int64())))
+        inner, _ = _first_rows(product[candidates], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False))
+        first[candidates] = candidates[inner]
+    return first
+
+
+def _first_rows(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every row, the first row with the same combination of codes, and how many
+    rows share it."""
+    rows = len(codes[0])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, firsts, inverse, counts = np.unique(
+        np.stack([np.asarray(c, np.int64) for c in codes], axis=1),
+        axis=0,
+        return_index=True,
+        return_inverse=True,
+        return_counts=True,
+    )
+    inverse = inverse.reshape(rows)
+    return firsts[inverse], counts[inverse]
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:
@@ -92,10 +143,8 @@ def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepR
     layout = Layout(params.data_root)
     # integer_object_nulls: a count column with nulls stays integers (not float64), so a
     # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
-    valid = read_table(validated.path)
-    rows_in = valid.num_rows
-    curated, duplicates = curate_table(valid)
-    del valid
+    curated, duplicates = curate_table(read_table(validated.path))
+    rows_in = curated.num_rows + duplicates.num_rows
     # Curated rows are in review_date order, so each week is one slice of them.
     weeks = curated.column("week").cast(pa.int32()).to_numpy()
     outputs: list[Artifact] = []

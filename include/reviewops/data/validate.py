@@ -8,13 +8,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+if TYPE_CHECKING:  # pandas is for the frame API only
+    import pandas as pd
 
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
@@ -165,37 +167,45 @@ def validate_table(
     marks.mark(bad_counts, BAD_TYPE, _constant("useful_count"))
 
     text = column["text"]
-    marks.mark(has_control_characters_array(text), CONTROL_CHARACTERS, _constant("text"))
-    cleaned = clean_text_array(text)
-    marks.mark(shows_nothing_array(cleaned), EMPTY_TEXT, _constant("text"))
-    lengths = pc.utf8_length(cleaned)
-    marks.mark(pc.greater(lengths, max_text_chars), TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {max_text_chars} chars")
+    control, empty, lengths = _text_checks(text)
+    marks.mark(control, CONTROL_CHARACTERS, _constant("text"))
+    marks.mark(empty, EMPTY_TEXT, _constant("text"))
+    marks.mark(lengths > max_text_chars, TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {max_text_chars} chars")
 
     ids = strip_all(pc.fill_null(column["review_id"], ""))
-    content = (
-        pc.fill_null(column["product"], ""),
-        cleaned,
-        by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string()),
-        strip_all(pc.fill_null(column["review_date"], "")),
-    )
+    label_key = by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string())
+
+    def content(rows: pa.Array) -> tuple[pa.Array, ...]:
+        return (
+            pc.fill_null(column["product"].take(rows), ""),
+            clean_text_array(text.take(rows)),
+            label_key.take(rows),
+            strip_all(pc.fill_null(column["review_date"].take(rows), "")),
+        )
+
     conflict, exact = _duplicates(ids, content, marks.unmarked(), raw.num_rows)
     marks.mark(conflict, DUPLICATE_ID_CONFLICT, lambda r: f"review_id {ids[r]}")
     marks.mark(exact, EXACT_DUPLICATE, lambda r: f"review_id {ids[r]}")
 
     ok = pa.array(marks.unmarked())
+    every = len(ok) == raw.num_rows  # the usual batch: its columns are kept as they are, not copied
+
+    def keep(values: pa.Array) -> pa.Array:
+        return values if every else values.take(ok)
+
     condition = strip_all(column["condition"])
     valid = pa.table(
         {
-            "review_id": ids.take(ok),
-            "product": strip_all(column["product"]).take(ok),
-            "condition": pc.if_else(pc.equal(condition, ""), _NO_ROW, condition).take(ok),
-            "text": text.take(ok),
-            "label": labels.take(ok),
-            "review_date": dates.take(ok),
-            "week": monday_of_array(dates.take(ok)),
-            "useful_count": counts.take(ok),
-            SOURCE_FILE: _string_column(raw, SOURCE_FILE).take(ok),
-            SOURCE_ROW: raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64()).take(ok),
+            "review_id": keep(ids),
+            "product": keep(strip_all(column["product"])),
+            "condition": keep(pc.if_else(pc.equal(condition, ""), _NO_ROW, condition)),
+            "text": keep(text),
+            "label": keep(labels),
+            "review_date": keep(dates),
+            "week": monday_of_array(keep(dates)),
+            "useful_count": keep(counts),
+            SOURCE_FILE: keep(_string_column(raw, SOURCE_FILE)),
+            SOURCE_ROW: keep(raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64())),
         },
         schema=VALIDATED_SCHEMA,
     )
@@ -214,12 +224,28 @@ def validate_table(
     return ValidationOutcome(valid_table=valid, quarantined_table=quarantined)
 
 
+def _text_checks(text: pa.Array, slice_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Control characters, nothing visible once cleaned, and the cleaned length of every
+    text, a slice at a time: the cleaned texts are never all in memory at once."""
+    control, empty, lengths = [], [], []
+    for start in range(0, len(text), slice_rows):
+        part = text.slice(start, slice_rows)
+        cleaned = clean_text_array(part)
+        control.append(has_control_characters_array(part).to_numpy(zero_copy_only=False))
+        empty.append(shows_nothing_array(cleaned).to_numpy(zero_copy_only=False))
+        lengths.append(pc.utf8_length(cleaned).to_numpy(zero_copy_only=False))
+    if not control:
+        return np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32)
+    return np.concatenate(control), np.concatenate(empty), np.concatenate(lengths)
+
+
 def _duplicates(
-    ids: pa.Array, content: tuple[pa.Array, ...], live: np.ndarray, rows: int
+    ids: pa.Array, content: Callable[[pa.Array], tuple[pa.Array, ...]], live: np.ndarray, rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Among the ``live`` rows (not quarantined yet): the same id with different content
     marks all its copies (conflict); the same id and content marks all but the first
-    (exact). Content is compared by group_by over its columns, only for repeated ids."""
+    (exact). Content (``content`` of some rows) is compared by group_by, only for the rows
+    whose id repeats."""
     conflict = np.zeros(rows, bool)
     exact = np.zeros(rows, bool)
     codes = pc.dictionary_encode(ids.take(pa.array(live, pa.int64()))).indices.to_numpy(zero_copy_only=False)
@@ -227,8 +253,8 @@ def _duplicates(
     if not copies.any():
         return conflict, exact
     repeated = live[copies]
-    taken = pa.array(repeated, pa.int64())
-    keys = pa.table({"id": pa.array(codes[copies]), **{f"c{i}": c.take(taken) for i, c in enumerate(content)}})
+    values = content(pa.array(repeated, pa.int64()))
+    keys = pa.table({"id": pa.array(codes[copies]), **{f"c{i}": c for i, c in enumerate(values)}})
     distinct = keys.group_by(keys.column_names).aggregate([]).column("id").to_numpy()
     contents = np.bincount(distinct, minlength=int(codes.max()) + 1)[codes[copies]]
     first = np.zeros(len(repeated), bool)
