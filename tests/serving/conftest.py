@@ -38,8 +38,17 @@ class TwoModels:
     dataset_dir: Path
 
 
+_BUILT: list[TwoModels] = []  # once a session, also for modules that import the fixture (tests/system)
+
+
 @pytest.fixture(scope="session")
 def two_models(tmp_path_factory: pytest.TempPathFactory) -> TwoModels:
+    if not _BUILT:
+        _BUILT.append(_build_two_models(tmp_path_factory))
+    return _BUILT[0]
+
+
+def _build_two_models(tmp_path_factory: pytest.TempPathFactory) -> TwoModels:
     root = tmp_path_factory.mktemp("serving-registry")
     champion, dataset_dir = build_champion(root, QUICK, ACTOR, promote_if_rejected=True)
     second = TrainParams(**{**QUICK.as_dict(), "seed": 7})

@@ -38,6 +38,8 @@ pytestmark = pytest.mark.integration
 __all__ = ["token", "two_models"]  # the serving tests' session fixtures, shared
 
 INFER = "/v2/models/reviews/infer"
+# The shared registry's request log holds the serving tests' traffic: not this test's.
+OTHER_TRAFFIC = shutil.ignore_patterns("serving")
 # Enough evidence for a test, not for production (the defaults want 200 rows and an hour
 # a stage): every other limit is the default.
 LIMITS = {"min_rows": 40, "min_stage_minutes": 0, "min_breach_rows": 20, "min_feedback_rows": 20}
@@ -72,7 +74,7 @@ def degraded(two_models: TwoModels, tmp_path_factory: pytest.TempPathFactory) ->
     """The session's two models plus a third trained on shuffled labels, registered
     (the gate rejects it; the champion stays)."""
     root = tmp_path_factory.mktemp("rollout-degraded") / "registry"
-    shutil.copytree(two_models.root, root)
+    shutil.copytree(two_models.root, root, ignore=OTHER_TRAFFIC)
     shuffled = shuffled_copy(two_models.dataset_dir, root.parent / "ds-shuffled")
     worse = train_candidate(TrainStepParams(str(root), str(shuffled), TrainParams(**{**QUICK.as_dict(), "seed": 3})))
     evaluate_and_register(root, worse.output_named(MODEL_FILE).path, two_models.dataset_dir, worse.subject, ACTOR)
@@ -155,7 +157,7 @@ def test_a_challenger_goes_through_shadow_canary_and_full_on_live_traffic(
     dag: Any, two_models: TwoModels, token: str, recorded: Recorded, tmp_path: Path
 ) -> None:
     root = tmp_path / "registry"
-    shutil.copytree(two_models.root, root)
+    shutil.copytree(two_models.root, root, ignore=OTHER_TRAFFIC)
     champion, challenger = two_models.champion, two_models.challenger
     registry = Registry(str(root))
     with serve(root, token) as server:
