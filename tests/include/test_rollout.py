@@ -104,6 +104,9 @@ def test_a_promotion_by_other_means_ends_the_plan(root: str) -> None:
     start_rollout(root, CHALLENGER, "x", "test")
     Registry(root).promote(OTHER, "by hand", "test")
     assert active_plan(root) is None
+    overtaken = evaluate_rollout(RolloutParams(root, "test", QUICK))
+    assert overtaken.metrics["decision"] == IDLE and overtaken.outputs == ()
+    assert f"the champion is {OTHER}" in overtaken.subject
     with pytest.raises(RolloutError, match=f"champion is {OTHER} now"):
         advance_stage(root, "x", "test")
 

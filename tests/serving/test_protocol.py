@@ -83,6 +83,10 @@ def test_a_body_that_is_not_json_is_400(body: bytes, status: int) -> None:
         ({**request(["a"]), "outputs": [{"name": "logits"}]}, "unknown output 'logits'"),
         ({**request(["a"]), "outputs": "label"}, "outputs must be a list"),
         ({**request(["a"]), "id": 3}, "id must be a string"),
+        ({**request(["a"]), "id": "i" * 257}, "id must be a string of at most 256 characters"),
+        ({**request(["a"]), "parameters": {"request_key": 7}}, "parameters.request_key must be a string"),
+        ({**request(["a"]), "parameters": {"request_key": "k" * 257}}, "of 1 to 256 characters"),
+        ({**request(["a"]), "parameters": "user-1"}, "parameters must be a JSON object"),
     ],
 )
 def test_a_request_the_model_cannot_take_is_422_saying_why(payload: Any, says: str) -> None:

@@ -77,8 +77,9 @@ def parse_infer_request(payload: Any, settings: ServeSettings) -> InferRequest:
     if not isinstance(payload, dict):
         raise RequestError(422, 'an inference request is a JSON object: {"inputs": [{"name": "text", ...}]}')
     request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise RequestError(422, "id must be a string")
+    if request_id is not None and not (isinstance(request_id, str) and len(request_id) <= MAX_KEY_CHARS):
+        # The id is logged with every row and joins the ratings that arrive later: bounded.
+        raise RequestError(422, f"id must be a string of at most {MAX_KEY_CHARS} characters")
     tensor = _text_tensor(payload.get("inputs"))
     data = _text_data(tensor, settings.max_rows)
     texts = [_checked_text(i, value, settings.max_text_chars) for i, value in enumerate(data)]

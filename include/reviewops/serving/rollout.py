@@ -44,6 +44,7 @@ from reviewops.registry.rollout import (
     roll_back,
     start_rollout,
 )
+from reviewops.registry.store import Registry
 from reviewops.storage.io import read_json, read_table, write_json
 from reviewops.storage.paths import Layout, StoragePath, glob
 
@@ -214,11 +215,15 @@ def decide(
 def evaluate_rollout(params: RolloutParams, now: dt.datetime | None = None) -> StepResult:
     """Read the active roll-out's stage from the request log and decide; the report
     (``serving/rollout/<rollout id>/gate-<time>.json``) is the step's output. No active
-    roll-out: an ``idle`` result and no report."""
+    roll-out, or one whose champion is no longer champion: an ``idle`` result and no report."""
     plan = read_plan(params.data_root)
     if plan is None or not plan.active:
         stage = plan.stage if plan else "none"
         return StepResult(subject="no active roll-out", outputs=(), metrics={"decision": IDLE, "stage": str(stage)})
+    champion = Registry(params.data_root).champion()
+    if champion != plan.champion:  # promoted or rolled back by other means: the servers ignore the plan
+        subject = f"roll-out of {plan.challenger} overtaken: the champion is {champion}, not {plan.champion}"
+        return StepResult(subject=subject, outputs=(), metrics={"decision": IDLE, "stage": str(plan.stage)})
     now = now or dt.datetime.now(dt.UTC)
     frame = read_request_log(params.data_root, dt.datetime.fromisoformat(plan.stage_since), now)
     metrics = live_metrics(frame, plan, read_feedback(params.data_root))
