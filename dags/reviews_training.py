@@ -44,9 +44,9 @@ Both paths:
 
 7. **gate**: promote only if the challenger is not worse than any baseline beyond the
    paired bootstrap interval, beats the champion's macro-F1 by `min_macro_f1_gain` and
-   no class loses more than `max_recall_drop` recall (a Vertex AI evaluation, without the
-   bootstrap, must beat both baselines when there is no champion). A rejection is a decision: the run succeeds,
-   the reasons are in the task log and record.
+   no class loses more than `max_recall_drop` recall (the same rule for a tuned Gemini
+   model, its unanswered reviews counted as misses). A rejection is a decision: the run
+   succeeds, the reasons are in the task log and record.
 8. **register_model**: an immutable registry version (`models/m-…/` with its model card);
    it becomes champion only when the gate said so.
 """

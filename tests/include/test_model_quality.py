@@ -75,6 +75,16 @@ def test_bootstrap_intervals_cover_the_scores_and_pair_the_rows() -> None:
     assert again["differences"]["worse"] == result["differences"]["worse"], "seeded: the same rows, the same interval"
 
 
+def test_an_unanswered_review_is_a_miss_of_its_class_and_no_class_s_prediction() -> None:
+    # Truth negative, neutral, positive, positive; answers negative, none, positive, neutral.
+    result = bootstrap_comparison([0, 1, 2, 2], {"a": [0, 3, 2, 1], "b": [0, 1, 2, 2]}, "a", 3)
+    # F1: negative 1, neutral 0 (its one prediction is wrong), positive 2/3 (recall 1/2).
+    assert result["scores"]["a"] == {"accuracy": 0.5, "macro_f1": round((1 + 0 + 2 / 3) / 3, 4)}
+    assert result["scores"]["b"] == {"accuracy": 1.0, "macro_f1": 1.0}
+    with pytest.raises(ValueError, match="a: predictions outside the 3 classes"):
+        bootstrap_comparison([0, 1], {"a": [0, 4]}, "a", 3)
+
+
 def test_bootstrap_refuses_mismatched_predictions() -> None:
     with pytest.raises(ValueError, match="b: 2 predictions for 3 rows"):
         bootstrap_comparison([0, 1, 2], {"a": [0, 1, 2], "b": [0, 1]}, "a", 3)

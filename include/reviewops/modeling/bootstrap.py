@@ -22,14 +22,17 @@ DIGITS = 4
 
 def _replicate_scores(y_true: Any, y_pred: Any, indexes: Any, classes: int) -> dict[str, Any]:
     """Accuracy and macro-F1 of each bootstrap replicate (rows of ``indexes``), vectorised:
-    one confusion matrix per replicate from a single bincount."""
+    one confusion matrix per replicate from a single bincount. A prediction ``classes``
+    (one past the last class) is no answer: a miss for its row's class, no class's
+    prediction."""
     replicates, n = indexes.shape
+    columns = classes + 1
     truth, predicted = y_true[indexes], y_pred[indexes]
-    cell = truth * classes + predicted + (np.arange(replicates)[:, None] * classes * classes)
-    confusion = np.bincount(cell.ravel(), minlength=replicates * classes * classes)
-    confusion = confusion.reshape(replicates, classes, classes).astype(np.float64)
-    tp = np.diagonal(confusion, axis1=1, axis2=2)
-    denominator = confusion.sum(axis=1) + confusion.sum(axis=2)
+    cell = truth * columns + predicted + (np.arange(replicates)[:, None] * classes * columns)
+    confusion = np.bincount(cell.ravel(), minlength=replicates * classes * columns)
+    confusion = confusion.reshape(replicates, classes, columns).astype(np.float64)
+    tp = np.diagonal(confusion[:, :, :classes], axis1=1, axis2=2)
+    denominator = confusion[:, :, :classes].sum(axis=1) + confusion.sum(axis=2)
     f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
     return {"accuracy": tp.sum(axis=1) / n, "macro_f1": f1.mean(axis=1)}
 
@@ -57,7 +60,8 @@ def bootstrap_comparison(
     """Intervals of each model's accuracy and macro-F1 on the same bootstrap replicates of
     the rows, and of ``subject`` minus each other model (paired).
 
-    Returns ``{"replicates", "level", "rows", "intervals": {model: {metric: [low, high]}},
+    A prediction equal to ``classes`` is no answer (a Vertex AI model's unanswered review),
+    a miss. Returns ``{"replicates", "level", "rows", "intervals": {model: {metric: [low, high]}},
     "differences": {other: {metric: {"estimate", "interval"}}}}``: a difference whose
     interval lies wholly below 0 means ``subject`` is worse beyond the noise of these rows.
     """
@@ -70,6 +74,8 @@ def bootstrap_comparison(
     for name, values in predicted.items():
         if values.shape != truth.shape:
             raise ValueError(f"{name}: {len(values)} predictions for {len(truth)} rows")
+        if values.size and (values.min() < 0 or values.max() > classes):
+            raise ValueError(f"{name}: predictions outside the {classes} classes")
     indexes = np.random.default_rng(seed).integers(0, len(truth), size=(replicates, len(truth)))
     scores = {name: _replicate_scores(truth, values, indexes, classes) for name, values in predicted.items()}
     points = {name: _point(truth, values, classes) for name, values in predicted.items()}

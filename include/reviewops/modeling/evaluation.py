@@ -159,15 +159,17 @@ def references(
     return compared
 
 
-def comparison(labels: Sequence[str], challenger: Sequence[str], compared: References) -> dict[str, Any]:
+def comparison(labels: Sequence[str], challenger: Sequence[str | None], compared: References) -> dict[str, Any]:
     """Bootstrap intervals of the challenger's, the champion's and the baselines' accuracy
     and macro-F1 on the eval rows, and the paired differences challenger minus each
-    (:func:`reviewops.modeling.bootstrap.bootstrap_comparison`)."""
+    (:func:`reviewops.modeling.bootstrap.bootstrap_comparison`). A None prediction (a
+    review a Vertex AI model left unanswered) is a miss."""
     from reviewops.data.schema import CLASSES
     from reviewops.modeling.bootstrap import bootstrap_comparison
 
-    index = {name: i for i, name in enumerate(CLASSES)}
-    predictions = {"challenger": challenger, **compared["predictions"]}
+    index: dict[str | None, int] = {name: i for i, name in enumerate(CLASSES)}
+    index[None] = len(CLASSES)
+    predictions: dict[str, Sequence[str | None]] = {"challenger": challenger, **compared["predictions"]}
     return bootstrap_comparison(
         [index[y] for y in labels],
         {name: [index[p] for p in values] for name, values in predictions.items()},

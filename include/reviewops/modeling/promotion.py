@@ -8,8 +8,9 @@ same resampled rows, and the challenger is worse beyond the noise when the whole
 interval of its difference lies below zero. On 117 eval rows one model's accuracy is
 uncertain by about +-0.09, so a rule that asks the challenger to beat a baseline's point
 estimate passes or fails on which rows happened to land in the eval split; the paired
-interval asks the question the rows can answer. An evaluation without the bootstrap (a
-Vertex AI model's) keeps the point rule: beat every baseline in both metrics."""
+interval asks the question the rows can answer (a Vertex AI model's unanswered reviews
+count as misses in it). An evaluation written before the bootstrap existed keeps the
+point rule: the first model must beat every baseline in both metrics."""
 
 from __future__ import annotations
 
@@ -95,8 +96,8 @@ def _against_baselines(report: EvaluationReport, reasons: list[str], failures: l
 
 def decide(report: EvaluationReport, policy: GatePolicy) -> GateDecision:
     """Decide from an evaluation report (see ``evaluation.evaluate_candidate``): not worse
-    than any baseline beyond the paired interval (or, without one, better than each
-    baseline), and with a champion, its macro-F1 gain and no class's recall drop."""
+    than any baseline beyond the paired interval (or, in an evaluation written without
+    one, better than each baseline), and with a champion, its macro-F1 gain and no class's recall drop."""
     challenger = report["model_version"]
     champion = report.get("champion")
     policy_dict = asdict(policy)
