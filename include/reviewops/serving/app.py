@@ -224,8 +224,7 @@ class Routes:
         plan = self.watcher.plan()
         answering, shadow, stage = self.batcher, None, NO_ROLLOUT
         if plan is not None and self.watcher.challenger is not None:
-            stage = str(plan.stage)
-            answering, shadow = self.batcher, self.watcher.challenger
+            stage, shadow = str(plan.stage), self.watcher.challenger
             if plan.answers_with_challenger(key):
                 answering, shadow = shadow, answering
         try:
