@@ -96,7 +96,6 @@ def _read_weeks() -> list[dict[str, Any]]:
             if not isinstance(metrics, dict):
                 raise ValueError(f"a JSON {type(metrics).__name__}, not an object")
             entry["metrics"] = metrics
-            entry["uri"] = _uri(path)
         except (OSError, ValueError) as exc:
             log.warning("monitoring index: %s cannot be read (%s): listed as damaged", path, exc)
             entry["error"] = f"damaged: {METRICS_FILE} cannot be read (re-run the week's monitor task)"
@@ -143,12 +142,8 @@ def monitoring_index(user: User) -> HTMLResponse:
     accuracy and breaches. A damaged week is listed as such; the others still show."""
     from reviewops.monitoring.trends import trend_charts
 
-    weeks = _read_weeks()
-    rows = [_summary(w) for w in weeks]
-    charts = trend_charts(
-        [(w["week"], None if row["error"] else w["metrics"]) for w, row in zip(weeks, rows, strict=True)]
-    )
-    return _page("monitoring.html", charts=charts, rows=rows[::-1])
+    rows, charted = _weeks_and_trends()
+    return _page("monitoring.html", charts=trend_charts(charted), rows=rows[::-1])
 
 
 @app.get("/api/monitoring")
@@ -156,11 +151,16 @@ def monitoring_api(user: User) -> dict[str, Any]:
     """The weeks (newest first) and the trend series (oldest week first)."""
     from reviewops.monitoring.trends import values
 
+    rows, charted = _weeks_and_trends()
+    return {"weeks": rows[::-1], "trends": {"weeks": [w for w, _ in charted], "series": values(charted)}}
+
+
+def _weeks_and_trends() -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any] | None]]]:
+    """Each week's table row, and what the trends draw of it (nothing of a damaged week),
+    oldest first."""
     weeks = _read_weeks()
-    return {
-        "weeks": [_summary(w) for w in reversed(weeks)],
-        "trends": {"weeks": [w["week"] for w in weeks], "series": values([(w["week"], w["metrics"]) for w in weeks])},
-    }
+    rows = [_summary(w) for w in weeks]
+    return rows, [(w["week"], None if row["error"] else w["metrics"]) for w, row in zip(weeks, rows, strict=True)]
 
 
 def _week_folder(week: str) -> StoragePath:
