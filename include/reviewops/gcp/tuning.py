@@ -367,7 +367,7 @@ def evaluate_tuned_model(
     The champion is either a Keras model (``champion``: version and model file; it
     predicts here, locally) or a Vertex AI model (``vertex_champion``: version and its own
     batch predictions of the same eval split, unanswered reviews counted as misses)."""
-    from reviewops.modeling.evaluation import evaluation_report, references, write_evaluation
+    from reviewops.modeling.evaluation import comparison, evaluation_report, references, write_evaluation
     from reviewops.storage.io import read_table
 
     evaluation = read_table(dataset_dir / "eval.parquet", columns=["review_id", "text", "label"])
@@ -380,10 +380,12 @@ def evaluate_tuned_model(
             f"none of the {len(ids)} eval reviews of {dataset_dir.name} has a prediction: the batch "
             "predictions are not of this dataset version's eval split"
         )
-    metrics = scored_metrics(labels, [predicted.get(i) for i in ids])
-    report = evaluation_report(
-        model_version, dataset_dir.name, metrics, references(dataset_dir, texts, labels, champion)
-    )
+    challenger = [predicted.get(i) for i in ids]
+    metrics = scored_metrics(labels, challenger)
+    compared = references(dataset_dir, texts, labels, champion)
+    report = evaluation_report(model_version, dataset_dir.name, metrics, compared)
+    if labels:  # intervals and paired differences, unanswered reviews counted as misses
+        report["comparison"] = comparison(labels, challenger, compared)
     report["kind"] = KIND
     report["answered"] = matched
     report["predictions"] = dict(predictions_summary or {})
