@@ -3,6 +3,7 @@ shaped as v2 tensors. Pure: no server, no model."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from reviewops.serving.protocol import (
     InferRequest,
     RequestError,
     infer_response,
+    infer_response_json,
     parse_infer_request,
     read_json,
 )
@@ -131,6 +133,21 @@ def test_a_request_may_ask_for_some_outputs_only() -> None:
         "m-abc", ("negative", "neutral", "positive"), np.array([[0.1, 0.1, 0.8]], np.float32), (scan_text("ok"),)
     )
     assert [t["name"] for t in infer_response(parsed, scores)["outputs"]] == ["model_version", "label"]
+
+
+@pytest.mark.parametrize("outputs", [None, [{"name": "safety_score"}, {"name": "probabilities"}]])
+@pytest.mark.parametrize("request_id", [None, 'r-"3\u00e9'])
+def test_the_written_response_is_the_response_as_compact_json(outputs: Any, request_id: str | None) -> None:
+    texts = ["call me at 555-123-4567", 'great "value"', "m\u00e9h"]
+    payload: dict[str, Any] = {**request(texts), "id": request_id}
+    if outputs is not None:
+        payload["outputs"] = outputs
+    parsed = parse_infer_request(payload, SETTINGS)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [1 / 3, 1 / 3, 1 / 3]], np.float32)
+    scores = Scores("m-abc", ("negative", "neutral", "positive"), probabilities, tuple(map(scan_text, texts)))
+    for stage in ("none", "canary"):
+        expected = json.dumps(infer_response(parsed, scores, stage), separators=(",", ":")).encode()
+        assert infer_response_json(parsed, scores, stage) == expected
 
 
 @pytest.mark.parametrize(

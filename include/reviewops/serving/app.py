@@ -11,13 +11,13 @@ without a token); they say nothing about the model.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -31,7 +31,7 @@ from reviewops.serving.protocol import (
     InferRequest,
     RequestError,
     error_body,
-    infer_response,
+    infer_response_json,
     model_metadata,
     parse_infer_request,
     read_json,
@@ -51,6 +51,10 @@ OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 # JSON do not hold the event loop (and every other request) while they are parsed.
 INLINE_PARSE_BYTES = 64 * 1024
 KEY_HEADER = "x-request-key"
+KEY_HEADER_BYTES = KEY_HEADER.encode()
+INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+RETRY_HEADERS = [(b"retry-after", b"1")]
 MAX_KEY_CHARS = 256
 NO_ROLLOUT = "none"
 
@@ -62,75 +66,101 @@ class _ClientGone(Exception):
 class RequestGuard:
     """Token check, body limit and body timeout, in front of ``app``."""
 
-    def __init__(self, app: ASGIApp, token: str | None, settings: ServeSettings) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, settings: ServeSettings, routes: Routes | None = None) -> None:
         self.app = app
         self._token = token.encode() if token is not None else None
         self.settings = settings
+        self.routes = routes  # answers POST infer itself when given
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan (no websocket route exists)
             await self.app(scope, receive, send)
             return
-        if scope["path"] not in OPEN_PATHS and not self._authorised(scope):
+        path = scope["path"]
+        try:
+            wanted = _Headers(scope["headers"])
+        except RequestError as exc:
+            await respond(send, exc.status, exc.message)
+            return
+        if path not in OPEN_PATHS and not self._authorised(wanted.authorization):
             headers = [(b"www-authenticate", b'Bearer realm="reviewops"')]
             await respond(send, 401, "missing or wrong token: send 'Authorization: Bearer <token>'", headers)
             return
         try:
-            body = await self._read_body(scope, receive)
+            body = await self._read_body(wanted.content_length, receive)
         except RequestError as exc:
             await respond(send, exc.status, exc.message)
             return
         except _ClientGone:
             return
+        if self.routes is not None and path == INFER_PATH and scope["method"] == "POST":
+            status, content, headers = await self.routes.answer(body, wanted.request_key)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+            return
         await self.app(scope, _replay(body, receive), send)
 
-    def _authorised(self, scope: Scope) -> bool:
+    def _authorised(self, values: list[bytes]) -> bool:
         if self._token is None:
             return True
-        values = _headers(scope, b"authorization")
         if len(values) != 1:
             return False
         scheme, _, credential = values[0].partition(b" ")
         # compare_digest takes as long for any wrong token of a given length as for another.
         return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self._token)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, declared: int | None, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
-        declared = _content_length(scope)
         if declared is not None and declared > limit:
             raise RequestError(413, f"the body is {declared} bytes, more than the {limit} allowed: send fewer texts")
         chunks: list[bytes] = []
         size = 0
-        deadline = time.monotonic() + self.settings.body_timeout_seconds
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise RequestError(
-                    408, f"the body did not arrive within {self.settings.body_timeout_seconds:g} s"
-                ) from None
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"the body is more than the {limit} bytes allowed: send fewer texts")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            # One timer for the whole body (not a task and a timer per message, as wait_for).
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestError(413, f"the body is more than the {limit} bytes allowed: send fewer texts")
+                    if not message.get("more_body", False):
+                        if not chunks:
+                            return bytes(chunk)
+                        chunks.append(chunk)
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise RequestError(
+                408, f"the body did not arrive within {self.settings.body_timeout_seconds:g} s"
+            ) from None
 
 
-def _headers(scope: Scope, name: bytes) -> list[bytes]:
-    return [value for key, value in scope.get("headers", []) if key.lower() == name]
+class _Headers:
+    """The request headers the guard and the infer route read, in one pass over them."""
 
+    __slots__ = ("authorization", "content_length", "request_key")
 
-def _content_length(scope: Scope) -> int | None:
-    values = _headers(scope, b"content-length")
-    if not values:
-        return None
-    if len(values) > 1 or not values[0].strip().isdigit():
-        raise RequestError(400, "Content-Length must be one whole number")
-    return int(values[0])
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.authorization: list[bytes] = []
+        lengths: list[bytes] = []
+        key = b""
+        for name, value in headers:
+            name = name.lower()  # uvicorn gives them lowercased already; other servers may not
+            if name == b"authorization":
+                self.authorization.append(value)
+            elif name == b"content-length":
+                lengths.append(value)
+            elif name == KEY_HEADER_BYTES and not key:  # the first, as Starlette's headers.get
+                key = value
+        self.request_key = key[: MAX_KEY_CHARS * 4].decode("latin-1")[:MAX_KEY_CHARS] if key else ""
+        self.content_length: int | None = None
+        if lengths:
+            if len(lengths) > 1 or not lengths[0].strip().isdigit():
+                raise RequestError(400, "Content-Length must be one whole number")
+            self.content_length = int(lengths[0])
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -161,6 +191,13 @@ def _json(content: dict[str, Any], status: int = 200, headers: dict[str, str] | 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json({"error": message}, status, headers)
+
+
+def _raw_error(
+    status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    body = error_body(message)
+    return status, body, [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]
 
 
 class Routes:
@@ -214,13 +251,21 @@ class Routes:
         return _error(404, f"model {name[:80]!r} is not served here: this server serves {MODEL_NAME!r}")
 
     async def infer(self, request: Request) -> Response:
+        """The FastAPI route of infer; the guard answers POSTs itself (:meth:`answer`), so
+        this is reached only by an app built without it."""
+        key = request.headers.get(KEY_HEADER, "")[:MAX_KEY_CHARS]
+        status, content, headers = await self.answer(await request.body(), key)
+        return Response(content, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+    async def answer(self, body: bytes, header_key: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """An inference request's status, JSON body and headers."""
         started = time.monotonic()
         try:
-            parsed = await self._parse(await request.body())
+            parsed = await self._parse(body)
         except RequestError as exc:
-            return _error(exc.status, exc.message)
+            return _raw_error(exc.status, exc.message)
         request_id = parsed.request_id or uuid.uuid4().hex
-        key = parsed.request_key or request.headers.get(KEY_HEADER, "")[:MAX_KEY_CHARS] or request_id
+        key = parsed.request_key or header_key or request_id
         plan = self.watcher.plan()
         answering, shadow, stage = self.batcher, None, NO_ROLLOUT
         if plan is not None and self.watcher.challenger is not None:
@@ -230,49 +275,80 @@ class Routes:
         try:
             future = answering.submit(parsed.texts)
         except NotReady as exc:
-            return _error(503, f"{exc}: /v2/health/ready answers 200 once one is", {"retry-after": "1"})
+            return _raw_error(503, f"{exc}: /v2/health/ready answers 200 once one is", RETRY_HEADERS)
         except QueueFull as exc:
-            return _error(503, f"busy: {exc}; retry shortly", {"retry-after": "1"})
+            return _raw_error(503, f"busy: {exc}; retry shortly", RETRY_HEADERS)
+        at = dt.datetime.now(dt.UTC) if self.request_log is not None else None
         version = answering.model.version if answering.model else "unknown"
-        call = Call(request_id, key, stage, ANSWER, 0.0, parsed.texts, version)
         if shadow is not None:
-            self._shadow(shadow, call)
+            self._shadow(shadow, request_id, key, stage, parsed.texts, at)
         try:
-            scores = await asyncio.wait_for(asyncio.wrap_future(future), self.settings.request_timeout_seconds)
+            # A timer, not wait_for's task: the batching thread resolves the future through
+            # the loop (wrap_future: call_soon_threadsafe), and a timeout cancels it, so the
+            # batcher drops rows it has not taken yet.
+            async with asyncio.timeout(self.settings.request_timeout_seconds):
+                scores = await asyncio.wrap_future(future)
         except TimeoutError:
             wait = self.settings.request_timeout_seconds
-            self._log(call, started, None, f"no answer within {wait:g} s")
-            return _error(503, f"the model did not answer within {wait:g} s; retry shortly", {"retry-after": "1"})
+            self._log(
+                request_id, key, stage, ANSWER, started, parsed.texts, version, at, None, f"no answer within {wait:g} s"
+            )
+            return _raw_error(503, f"the model did not answer within {wait:g} s; retry shortly", RETRY_HEADERS)
         except ScoringError as exc:
-            self._log(call, started, None, str(exc))
-            return _error(500, str(exc))
-        self._log(call, started, scores)
-        return _json(infer_response(parsed, scores, stage))
+            self._log(request_id, key, stage, ANSWER, started, parsed.texts, version, at, None, str(exc))
+            return _raw_error(500, str(exc))
+        self._log(request_id, key, stage, ANSWER, started, parsed.texts, scores.version, at, scores)
+        content = infer_response_json(parsed, scores, stage)
+        return 200, content, [*JSON_HEADERS, (b"content-length", b"%d" % len(content))]
 
-    def _log(self, call: Call, started: float, scores: Scores | None, error: str | None = None) -> None:
-        if self.request_log is None:
+    def _log(
+        self,
+        request_id: str,
+        key: str,
+        stage: str,
+        role: str,
+        started: float,
+        texts: list[str],
+        version: str,
+        at: dt.datetime | None,
+        scores: Scores | None,
+        error: str | None = None,
+    ) -> None:
+        if self.request_log is None or at is None:
             return
         latency = (time.monotonic() - started) * 1000.0
-        version = scores.version if scores is not None else call.version
-        self.request_log.append(replace(call, latency_ms=latency, version=version, scores=scores, error=error))
+        self.request_log.append(Call(request_id, key, stage, role, latency, texts, version, scores, error, at))
 
-    def _shadow(self, batcher: MicroBatcher, answered: Call) -> None:
+    def _shadow(
+        self, batcher: MicroBatcher, request_id: str, key: str, stage: str, texts: list[str], at: dt.datetime | None
+    ) -> None:
         """Score a copy on the other model, for the gate to compare; never holds up or
         fails the request it copies."""
         started = time.monotonic()
         try:
-            future = batcher.submit(list(answered.texts))
+            future = batcher.submit(list(texts))
         except (NotReady, QueueFull):
-            self.shadow_dropped_rows += len(answered.texts)
+            self.shadow_dropped_rows += len(texts)
             return
         version = batcher.model.version if batcher.model else "unknown"
-        call = replace(answered, role=SHADOW, version=version)
 
         def done(finished: Future[Scores]) -> None:
             if finished.cancelled():
                 return
             failure = finished.exception()
-            self._log(call, started, None if failure else finished.result(), str(failure) if failure else None)
+            scores = None if failure else finished.result()
+            self._log(
+                request_id,
+                key,
+                stage,
+                SHADOW,
+                started,
+                texts,
+                scores.version if scores else version,
+                at,
+                scores,
+                str(failure) if failure else None,
+            )
 
         future.add_done_callback(done)
 
@@ -306,4 +382,4 @@ def create_app(
     api.add_api_route(f"{model}/infer", routes.infer, methods=["POST"])
     api.add_api_route("/v2/models/{name}", routes.unknown_model, methods=["GET", "POST"])
     api.add_api_route("/v2/models/{name}/{rest:path}", routes.unknown_model, methods=["GET", "POST"])
-    return RequestGuard(api, token, settings)
+    return RequestGuard(api, token, settings, routes)

@@ -1,7 +1,8 @@
 """The request log: every row the server scores, appended to Parquet by a background writer.
 
 Nothing here runs on the request path but :meth:`RequestLog.append`, which puts a
-request's call on a bounded queue without waiting: when the queue is full (the disk or the
+request's call on a bounded queue without waiting and without a lock (a ``deque``: its
+``append`` and ``popleft`` are atomic, O(1)): when the queue is full (the disk or the
 object store slower than the traffic) its rows are dropped and counted
 (``dropped_rows``, shown in ``/v2/models/reviews/stats``) rather than slowing an answer.
 One thread drains the queue every ``flush_seconds`` (sooner once ``flush_calls`` wait) and
@@ -17,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import queue
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,7 +145,11 @@ class RequestLog:
         self.flush_seconds = flush_seconds
         # Items are whole calls; the bound counts calls, so it is the rows bound for
         # single-review requests and a looser one for batches (256 rows at most each).
-        self._queue: queue.Queue[Call | _Flush | None] = queue.Queue(maxsize=max_queue_rows)
+        # A deque, not a queue.Queue: append and popleft need no lock (the GIL makes them
+        # atomic), so the request path never waits on the writer. The bound is checked
+        # before the append, so with several appending threads it may be passed by a few.
+        self.max_queue_calls = max_queue_rows
+        self._queue: deque[Call | _Flush | None] = deque()
         self._wake = threading.Event()
         self._writer_id = uuid.uuid4().hex[:8]
         self._parts = 0
@@ -161,13 +166,13 @@ class RequestLog:
     def append(self, call: Call) -> bool:
         """Queue a call's rows for writing without waiting; False (and counted) when the
         queue is full."""
-        try:
-            self._queue.put_nowait(call)
-        except queue.Full:
-            with self._lock:
+        queued = len(self._queue)
+        if queued >= self.max_queue_calls:
+            with self._lock:  # only when dropping: the usual append takes no lock
                 self.dropped_rows += len(call.texts)
             return False
-        if self._queue.qsize() >= self.flush_calls:
+        self._queue.append(call)
+        if queued + 1 >= self.flush_calls:
             self._wake.set()
         return True
 
@@ -176,13 +181,13 @@ class RequestLog:
         if not self._thread.is_alive():
             return False
         marker = _Flush()
-        self._queue.put(marker, timeout=timeout)
+        self._queue.append(marker)  # markers pass the bound: they hold no rows
         self._wake.set()
         return marker.done.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         if self._thread.is_alive():
-            self._queue.put(None, timeout=timeout)
+            self._queue.append(None)
             self._wake.set()
             self._thread.join(timeout)
 
@@ -193,7 +198,7 @@ class RequestLog:
                 "request_log_dropped_rows": self.dropped_rows,
                 "request_log_write_errors": self.write_errors,
                 "request_log_last_error": self.last_error,
-                "request_log_queued": self._queue.qsize(),
+                "request_log_queued": len(self._queue),
             }
 
     def _run(self) -> None:
@@ -203,11 +208,8 @@ class RequestLog:
             calls: list[Call] = []
             markers: list[_Flush] = []
             stopping = False
-            while True:  # what is queued now; what comes later waits for the next round
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            for _ in range(len(self._queue)):  # what is queued now; what comes later waits for the next round
+                item = self._queue.popleft()
                 if isinstance(item, Call):
                     calls.append(item)
                 elif isinstance(item, _Flush):

@@ -106,6 +106,10 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: ServeSettings, 
         host=host,
         port=port,
         workers=1,
+        # Both are locked in requirements.txt ("auto" would pick them too, silently falling
+        # back to h11 and asyncio, which cost several times the CPU a request, if missing).
+        http="httptools",
+        loop="uvloop",
         lifespan="off",
         access_log=False,
         server_header=False,
