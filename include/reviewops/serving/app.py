@@ -14,8 +14,10 @@ import asyncio
 import datetime as dt
 import hmac
 import json
+import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future
 from typing import Any
@@ -200,6 +202,55 @@ def _raw_error(
     return status, body, [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]
 
 
+# Request ids the server makes up: 128 random bits as 32 hex digits, like uuid4().hex, from
+# a generator seeded once from the OS (uuid4 reads os.urandom each time: a system call that
+# lets the model thread take the GIL from the event loop, on every request).
+_ids = random.Random(uuid.uuid4().int)
+
+
+def _new_request_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
+
+class _LoopResolver:
+    """Hands the batcher's answers (concurrent futures, resolved on the model thread) to the
+    event loop, one loop wake-up for all the requests of a model call: the first answer
+    of a round schedules :meth:`_drain` (``call_soon_threadsafe``), the others only queue.
+    ``asyncio.wrap_future`` schedules a wake-up for each, and each made the model thread and
+    the loop trade the GIL. Relies on deque append/popleft and attribute writes being atomic."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ready: deque[tuple[Future[Scores], asyncio.Future[Scores]]] = deque()
+        self._scheduled = False
+
+    def watch(self, future: Future[Scores]) -> asyncio.Future[Scores]:
+        waiter: asyncio.Future[Scores] = self.loop.create_future()
+        future.add_done_callback(lambda done: self._done(done, waiter))
+        return waiter
+
+    def _done(self, done: Future[Scores], waiter: asyncio.Future[Scores]) -> None:  # any thread
+        self._ready.append((done, waiter))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                self._scheduled = False
+
+    def _drain(self) -> None:  # the loop's thread
+        self._scheduled = False  # before draining: an answer queued from now on schedules again
+        while self._ready:
+            done, waiter = self._ready.popleft()
+            if waiter.done() or done.cancelled():
+                continue
+            failure = done.exception()
+            if failure is not None:
+                waiter.set_exception(failure)
+            else:
+                waiter.set_result(done.result())
+
+
 class Routes:
     """The v2 routes over the champion's batcher, the challenger's (during a roll-out), the
     watcher that loads both, and the request log."""
@@ -212,6 +263,13 @@ class Routes:
         self.settings = settings
         self.request_log = request_log
         self.shadow_dropped_rows = 0  # shadow copies the challenger's queue had no room for
+        self._resolvers: _LoopResolver | None = None
+
+    def _resolver(self) -> _LoopResolver:
+        loop = asyncio.get_running_loop()
+        if self._resolvers is None or self._resolvers.loop is not loop:
+            self._resolvers = _LoopResolver(loop)
+        return self._resolvers
 
     def _served(self) -> ServedModel | None:
         model = self.batcher.model
@@ -264,7 +322,7 @@ class Routes:
             parsed = await self._parse(body)
         except RequestError as exc:
             return _raw_error(exc.status, exc.message)
-        request_id = parsed.request_id or uuid.uuid4().hex
+        request_id = parsed.request_id or _new_request_id()
         key = parsed.request_key or header_key or request_id
         plan = self.watcher.plan()
         answering, shadow, stage = self.batcher, None, NO_ROLLOUT
@@ -283,12 +341,12 @@ class Routes:
         if shadow is not None:
             self._shadow(shadow, request_id, key, stage, parsed.texts, at)
         try:
-            # A timer, not wait_for's task: the batching thread resolves the future through
-            # the loop (wrap_future: call_soon_threadsafe), and a timeout cancels it, so the
-            # batcher drops rows it has not taken yet.
+            # A timer, not wait_for's task; the answer reaches the loop through the resolver
+            # (one loop wake-up a model call, not one a request).
             async with asyncio.timeout(self.settings.request_timeout_seconds):
-                scores = await asyncio.wrap_future(future)
+                scores = await self._resolver().watch(future)
         except TimeoutError:
+            future.cancel()  # the batcher drops rows it has not taken yet
             wait = self.settings.request_timeout_seconds
             self._log(
                 request_id, key, stage, ANSWER, started, parsed.texts, version, at, None, f"no answer within {wait:g} s"

@@ -113,7 +113,11 @@ class MicroBatcher:
                 raise QueueFull(f"{self._queued_rows} rows are waiting for the model (at most {self.max_queue_rows})")
             self._queue.append(_Pending(texts, future))
             self._queued_rows += len(texts)
-            self._condition.notify_all()
+            # Wake the model thread only when it has something new to do: the first request
+            # of a call (it waits for one), or a call's worth of rows (it stops gathering).
+            # Waking it for every request made it take the GIL from the event loop as often.
+            if len(self._queue) == 1 or self._queued_rows >= self.max_batch_rows:
+                self._condition.notify_all()
         return future
 
     def _run(self) -> None:
@@ -130,20 +134,19 @@ class MicroBatcher:
                 self._condition.wait()
             if not self._queue:
                 return None
-            batch = [self._queue.popleft()]
-            rows = len(batch[0].texts)
+            # Gather: sleep until max_wait after the first request, or until a call's worth
+            # of rows waits (submit wakes it then), then take what fits in one call.
             deadline = time.monotonic() + self.max_wait_seconds
-            while rows < self.max_batch_rows:
-                if self._queue:
-                    if rows + len(self._queue[0].texts) > self.max_batch_rows:
-                        break
-                    batch.append(self._queue.popleft())
-                    rows += len(batch[-1].texts)
-                    continue
+            while self._queued_rows < self.max_batch_rows and not self._stopping:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stopping:
+                if remaining <= 0:
                     break
                 self._condition.wait(remaining)
+            batch = [self._queue.popleft()]
+            rows = len(batch[0].texts)
+            while self._queue and rows + len(self._queue[0].texts) <= self.max_batch_rows:
+                batch.append(self._queue.popleft())
+                rows += len(batch[-1].texts)
             self._queued_rows -= rows
             model = self._model
         assert model is not None  # submit() queues nothing before a model is loaded
