@@ -465,7 +465,9 @@ def register_model(
     if kind == ModelKind.VERTEX:
         metadata["vertex"] = training["vertex"]
     # The intervals, paired differences and calibration behind the gate, for the card.
-    uncertainty: dict[str, Any] = {k: evaluation[k] for k in ("comparison", "calibration", "cross_validation") if k in evaluation}
+    uncertainty: dict[str, Any] = {
+        k: evaluation[k] for k in ("comparison", "calibration", "cross_validation") if k in evaluation
+    }
     if uncertainty:
         metadata["uncertainty"] = uncertainty
     write_text(render_model_card(metadata, manifest), candidate / MODEL_CARD_FILE)
