@@ -2,8 +2,9 @@
 shared model calls.
 
 A model call takes the first waiting request, then whatever else arrives within
-``max_wait_seconds`` of it, up to ``max_batch_rows`` rows (TF Serving's
-``batch_timeout_micros`` and ``max_batch_size``). A request is never split across calls,
+``max_wait_seconds`` of its arrival, up to ``max_batch_rows`` rows (TF Serving's
+``batch_timeout_micros`` and ``max_batch_size``): a request that already waited that long
+while the model was busy is taken at once with the others waiting, not held another window. A request is never split across calls,
 so every row of a request is answered by the same version. The model a call uses is
 read once, as the call starts: a swap (:meth:`MicroBatcher.swap`) takes effect from the
 next call, and the call under way finishes on the version it started with.
@@ -60,6 +61,7 @@ class BatchStats:
 class _Pending:
     texts: list[str]
     future: Future[Scores]
+    queued_at: float  # time.monotonic()
 
 
 class MicroBatcher:
@@ -111,7 +113,7 @@ class MicroBatcher:
                 raise NotReady("the server is stopping")
             if self._queued_rows + len(texts) > self.max_queue_rows:
                 raise QueueFull(f"{self._queued_rows} rows are waiting for the model (at most {self.max_queue_rows})")
-            self._queue.append(_Pending(texts, future))
+            self._queue.append(_Pending(texts, future, time.monotonic()))
             self._queued_rows += len(texts)
             # Wake the model thread only when it has something new to do: the first request
             # of a call (it waits for one), or a call's worth of rows (it stops gathering).
@@ -134,9 +136,9 @@ class MicroBatcher:
                 self._condition.wait()
             if not self._queue:
                 return None
-            # Gather: sleep until max_wait after the first request, or until a call's worth
-            # of rows waits (submit wakes it then), then take what fits in one call.
-            deadline = time.monotonic() + self.max_wait_seconds
+            # Gather: sleep until max_wait after the first request arrived, or until a call's
+            # worth of rows waits (submit wakes it then), then take what fits in one call.
+            deadline = self._queue[0].queued_at + self.max_wait_seconds
             while self._queued_rows < self.max_batch_rows and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
