@@ -209,6 +209,7 @@ def infer_response_json(request: InferRequest, scores: Scores, stage: str = "non
             parts += [f'{rows},{len(classes)}],"data":', _dumps(values), ',"parameters":{"classes":']
             parts += [_dumps(classes), "}}"]
         else:
+            data: list[Any]
             if name == "safety_flagged":
                 data = [f.flagged for f in scores.safety]
             elif name == "safety_categories":
