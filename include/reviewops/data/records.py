@@ -29,11 +29,56 @@ import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
+
+import numpy as np
 
 # A review can be longer than the csv module's default field limit (131,072 characters);
 # validation, not the reader, decides what is too long.
 _FIELD_LIMIT = 2**31 - 1
+
+
+class Lines(Sequence[bytes]):
+    """The physical lines of ``data`` with their line ends, as ``data.splitlines(keepends=True)``
+    gives them (ended by LF, CRLF or CR), found as offsets: a line is sliced out when asked
+    for, so a large file is not held twice, once as a list of lines."""
+
+    _CHUNK = 1 << 26  # bytes scanned at a time: the scan's temporaries stay small
+
+    def __init__(self, data: bytes) -> None:
+        whole = np.frombuffer(data, np.uint8)
+        found = []
+        for start in range(0, len(whole), self._CHUNK):
+            part = whole[start : start + self._CHUNK]
+            found.append(np.flatnonzero((part == 10) | (part == 13)) + start)
+        breaks = np.concatenate(found) if found else np.zeros(0, np.int64)
+        after = breaks + 1
+        crlf = np.zeros(len(breaks), bool)
+        inside = after < len(whole)
+        crlf[inside] = (whole[breaks[inside]] == 13) & (whole[after[inside]] == 10)
+        ends = after[~crlf]  # a CR followed by LF ends its line at the LF
+        if not len(ends) or ends[-1] != len(data):
+            ends = np.append(ends, len(data)) if len(data) else ends
+        self._data = data
+        self._bounds = np.concatenate([np.zeros(1, np.int64), ends.astype(np.int64)])
+
+    def __len__(self) -> int:
+        return len(self._bounds) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._data[int(self._bounds[index]) : int(self._bounds[index + 1])]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ yielded as a :class:`RejectedFile` and the other files are still read.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import glob
@@ -37,7 +38,7 @@ import pyarrow.csv as pacsv
 
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.data.parsing import parse_dates
-from reviewops.data.records import Span, damaged_spans
+from reviewops.data.records import Lines, Span, damaged_spans
 from reviewops.data.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
 from reviewops.data.windows import PlausibleDates, Window
 from reviewops.storage.io import read_parquet_metadata, read_table
@@ -76,6 +77,8 @@ _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 _LINE_END = r"\r\n|\r|\n"
 _LINE_ENDS = re.compile(_LINE_END)
+_BLANK = re.compile(rb"[ \t\n\r\x0b\x0c]*")  # what bytes.strip() removes
+_UTF8_PIECE = 1 << 24
 
 
 class SourceError(ValueError):
@@ -251,7 +254,7 @@ def _utf8_bytes(path: StoragePath, kind: str) -> bytes:
     else:
         data = data.removeprefix(_UTF8_BOM)
         _check_utf8(path, data)
-    if not data.strip():
+    if _BLANK.fullmatch(data):  # not data.strip(), which copied the whole file
         raise SourceError(f"{path}: is empty: nothing to read (deliver the export again)")
     return data
 
@@ -267,6 +270,16 @@ def _transcode_utf16(path: StoragePath, data: bytes) -> bytes:
 
 
 def _check_utf8(path: StoragePath, data: bytes) -> None:
+    # Decoded a piece at a time and thrown away: decoding the whole file made a second copy
+    # of it, up to four times its size (the largest part of ingest's peak memory at 1M rows).
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(data), _UTF8_PIECE):
+            decoder.decode(view[start : start + _UTF8_PIECE], final=start + _UTF8_PIECE >= len(data))
+        return
+    except UnicodeDecodeError:
+        pass  # decoded whole below, for the position of the first bad byte
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -290,7 +303,7 @@ def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
     table, malformed = _parse_delimited(path, data, names, delimiter)
     if _physical_lines(data) > 1 + table.num_rows + len(malformed):
         # Some record runs over several lines: check that no stray quote joined records.
-        lines = data.splitlines(keepends=True)
+        lines = Lines(data)
         spans = damaged_spans(lines, _lines_per_record(table, malformed), len(names), delimiter)
         if spans is not None:
             return _resynchronised(path, lines, spans, names, delimiter)
@@ -356,7 +369,7 @@ def _lines_per_record(table: pa.Table, malformed: list[tuple[int | None, str]]) 
 
 
 def _resynchronised(
-    path: StoragePath, lines: list[bytes], spans: list[Span], names: list[str], delimiter: str
+    path: StoragePath, lines: Sequence[bytes], spans: list[Span], names: list[str], delimiter: str
 ) -> pa.Table:
     """The file read again without the lines that broke its quoting: each sound record
     keeps its own number, and each damaged line is a malformed row of its own."""
