@@ -22,14 +22,15 @@ from reviewops.data.parsing import (
     clean_text_array,
     has_control_characters,
     has_control_characters_array,
+    is_blank_array,
     shows_nothing,
     shows_nothing_array,
     strip_all,
 )
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE, read_source
-from reviewops.data.transform import curate_frame
-from reviewops.data.validate import ValidationOutcome, validate_frame
+from reviewops.data.transform import curate_frame, curate_table
+from reviewops.data.validate import ValidationOutcome, validate_frame, validate_table
 
 from . import oracle_rowwise
 from .oracle_rowwise import curate_rowwise, validate_rowwise
@@ -159,6 +160,21 @@ def test_arrow_validate_and_curate_agree_with_the_row_at_a_time_oracle(frame: pd
     got = validate_frame(frame, max_chars, TODAY, EARLIEST)
     assert_same_outcome(got, want)
     assert_same_curation(want.valid)
+    # A batch read from Parquet comes in several chunks, which the steps keep as they are.
+    names = [n for n in (*CANONICAL, MALFORMED, WRONG_TYPE, SOURCE_FILE) if n in frame]
+    table = pa.table(
+        {
+            **{n: pa.array(frame[n].astype(object), pa.string(), from_pandas=True) for n in names},
+            SOURCE_ROW: pa.array(frame[SOURCE_ROW], pa.int64()),
+        }
+    )
+    chunked = validate_table(
+        pa.Table.from_batches(table.to_batches(max_chunksize=3), table.schema), max_chars, TODAY, EARLIEST
+    )
+    assert chunked.valid_table.equals(got.valid_table) and chunked.quarantined_table.equals(got.quarantined_table)
+    valid = got.valid_table
+    pieces = pa.Table.from_batches(valid.to_batches(max_chunksize=2), valid.schema)
+    assert [t.to_pylist() for t in curate_table(pieces)] == [t.to_pylist() for t in curate_table(valid)]
 
 
 def test_the_shipped_reviews_validate_and_curate_as_the_oracle_does() -> None:
@@ -174,6 +190,7 @@ def test_arrow_text_kernels_agree_with_the_per_value_parsers(values: list[str | 
     array = pa.array(values, pa.string())
     assert clean_text_array(array).to_pylist() == [clean_text(v or "") for v in values]
     assert strip_all(array).to_pylist() == [None if v is None else v.strip() for v in values]
+    assert is_blank_array(array).to_pylist() == [not v or not v.strip() for v in values]
     assert has_control_characters_array(array).to_pylist() == [has_control_characters(v or "") for v in values]
     cleaned = [clean_text(v or "") for v in values]
     assert shows_nothing_array(pa.array(cleaned, pa.string())).to_pylist() == [shows_nothing(c) for c in cleaned]
@@ -182,4 +199,4 @@ def test_arrow_text_kernels_agree_with_the_per_value_parsers(values: list[str | 
 def test_the_blanks_arrow_trims_and_collapses_are_exactly_what_str_isspace_accepts() -> None:
     from reviewops.data import parsing
 
-    assert parsing._SPACES == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == parsing._SPACES

@@ -162,6 +162,12 @@ def strip_all(values: pa.Array) -> pa.Array:
     return pc.utf8_trim(values, characters=_SPACES)
 
 
+def is_blank_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Whether each value is missing or nothing but blanks (``not v or not v.strip()``),
+    without a stripped copy of the column."""
+    return pc.fill_null(pc.or_kleene(pc.is_null(values), pc.match_substring_regex(values, f"^{_SPACE}*$")), True)
+
+
 def by_distinct_value(values: pa.Array, parse: Callable[[Any], Any], type_: pa.DataType) -> pa.Array:
     """``parse`` of each value, called once per distinct value (nulls included, as None)."""
     encoded = pc.dictionary_encode(values, null_encoding="encode")

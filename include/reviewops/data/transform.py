@@ -73,15 +73,15 @@ def _first_of_each_text(table: pa.Table) -> np.ndarray:
     first and last 24 characters): only the rows whose key repeats have their whole texts
     lowercased and compared, so no lowercased copy of every text is made."""
     product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
-    text = _array(table, "text")
-    ascii_only = pc.string_is_ascii(text)
+    text = table.column("text")  # in its chunks: combined, it would be copied whole
+    ascii_only = pc.string_is_ascii(text).combine_chunks()
     other = pc.invert(ascii_only)
     # str.lower may change a text's length ("İ"): those few texts are keyed by Python's lowercase.
     lowered = [t.lower() for t in text.filter(other).to_pylist()]
     length = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
     length[other.to_numpy(zero_copy_only=False)] = [len(t.encode()) for t in lowered]
-    head = pc.ascii_lower(pc.utf8_slice_codeunits(text, 0, 24))
-    tail = pc.ascii_lower(pc.utf8_slice_codeunits(text, -24))
+    head = pc.ascii_lower(pc.utf8_slice_codeunits(text, 0, 24)).combine_chunks()
+    tail = pc.ascii_lower(pc.utf8_slice_codeunits(text, -24)).combine_chunks()
     if lowered:
         head = pc.replace_with_mask(head, other, pa.array([t[:24] for t in lowered], pa.string()))
         tail = pc.replace_with_mask(tail, other, pa.array([t[-24:] for t in lowered], pa.string()))
@@ -89,7 +89,7 @@ def _first_of_each_text(table: pa.Table) -> np.ndarray:
     first, count = _first_rows(*codes)
     candidates = np.flatnonzero(count > 1)
     if len(candidates):
-        whole = lower_all(text.take(pa.array(candidates, pa.int64())))
+        whole = lower_all(text.take(pa.array(candidates, pa.int64())).combine_chunks())
         inner, _ = _first_rows(product[candidates], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False))
         first[candidates] = candidates[inner]
     return first

@@ -25,6 +25,7 @@ from reviewops.data.parsing import (
     by_distinct_value,
     clean_text_array,
     has_control_characters_array,
+    is_blank_array,
     monday_of_array,
     parse_count_array,
     parse_date_array,
@@ -147,13 +148,14 @@ def validate_table(
     (transform cleans it). Python sees only the distinct dates, labels and counts, the
     texts with an HTML entity, and the quarantined rows' details.
     """
-    column = {name: _string_column(raw, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE)}
+    column = {name: _string_column(raw, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE) if name != "text"}
+    # The texts stay in the batch's chunks: combining them would copy the largest column.
+    column["text"] = raw.column("text").cast(pa.string()) if "text" in raw.column_names else _string_column(raw, "text")
     marks = _Marks(raw.num_rows)
     marks.mark(pc.is_valid(column[MALFORMED]), MALFORMED_ROW, _value(column[MALFORMED]))
     marks.mark(pc.is_valid(column[WRONG_TYPE]), BAD_TYPE, _value(column[WRONG_TYPE]))
     for field in REQUIRED:
-        blank = pc.equal(strip_all(pc.fill_null(column[field], "")), "")
-        marks.mark(blank, MISSING_FIELD, _constant(field))
+        marks.mark(is_blank_array(column[field]), MISSING_FIELD, _constant(field))
 
     dates = parse_date_array(column["review_date"])
     marks.mark(pc.is_null(dates), BAD_DATE, _value(column["review_date"]))
@@ -224,7 +226,9 @@ def validate_table(
     return ValidationOutcome(valid_table=valid, quarantined_table=quarantined)
 
 
-def _text_checks(text: pa.Array, slice_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _text_checks(
+    text: pa.Array | pa.ChunkedArray, slice_rows: int = 65_536
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Control characters, nothing visible once cleaned, and the cleaned length of every
     text, a slice at a time: the cleaned texts are never all in memory at once."""
     control, empty, lengths = [], [], []
