@@ -9,7 +9,12 @@ model load, Parquet read, predict, safety flags, Parquet write. The bare side is
 around ``model.predict`` alone, with the same batch size, on the texts as one string
 tensor (Keras refuses NumPy object arrays).
 
-    python -m bench.bench_scoring [--sizes 100000,1000000] [--profile-rows 100000]
+Whole process: ``reviewops score`` of a 200k-review TSV (read, validate, clean, load the
+model, predict, write Parquet) against a bare process doing the same with the plain tools
+(pandas ``read_csv``, Keras ``predict`` of the same model, pyarrow Parquet write), each
+timed from start to exit, imports included.
+
+    python -m bench.bench_scoring [--sizes 100000,1000000] [--profile-rows 100000] [--process-rows 200000]
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from bench.common import (
 SIZES = (100_000, 1_000_000)
 BATCH_SIZE = 4096  # ScoreParams' default
 THROUGHPUT_TARGET = 0.8
+PROCESS_ROWS = 200_000
+PROCESS_TARGET = 0.8
 RSS_TARGET = 1.25
 MODULE = "bench.bench_scoring"
 
@@ -134,40 +141,67 @@ def child_bare(data_root: str, curated: str) -> dict[str, Any]:
     }
 
 
-def child_prefilter(curated: str) -> dict[str, Any]:
-    """The proposed fix for scan_texts, measured here, not applied: Arrow's RE2 kernels
-    find, for a whole batch at once, the texts that hold any hint of a safety category
-    (an @, a +, a phone-like run of digits, a URL hint, a lexicon term); only those go
-    through ``scan_text``; every other text gets empty flags. Checked identical."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+# The bare whole process: what a person would write with the plain tools. The model is
+# loaded by reviewops' load_model only because the file names our TF-IDF layer class.
+BARE_PROCESS = """
+import sys
+from pathlib import Path
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow as tf
+from reviewops.modeling.training import load_model
+source, model_file, out = sys.argv[1:4]
+frame = pd.read_csv(source, sep="\\t", dtype=str, keep_default_na=False)
+model = load_model(Path(model_file))
+texts = tf.constant(frame["review"].to_numpy(dtype=object).reshape(-1, 1))
+probabilities = model.predict(texts, batch_size=4096, verbose=0)
+columns = {"review_id": pa.array(frame[frame.columns[0]].tolist(), pa.string())}
+for i, name in enumerate(("negative", "neutral", "positive")):
+    columns["prob_" + name] = pa.array(probabilities[:, i], pa.float32())
+pq.write_table(pa.table(columns), out, compression="zstd")
+"""
 
-    from reviewops.data import safety
 
-    texts = pq.read_table(curated, columns=["text"]).column("text").combine_chunks()
-    values = texts.to_pylist()
-    started = time.perf_counter()
-    current = safety.scan_texts(values)
-    seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    lowered = pc.utf8_lower(texts)
-    hints = [
-        pc.match_substring(texts, "@"),
-        pc.match_substring(texts, "+"),
-        pc.match_substring_regex(texts, safety._PHONE_HINT.pattern),
-        pc.match_substring_regex(lowered, safety._URL_HINT.pattern),
-        pc.match_substring_regex(lowered, safety._lexicon().pattern.pattern),
-    ]
-    candidates = functools.reduce(pc.or_, hints).to_pylist()
-    nothing = safety.SafetyFlags(categories=(), score=0.0)
-    proposed = [safety.scan_text(t) if hit else nothing for t, hit in zip(values, candidates, strict=True)]
-    return {
-        "rows": len(values),
-        "scan_texts_seconds": round(seconds, 2),
-        "prefiltered_seconds": round(time.perf_counter() - started, 2),
-        "candidates": sum(candidates),
-        "identical": proposed == current,
+def whole_process(rows: int, champion: Path) -> dict[str, Any]:
+    """``reviewops score`` of a TSV against the bare process, each a fresh process timed
+    from start to exit (same TSV, same model, file in the page cache for both)."""
+    import subprocess
+
+    from bench.common import child_env, synthetic_source, write_source_tsv
+    from reviewops.contracts import MODEL_FILE
+    from reviewops.registry.store import Registry
+
+    work = work_dir(f"scoring-process-{rows}")
+    source = write_source_tsv(synthetic_source(rows), work / "reviews.tsv")
+    registry = Registry(champion)
+    model_file = registry.path(registry.require_champion()) / MODEL_FILE
+    commands = {
+        "reviewops_score": [
+            str(Path(sys.executable).with_name("reviewops")),
+            "--data-root",
+            str(champion),
+            "score",
+            "--input",
+            str(source),
+            "--output",
+            str(work / "scored.parquet"),
+        ],
+        "bare_process": [sys.executable, "-c", BARE_PROCESS, str(source), str(model_file), str(work / "bare.parquet")],
     }
+    result: dict[str, Any] = {"rows": rows, "source_bytes": source.stat().st_size}
+    for name, command in commands.items():
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=child_env(), check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode:
+            raise SystemExit(f"{name} failed: {done.stderr[-2000:]}")
+        result[name] = {"seconds": round(seconds, 2), "rows_per_second": round(rows / seconds, 1)}
+        print(f"scoring: whole process {name}: {seconds:.1f}s", flush=True)
+    result["ratio"] = round(result["bare_process"]["seconds"] / result["reviewops_score"]["seconds"], 3)
+    result["target"] = PROCESS_TARGET
+    result["met"] = result["ratio"] >= PROCESS_TARGET
+    return result
 
 
 def build_partition(data_root: Path, rows: int) -> Path:
@@ -182,6 +216,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--profile-rows", type=int, default=SIZES[0], help="0: no profile")
+    parser.add_argument("--process-rows", type=int, default=PROCESS_ROWS, help="0: no whole-process comparison")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     champion = champion_root()
@@ -225,10 +260,9 @@ def main(argv: list[str]) -> dict[str, Any]:
         curated = next((data_root / "curated").glob("week=*/reviews.parquet"))
         print(f"scoring: cProfile of score_week on {args.profile_rows} rows ...", flush=True)
         sections["profile"] = run_child(MODULE, "score", str(data_root), str(curated), "profile")["profile"]
-    prefilter_root = work_dir(f"scoring-{min(sizes)}") / "data-root"
-    curated = next((prefilter_root / "curated").glob("week=*/reviews.parquet"))
-    print("scoring: the proposed scan_texts prefilter, measured ...", flush=True)
-    sections["prefilter"] = run_child(MODULE, "prefilter", str(prefilter_root), str(curated))
+        sections["profile_rows"] = args.profile_rows
+    if args.process_rows:
+        sections["process"] = whole_process(args.process_rows, champion)
     save_result("scoring", sections)
     return sections
 
@@ -239,8 +273,6 @@ def child(argv: list[str]) -> None:
         emit(child_score(data_root, curated, profile=bool(rest)))
     elif kind == "bare":
         emit(child_bare(data_root, curated))
-    elif kind == "prefilter":
-        emit(child_prefilter(curated))
     else:
         raise SystemExit(f"unknown child {kind}")
 

@@ -6,7 +6,11 @@ average is recorded at the start, every 15 s while the benches run, and at the e
 A bench that fails is reported in RESULTS.md with the tail of its output, the others
 still run, and the command exits non-zero.
 
-    python -m bench.run_all [--only scoring,dataplane,training,orchestration] [--quick] [--output FILE]
+    python -m bench.run_all [--only parse,scoring,dataplane,training,orchestration] [--skip-orchestration]
+                            [--quick] [--output FILE]
+
+Optional benches (OPTIONAL_BENCHES) run too when their module bench/bench_<name>.py exists;
+the report shows their figures in a section of their own (see report._extra).
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from typing import Any
 from bench.common import ROOT, load_average, machine
 from bench.report import render
 
-BENCHES = ("scoring", "dataplane", "training", "orchestration")
+BENCHES = ("parse", "scoring", "dataplane", "training", "orchestration")
+# Run when bench/bench_<name>.py exists, after the core benches: add a name here.
+OPTIONAL_BENCHES: tuple[str, ...] = ("serving",)
 # --quick: the same code paths on small sizes, to check the plumbing in a few minutes.
 QUICK_ARGS = {
-    "scoring": ["--sizes", "20000,50000", "--profile-rows", "20000"],
-    "dataplane": ["--rows", "50000", "--profile-rows", "20000"],
+    "parse": ["--runs", "1"],
+    "scoring": ["--sizes", "20000,50000", "--profile-rows", "20000", "--process-rows", "20000"],
+    "dataplane": ["--sizes", "20000,50000", "--profile-rows", "20000"],
     "training": ["--rows", "5000"],
     "orchestration": ["--weeks", "3"],
 }
@@ -97,12 +104,17 @@ def main(argv: list[str]) -> int:
         "--output", help=f"default: {RESULTS_MD.relative_to(ROOT)} (with --quick: in the scratch folder)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the plumbing (not the figures)")
+    parser.add_argument(
+        "--skip-orchestration",
+        action="store_true",
+        help="leave out the orchestration bench (about 15 min, PostgreSQL): RESULTS.md carries its last figures",
+    )
     parser.add_argument("--render", metavar="DIR", help="only re-render from the results/ of a kept scratch folder")
     args = parser.parse_args(argv)
     if args.render:
         return rerender(Path(args.render) / "results", Path(args.output or RESULTS_MD))
-    names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - set(BENCHES))
+    names = [n for n in args.only.split(",") if n and not (args.skip_orchestration and n == "orchestration")]
+    unknown = sorted(set(names) - set(BENCHES) - set(OPTIONAL_BENCHES))
     if unknown:
         raise SystemExit(f"unknown bench(es) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     given = os.environ.get("BENCH_WORK")
@@ -126,7 +138,11 @@ def main(argv: list[str]) -> int:
     print(f"benchmarks: {', '.join(names)}; scratch folder {work}; load average {context['load_average_start']}")
     sampler = LoadSampler()
     sampler.start()
-    runs = [run_bench(name, env, work / f"{name}.log", QUICK_ARGS[name] if args.quick else []) for name in names]
+    extra = [n for n in OPTIONAL_BENCHES if (ROOT / "bench" / f"bench_{n}.py").exists() and n not in names]
+    names += extra
+    runs = [
+        run_bench(name, env, work / f"{name}.log", QUICK_ARGS.get(name, []) if args.quick else []) for name in names
+    ]
     context["load_average_during"] = sampler.stop()
     context["load_average_end"] = load_average()
     context["total_seconds"] = round(time.monotonic() - started, 1)
@@ -140,7 +156,8 @@ def main(argv: list[str]) -> int:
         if run["returncode"] != 0:
             run["tail"] = Path(run["log"]).read_text(encoding="utf-8", errors="replace")[-4000:]
     (results / "context.json").write_text(json.dumps(context, indent=2, default=str) + "\n", encoding="utf-8")
-    output.write_text(render(context, figures), encoding="utf-8")
+    context["extra"] = [n for n in names if n in OPTIONAL_BENCHES]
+    output.write_text(render(context, figures, context["extra"]), encoding="utf-8")
     print(f"benchmarks: done in {context['total_seconds'] / 60:.1f} min; wrote {output}")
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -149,8 +166,9 @@ def main(argv: list[str]) -> int:
 
 def rerender(results: Path, output: Path) -> int:
     context = json.loads((results / "context.json").read_text())
-    figures = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json") if p.stem in BENCHES}
-    output.write_text(render(context, figures), encoding="utf-8")
+    known = (*BENCHES, *OPTIONAL_BENCHES)
+    figures = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json") if p.stem in known}
+    output.write_text(render(context, figures, context.get("extra", [])), encoding="utf-8")
     print(f"wrote {output}")
     return 0
 
