@@ -55,6 +55,7 @@ INLINE_PARSE_BYTES = 64 * 1024
 KEY_HEADER = "x-request-key"
 KEY_HEADER_BYTES = KEY_HEADER.encode()
 INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+BAD_LENGTH = -1  # a Content-Length that is not one whole number
 JSON_HEADERS = [(b"content-type", b"application/json")]
 RETRY_HEADERS = [(b"retry-after", b"1")]
 MAX_KEY_CHARS = 256
@@ -79,11 +80,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        try:
-            wanted = _Headers(scope["headers"])
-        except RequestError as exc:
-            await respond(send, exc.status, exc.message)
-            return
+        wanted = _Headers(scope["headers"])
         if path not in OPEN_PATHS and not self._authorised(wanted.authorization):
             headers = [(b"www-authenticate", b'Bearer realm="reviewops"')]
             await respond(send, 401, "missing or wrong token: send 'Authorization: Bearer <token>'", headers)
@@ -113,6 +110,8 @@ class RequestGuard:
 
     async def _read_body(self, declared: int | None, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
+        if declared == BAD_LENGTH:
+            raise RequestError(400, "Content-Length must be one whole number")
         if declared is not None and declared > limit:
             raise RequestError(413, f"the body is {declared} bytes, more than the {limit} allowed: send fewer texts")
         chunks: list[bytes] = []
@@ -157,12 +156,11 @@ class _Headers:
                 lengths.append(value)
             elif name == KEY_HEADER_BYTES and not key:  # the first, as Starlette's headers.get
                 key = value
-        self.request_key = key[: MAX_KEY_CHARS * 4].decode("latin-1")[:MAX_KEY_CHARS] if key else ""
+        self.request_key = key[:MAX_KEY_CHARS].decode("latin-1") if key else ""  # as Starlette decodes it
         self.content_length: int | None = None
-        if lengths:
-            if len(lengths) > 1 or not lengths[0].strip().isdigit():
-                raise RequestError(400, "Content-Length must be one whole number")
-            self.content_length = int(lengths[0])
+        if lengths:  # a bad one is refused (400) after the token check, as before the body
+            ok = len(lengths) == 1 and lengths[0].strip().isdigit()
+            self.content_length = int(lengths[0]) if ok else BAD_LENGTH
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
