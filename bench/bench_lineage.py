@@ -160,3 +160,37 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def report_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Per-task producer lookup: flat as the store grows (the largest over the smallest size)."""
+    rows = figures.get("sizes") or []
+    if len(rows) < 2:
+        return []
+    small, large = rows[0], rows[-1]
+    growth = large["indexed_lookup_ms_median"] / max(small["indexed_lookup_ms_median"], 1e-9)
+    return [
+        (
+            "lineage",
+            f"producer lookup, {large['records']:,} / {small['records']:,} records (median)",
+            f"{growth:.2f}x",
+            "flat (no growth with history)",
+            "met" if growth <= 2 else "missed",
+        ),
+    ]
+
+
+def report_section(figures: dict[str, Any]) -> str:
+    """RESULTS.md's section: lookup through the index against reading every record."""
+    lines = [
+        "## Lineage: finding a task's producers (bench/bench_lineage.py)",
+        "",
+        "| records | indexed lookup median / p95 ms | writers of a URI median ms | reading every record s | rebuild s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in figures.get("sizes") or []:
+        lines.append(
+            f"| {row['records']:,} | {row['indexed_lookup_ms_median']:.2f} / {row['indexed_lookup_ms_p95']:.2f} | "
+            f"{row['writers_lookup_ms_median']:.2f} | {row['full_read_lookup_s_median']:.3f} | {row['rebuild_index_s']} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -378,3 +378,39 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def report_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """The load test's targets for RESULTS.md's table (bench/report.py, optional benches)."""
+    met = targets(figures)
+    if not met:
+        return []
+    verdict = {True: "met", False: "missed"}
+    return [
+        (
+            "serving",
+            f"p99 at {TARGET_CLIENTS} single-review clients",
+            f"{_ms(met['p99_ms'])} ms",
+            f"<= {TARGET_P99_MS:g} ms",
+            verdict[met["p99_met"]],
+        ),
+        (
+            "serving",
+            f"throughput at {TARGET_CLIENTS} single-review clients / in-process limit",
+            f"{met['share_of_limit']}x",
+            f">= {TARGET_SHARE_OF_LIMIT}x",
+            verdict[met["share_met"]],
+        ),
+        (
+            "serving",
+            "errors during a hot swap under load",
+            f"{figures['hot_swap']['errors']} of {figures['hot_swap']['requests']:,}",
+            "0",
+            verdict[met["hot_swap_met"]],
+        ),
+    ]
+
+
+def report_section(figures: dict[str, Any]) -> str:
+    """RESULTS.md's section for the load test."""
+    return "## Online serving: the load test (bench/bench_serving.py)\n\n" + render_markdown(figures)

@@ -33,7 +33,7 @@ from bench.report import render
 
 BENCHES = ("parse", "scoring", "dataplane", "training", "orchestration")
 # Run when bench/bench_<name>.py exists, after the core benches: add a name here.
-OPTIONAL_BENCHES: tuple[str, ...] = ("serving",)
+OPTIONAL_BENCHES: tuple[str, ...] = ("serving", "lineage")
 # --quick: the same code paths on small sizes, to check the plumbing in a few minutes.
 QUICK_ARGS = {
     "parse": ["--runs", "1"],
@@ -41,6 +41,8 @@ QUICK_ARGS = {
     "dataplane": ["--sizes", "20000,50000", "--profile-rows", "20000"],
     "training": ["--rows", "5000"],
     "orchestration": ["--weeks", "3"],
+    "serving": ["--quick"],
+    "lineage": ["--sizes", "1000,10000", "--lookups", "50"],
 }
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 
