@@ -369,3 +369,136 @@ class FakeVertex:
 def fake_vertex(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeVertex]:
     """Vertex AI batch prediction replaced at ``BatchPredictionJob.submit``."""
     yield FakeVertex().patch(monkeypatch)
+
+
+class FakeEndpoints:
+    """Vertex AI models and endpoints at the client boundary: ``ModelServiceClient.upload_model``
+    and ``EndpointServiceClient.deploy_model`` / ``undeploy_model`` / ``get_endpoint`` replaced;
+    the provider's ``UploadModelOperator``, ``DeployModelOperator``, ``UndeployModelOperator``
+    and hooks run as they are. Uploads and deployments answer with real long-running
+    operations (``google.api_core.operation.Operation``, done) carrying real response protos,
+    and are checked like the service checks them: a traffic split sums to 100 and names
+    deployed models (or ``"0"``, the one being deployed). Every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.models: dict[str, int] = {}  # model resource name -> its latest version
+        self.endpoints: dict[str, Any] = {}  # endpoint resource name -> Endpoint proto
+        self._ids = 0
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(7_000_000_000_000_000_000 + self._ids)
+
+    def create_endpoint(self, endpoint_id: str, location: str = "us-central1") -> str:
+        from google.cloud.aiplatform_v1 import types
+
+        name = f"projects/{PROJECT}/locations/{location}/endpoints/{endpoint_id}"
+        self.endpoints[name] = types.Endpoint(name=name, display_name="reviewops-sentiment")
+        return name
+
+    @staticmethod
+    def _done(response: Any, result_type: Any) -> Any:
+        from google.api_core import operation
+        from google.longrunning import operations_pb2
+        from google.protobuf import any_pb2
+
+        packed = any_pb2.Any()
+        packed.Pack(type(response).pb(response))
+        proto = operations_pb2.Operation(name=f"operations/{uuid.uuid4().hex}", done=True, response=packed)
+        return operation.Operation(  # type: ignore[no-untyped-call]
+            proto, refresh=lambda: proto, cancel=lambda: None, result_type=result_type
+        )
+
+    def upload_model(self, request: Mapping[str, Any]) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        self.requests.append(("upload_model", dict(request)))
+        types.UploadModelRequest(request)  # a wrong field or type fails here, as in the real client
+        model = types.Model(request["model"])
+        if not model.artifact_uri or not model.container_spec.image_uri:
+            raise FakeVertexError("a model to upload needs artifact_uri and container_spec.image_uri")
+        if "parent_model" in request:
+            name = str(request["parent_model"])
+            if name not in self.models:
+                raise FakeVertexError(f"parent model {name} not found")
+        else:
+            name = f"{request['parent']}/models/{self._next_id()}"
+            self.models[name] = 0
+        self.models[name] += 1
+        response = types.UploadModelResponse(model=name, model_version_id=str(self.models[name]))
+        return self._done(response, types.UploadModelResponse)
+
+    def _endpoint(self, name: str) -> Any:
+        if name not in self.endpoints:
+            raise FakeVertexError(f"endpoint {name} not found")
+        return self.endpoints[name]
+
+    @staticmethod
+    def _check_split(split: Mapping[str, int], ids: set[str]) -> None:
+        if sum(split.values()) != 100:
+            raise FakeVertexError(f"traffic split {dict(split)} does not sum to 100")
+        unknown = set(split) - ids
+        if unknown:
+            raise FakeVertexError(f"traffic split names models not deployed: {sorted(unknown)}")
+
+    def deploy_model(self, request: Mapping[str, Any]) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        self.requests.append(("deploy_model", dict(request)))
+        types.DeployModelRequest(request)  # a field of the wrong type fails here, as in the real client
+        endpoint = self._endpoint(str(request["endpoint"]))
+        deployed = types.DeployedModel(request["deployed_model"])
+        base = deployed.model.split("@", 1)[0]
+        if base not in self.models:
+            raise FakeVertexError(f"model {deployed.model} not found")
+        if not deployed.dedicated_resources.machine_spec.machine_type:
+            raise FakeVertexError("a TensorFlow model needs dedicated_resources.machine_spec")
+        split = {str(k): int(v) for k, v in (request.get("traffic_split") or {"0": 100}).items()}
+        self._check_split(split, {"0", *(d.id for d in endpoint.deployed_models)})
+        deployed.id = self._next_id()
+        deployed.create_time = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._ids)  # type: ignore[assignment]
+        endpoint.deployed_models.append(deployed)
+        endpoint.traffic_split.clear()
+        endpoint.traffic_split.update({(deployed.id if k == "0" else k): v for k, v in split.items()})
+        return self._done(types.DeployModelResponse(deployed_model=deployed), types.DeployModelResponse)
+
+    def undeploy_model(self, request: Mapping[str, Any]) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        self.requests.append(("undeploy_model", dict(request)))
+        types.UndeployModelRequest(request)  # e.g. a deployed_model_id that is not a string
+        endpoint = self._endpoint(str(request["endpoint"]))
+        gone = str(request["deployed_model_id"])
+        remaining = [d for d in endpoint.deployed_models if d.id != gone]
+        if len(remaining) == len(endpoint.deployed_models):
+            raise FakeVertexError(f"deployed model {gone} is not on {endpoint.name}")
+        split = {str(k): int(v) for k, v in (request.get("traffic_split") or {}).items()}
+        self._check_split(split, {d.id for d in remaining})
+        del endpoint.deployed_models[:]
+        endpoint.deployed_models.extend(remaining)
+        endpoint.traffic_split.clear()
+        endpoint.traffic_split.update(split)
+        return self._done(types.UndeployModelResponse(), types.UndeployModelResponse)
+
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> FakeEndpoints:
+        from google.cloud.aiplatform_v1 import EndpointServiceClient, ModelServiceClient, types
+
+        fake = self
+
+        def method(name: str) -> Any:
+            def call(client: Any, request: Mapping[str, Any], **kwargs: Any) -> Any:
+                return getattr(fake, name)(request)
+
+            return call
+
+        def get_endpoint(client: Any, request: Mapping[str, Any], **kwargs: Any) -> Any:
+            fake.requests.append(("get_endpoint", dict(request)))
+            return types.Endpoint(fake._endpoint(str(request["name"])))  # a copy, as from the wire
+
+        monkeypatch.setattr(ModelServiceClient, "upload_model", method("upload_model"))
+        monkeypatch.setattr(EndpointServiceClient, "deploy_model", method("deploy_model"))
+        monkeypatch.setattr(EndpointServiceClient, "undeploy_model", method("undeploy_model"))
+        monkeypatch.setattr(EndpointServiceClient, "get_endpoint", get_endpoint)
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", CONNECTION)
+        return self
