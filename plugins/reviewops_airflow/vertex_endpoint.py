@@ -16,11 +16,14 @@ container, ``parent_model`` for versioning) -> ``plan_rollout``
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from reviewops_airflow.base import ReviewOpsOperator
+from reviewops.contracts import ArtifactKind
+from reviewops_airflow.base import ReviewOpsOperator, verified
 from reviewops_airflow.provider import LazyProviderOperator
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ _VERTEX_AI = "airflow.providers.google.cloud.operators.vertex_ai"
 UPLOAD_OPERATOR = f"{_VERTEX_AI}.model_service.UploadModelOperator"
 DEPLOY_OPERATOR = f"{_VERTEX_AI}.endpoint_service.DeployModelOperator"
 UNDEPLOY_OPERATOR = f"{_VERTEX_AI}.endpoint_service.UndeployModelOperator"
+# An upload or a deployment (replicas started, the model loaded) takes minutes; without a
+# retry, a stuck one must still end.
+OPERATION_TIMEOUT = dt.timedelta(hours=1)
 
 
 def _project(project: str) -> tuple[str, str]:
@@ -98,17 +104,18 @@ class ExportServingModelOperator(ReviewOpsOperator):
         project, conn_id = _project(self.project or "")
         params = ServingParams(
             data_root=self.settings().data_root,
-            version=self.model_version or "",
+            version=str(self.model_version or ""),
             project=project,
             location=self.location or VertexSettings.from_env().location,
             gcp_conn_id=conn_id,
             image=self.image or SERVING_IMAGE,
-            parent_model=self.parent_model or "",
+            parent_model=str(self.parent_model or ""),  # an all-digit id renders as an int
         )
         try:
-            return export_serving_model(params)
+            exported: StepOutput = export_serving_model(params)
         except RegistryError as exc:  # no champion, a Vertex AI champion, a changed file: not a retry
             raise AirflowFailException(str(exc)) from exc
+        return exported
 
 
 class PlanEndpointRolloutOperator(ReviewOpsOperator):
@@ -184,7 +191,31 @@ class PlanEndpointRolloutOperator(ReviewOpsOperator):
                 "rollout": plan.as_dict(),
             },
         }
-        return StepResult(subject=f"endpoint-{plan.endpoint_id}", outputs=(), metrics=metrics), []
+        # Canary: the SavedModel it deploys is an input, so the record's parents reach the export.
+        exported = upstream.get("export")
+        inputs = [verified(a) for a in exported.outputs_of(ArtifactKind.MODEL)] if exported else []
+        return StepResult(subject=f"endpoint-{plan.endpoint_id}", outputs=(), metrics=metrics), inputs
+
+
+class ChooseEndpointStageOperator(BaseBranchOperator):
+    """Follow ``canary`` (export, upload, deploy) when ``stage`` is ``canary``, else
+    ``finish`` (undeploy one of the two models)."""
+
+    template_fields = ("stage",)
+    ui_color = "#fdf3e1"
+
+    def __init__(self, *, stage: str, canary: str, finish: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.canary = canary
+        self.finish = finish
+
+    def choose_branch(self, context: Context) -> str:
+        from reviewops.gcp.endpoint import STAGES
+
+        if self.stage not in STAGES:
+            raise AirflowFailException(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        return self.canary if self.stage == "canary" else self.finish
 
 
 def _plan_field(plan_task_id: str, *keys: str, text: bool = False) -> str:
@@ -240,9 +271,11 @@ def canary_tasks(
             for name in ("project_id", "region", "gcp_conn_id", "parent_model", "model")
         },
         retries=0,  # a retry uploads another model version
+        execution_timeout=OPERATION_TIMEOUT,
     )
     plan = PlanEndpointRolloutOperator(
         task_id=f"{task_prefix}plan_rollout",
+        upstream={"export": export.task_id},
         endpoint_id=endpoint_id,
         stage="canary",
         percent=percent,
@@ -259,6 +292,7 @@ def canary_tasks(
             "deployed_model": _plan_field(plan.task_id, "rollout", "deployed_model"),
         },
         retries=0,  # a retry deploys a second copy
+        execution_timeout=OPERATION_TIMEOUT,
     )
     export >> upload >> plan >> deploy
     return export, upload, plan, deploy

@@ -18,7 +18,7 @@ from reviewops.modeling.training import TrainParams
 from reviewops.pipeline import build_champion
 from reviewops.registry.store import Registry
 from reviewops_airflow.provider import LazyProviderOperator
-from reviewops_airflow.vertex_endpoint import canary_tasks, finish_tasks
+from reviewops_airflow.vertex_endpoint import ChooseEndpointStageOperator, canary_tasks, finish_tasks
 from tests.plugins.stubs import StubTaskInstance
 from tests.vertexfake import PROJECT, FakeEndpoints
 
@@ -41,11 +41,11 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeEndpoints:
     return fake
 
 
-def run(task: Any, xcoms: dict[str, Any], data_root: Path) -> Any:
+def run(task: Any, xcoms: dict[str, Any], root: Path, **params: Any) -> Any:
     """Render the task (a copy) like the worker does, then execute it; its XCom goes to ``xcoms``."""
     rendered = copy.copy(task)
     ti = StubTaskInstance(task_id=task.task_id, xcoms=xcoms)
-    ctx: dict[str, Any] = {"ti": ti, "params": {"data_root": str(data_root)}, "outlet_events": {}}
+    ctx: dict[str, Any] = {"ti": ti, "params": {"data_root": str(root), **params}, "outlet_events": {}}
     rendered.render_template_fields(ctx)
     result = rendered.execute(ctx)
     xcoms[task.task_id] = result
@@ -144,3 +144,32 @@ def test_full_without_a_canary_fails_with_what_to_do(registry_root: Path, fake: 
     with pytest.raises(AirflowFailException, match="run stage canary first"):
         finish(registry_root, {}, "full")
     assert [name for name, _ in fake.requests] == ["get_endpoint"]
+
+
+def test_the_dag_runs_a_stage_from_its_params(registry_root: Path, fake: FakeEndpoints) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import ROOT
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "reviews_vertex_endpoint.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["reviews_vertex_endpoint"]
+    params = {
+        **{name: dag.params[name] for name in dag.params},
+        "endpoint_id": ENDPOINT,
+        "data_root": str(registry_root),
+    }
+    xcoms: dict[str, Any] = {}
+    for stage, percent in (("canary", 100), ("canary", 30)):
+        branch = copy.copy(dag.get_task("choose_stage"))
+        assert isinstance(branch, ChooseEndpointStageOperator)
+        branch.render_template_fields({"params": {**params, "stage": stage}})
+        assert branch.choose_branch({}) == "export_serving_model"
+        for task_id in ("export_serving_model", "upload_model", "plan_rollout", "deploy_model"):
+            run(dag.get_task(task_id), xcoms, registry_root, **{**params, "stage": stage, "percent": percent})
+    endpoint = next(iter(fake.endpoints.values()))
+    first, canary_id = (d.id for d in endpoint.deployed_models)
+    assert dict(endpoint.traffic_split) == {first: 70, canary_id: 30}
+    for task_id in ("finish_plan_rollout", "finish_undeploy_model"):
+        run(dag.get_task(task_id), xcoms, registry_root, **{**params, "stage": "rollback"})
+    assert dict(endpoint.traffic_split) == {first: 100}
