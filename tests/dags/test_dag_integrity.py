@@ -30,9 +30,10 @@ EXPECTED = {
     "reviews_weekly",
     "reviews_prompt_evaluation",
     "reviews_rollout",
+    "reviews_vertex_endpoint",
 }
 # DAGs that never read the review source (curated data, datasets, the request log).
-NO_SOURCE = {"reviews_training", "reviews_prompt_evaluation", "reviews_rollout"}
+NO_SOURCE = {"reviews_training", "reviews_prompt_evaluation", "reviews_rollout", "reviews_vertex_endpoint"}
 
 
 @pytest.fixture(scope="module")
