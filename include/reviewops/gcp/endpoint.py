@@ -33,8 +33,9 @@ from reviewops.registry.store import Registry
 from reviewops.storage.paths import StoragePath, as_path, to_uri
 from reviewops.storage.publish import publish_dir, staging_dir
 
-# Vertex AI's prebuilt TensorFlow prediction container (CPU); the newest TF 2 image listed
-# in "Prebuilt containers for prediction and explanation". Pass another with ``image``.
+# A Vertex AI prebuilt TensorFlow prediction container (CPU), from "Prebuilt containers for
+# prediction and explanation"; not checked against the service here. Its TF must load what
+# this TF (2.21) exports: pass the newest tf2-cpu image the region lists with ``image``.
 SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 MACHINE_TYPE = "n1-standard-2"
 STAGES = ("canary", "full", "rollback")
