@@ -5,7 +5,8 @@ Every Monday at 06:00 UTC (after `reviews_weekly` has curated the week). After t
 snapshot, `choose_training_backend` follows one of two paths (Param `training_backend`,
 else `$REVIEWOPS_TRAINING_BACKEND`, else `local`); both end in the same gate and registry.
 
-1. **snapshot_dataset**: all curated partitions into an immutable, content-addressed
+1. **snapshot_dataset**: all curated partitions (or those of the weeks before Param
+   `dataset_until`) into an immutable, content-addressed
    dataset version (`datasets/ds-…/`): train/eval split by a hash of `review_id`,
    as JSONL, TFRecord (`tf.train.Example`) and Parquet, plus `manifest.json`.
 2. **plan_trials**: the search space (Param `search_space`) expanded into at most
@@ -73,6 +74,7 @@ from reviewops_airflow.operators import (
 )
 from reviewops_airflow.params import (
     data_root_param,
+    date_param,
     gate_margin_param,
     hyperparameters_param,
     max_trials_param,
@@ -102,6 +104,10 @@ with DAG(
     default_args=task_defaults(retries=1, retry_delay=timedelta(minutes=2)),
     params={
         "eval_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5, title="Eval fraction"),
+        "dataset_until": date_param(
+            "Only the curated weeks that start before this day (YYYY-MM-DD). Empty: every curated week.",
+            "Dataset: weeks before",
+        ),
         "search_space": search_space_param(),
         "max_trials": max_trials_param(),
         "folds": Param(
@@ -118,7 +124,10 @@ with DAG(
     render_template_as_native_obj=True,
 ) as dag:
     snapshot_dataset = SnapshotDatasetOperator(
-        task_id="snapshot_dataset", eval_fraction="{{ params.eval_fraction }}", outlets=[DATASET_VERSIONS]
+        task_id="snapshot_dataset",
+        eval_fraction="{{ params.eval_fraction }}",
+        until_week="{{ params.dataset_until }}",
+        outlets=[DATASET_VERSIONS],
     )
     plan_trials = PlanTrialsOperator(
         task_id="plan_trials",

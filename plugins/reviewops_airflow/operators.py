@@ -246,16 +246,21 @@ class CheckWeekOperator(ReviewOpsOperator):
 class SnapshotDatasetOperator(ReviewOpsOperator):
     """Snapshot all curated partitions into an immutable, content-addressed dataset version."""
 
-    template_fields = (*ReviewOpsOperator.template_fields, "eval_fraction")
+    template_fields = (*ReviewOpsOperator.template_fields, "eval_fraction", "until_week")
 
-    def __init__(self, *, eval_fraction: float | str = 0.2, **kwargs: Any) -> None:
+    def __init__(self, *, eval_fraction: float | str = 0.2, until_week: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.eval_fraction = eval_fraction
+        self.until_week = until_week
 
     def run_step(self, context: Context, upstream: dict[str, LineageRecord]) -> StepOutput:
         from reviewops.data.datasets import DatasetError, SnapshotParams, snapshot_dataset
 
-        params = SnapshotParams(data_root=self.settings().data_root, eval_fraction=float(self.eval_fraction))
+        params = SnapshotParams(
+            data_root=self.settings().data_root,
+            eval_fraction=float(self.eval_fraction),
+            until_week=str(self.until_week) if self.until_week else None,
+        )
         try:
             return snapshot_dataset(params)
         except DatasetError as exc:

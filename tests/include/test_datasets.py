@@ -184,6 +184,23 @@ def test_a_review_stays_on_its_side_when_new_weeks_arrive(curated_root: Path, tm
         assert set(split_ids(old, split)) <= set(split_ids(new, split))
 
 
+def test_until_week_snapshots_only_the_weeks_before_it_as_if_the_later_ones_had_not_arrived(
+    curated_root: Path, tmp_path: Path
+) -> None:
+    weeks = sorted(p.name.removeprefix("week=") for p in Layout(curated_root).curated_dir().glob("week=*"))
+    cutoff = weeks[len(weeks) // 2]
+    earlier_only = tmp_path / "earlier"
+    shutil.copytree(curated_root, earlier_only)
+    for week in weeks[len(weeks) // 2 :]:
+        shutil.rmtree(Layout(earlier_only).curated_dir() / f"week={week}")
+
+    result, inputs = snapshot_dataset(SnapshotParams(str(curated_root), EVAL_FRACTION, until_week=cutoff))
+
+    assert inputs and all(a.uri.split("week=")[1][:10] < cutoff for a in inputs)
+    assert result.subject == snapshot(earlier_only)[0].subject  # the later weeks changed nothing
+    assert result.subject != snapshot(curated_root)[0].subject
+
+
 @pytest.mark.usefixtures("plain_tfrecords")
 def test_manifest_counts_and_hashes_match_the_files(curated_root: Path) -> None:
     result, folder = snapshot(curated_root)

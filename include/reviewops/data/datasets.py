@@ -40,6 +40,9 @@ class DatasetError(RuntimeError):
 class SnapshotParams:
     data_root: str
     eval_fraction: float = 0.2
+    # Only the weeks that start before this day (YYYY-MM-DD), e.g. a demo's cutoff;
+    # None: every curated week.
+    until_week: str | None = None
 
 
 def eval_bucket(review_id: str) -> float:
@@ -47,8 +50,12 @@ def eval_bucket(review_id: str) -> float:
     return int(hashlib.sha256(review_id.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def curated_partitions(data_root: str) -> list[StoragePath]:
-    return glob(Layout(data_root).curated_dir(), "week=*/reviews.parquet")
+def curated_partitions(data_root: str, until_week: str | None = None) -> list[StoragePath]:
+    """The curated week partitions, all or only those of weeks before ``until_week``."""
+    partitions = glob(Layout(data_root).curated_dir(), "week=*/reviews.parquet")
+    if until_week is None:
+        return partitions
+    return [p for p in partitions if p.parent.name.removeprefix("week=") < until_week]
 
 
 def read_partitions(partitions: list[StoragePath]) -> tuple[list[Artifact], list[pa.Table]]:
@@ -157,7 +164,7 @@ def snapshot_dataset(params: SnapshotParams) -> tuple[StepResult, list[Artifact]
 
     Returns the result and the curated partitions it was built from (its inputs).
     """
-    inputs, tables = read_partitions(curated_partitions(params.data_root))
+    inputs, tables = read_partitions(curated_partitions(params.data_root, params.until_week))
     frame, excluded = exclude_flagged(load_curated(tables))
     version = content_version(frame, params.eval_fraction)
     target = Layout(params.data_root).datasets() / version
