@@ -333,6 +333,10 @@ def load_model(path: StoragePath) -> keras.Model:
 
 
 PREDICT_BATCH = 1024
+# write_reference runs in the training task right after the fit, whose memory TensorFlow's
+# allocator keeps: a smaller batch keeps its TF-IDF activations (rows x vocabulary floats)
+# within that peak (bench/bench_training.py measures the step against the fit's own peak).
+REFERENCE_BATCH = 256
 """Texts a model predicts at once: the TF-IDF layer's output is dense (rows x vocabulary
 floats), so a whole split at once costs gigabytes (100k reviews x 10k terms = 4 GB)."""
 
@@ -364,8 +368,8 @@ def predict_proba(model: keras.Model, texts: list[str], batch_size: int = PREDIC
     return out
 
 
-def predict_labels(model: keras.Model, texts: list[str]) -> list[str]:
-    probabilities = predict_proba(model, texts)
+def predict_labels(model: keras.Model, texts: list[str], batch_size: int = PREDICT_BATCH) -> list[str]:
+    probabilities = predict_proba(model, texts, batch_size)
     return [CLASSES[i] for i in probabilities.argmax(axis=1)] if len(texts) else []
 
 
@@ -401,7 +405,7 @@ def write_reference(model_dir: Path, dataset_dir: StoragePath) -> None:
     train = read_table(dataset_dir / "train.parquet", columns=["text", "label"])
     texts = train.column("text").to_pylist()
     model = load_model(model_dir / MODEL_FILE)
-    reference = training_reference(texts, train.column("label").to_pylist(), predict_labels(model, texts), CLASSES)
+    reference = training_reference(texts, train.column("label").to_pylist(), predict_labels(model, texts, REFERENCE_BATCH), CLASSES)
     write_json(reference, model_dir / REFERENCE_FILE)
     vocabulary = [str(t) for t in model.get_layer("vectorizer").get_vocabulary()]
     (model_dir / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
