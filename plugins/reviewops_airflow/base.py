@@ -151,7 +151,8 @@ class ReviewOpsOperator(BaseOperator):
             if isinstance(outlet, AssetAlias):
                 from reviewops_airflow.assets import located
 
-                context["outlet_events"][outlet].add(located(outlet, settings.data_root), extra={"lineage": payload})
+                asset = located(outlet, settings.data_root, (a.uri for a in result.outputs))
+                context["outlet_events"][outlet].add(asset, extra={"lineage": payload})
             else:
                 context["outlet_events"][outlet].extra = {"lineage": payload}
         self.log.info("%s: %s", result.subject, _summary(result.metrics))

@@ -135,6 +135,18 @@ def test_aliases_resolve_to_assets_under_the_run_data_root(tmp_path: Path) -> No
     assert remote.uri == "gs://bucket/prefix/predictions"
 
 
+def test_an_alias_resolves_to_the_one_partition_a_task_wrote_else_to_its_folder(tmp_path: Path) -> None:
+    # Parallel runs of different weeks must never create the same asset (Airflow inserts an
+    # alias's new asset without a lock): one week's outputs name that week's asset.
+    root = f"file://{tmp_path / 'root'}"
+    week = [f"{root}/predictions/week=2017-12-11/predictions.parquet", f"{root}/quarantine/x.parquet"]
+    assert located(PREDICTIONS, str(tmp_path / "root"), week).uri == f"{root}/predictions/week=2017-12-11"
+    weeks = [f"{root}/curated/week=2017-12-{d}/reviews.parquet" for d in ("04", "11")]
+    assert located(CURATED_REVIEWS, str(tmp_path / "root"), weeks).uri == f"{root}/curated"
+    remote = located(PREDICTIONS, "gs://bucket/prefix", ["gs://bucket/prefix/predictions/week=2017-12-11/p.parquet"])
+    assert remote.uri == "gs://bucket/prefix/predictions/week=2017-12-11"
+
+
 def test_on_cloud_storage_the_schema_comes_from_the_object_footer(tmp_path: Path) -> None:
     from reviewops.storage.io import write_parquet
     from reviewops.storage.paths import as_path

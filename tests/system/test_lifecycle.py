@@ -312,7 +312,7 @@ def test_lineage_store_holds_one_file_per_record_and_asset_events_carry_records(
         events = session.scalars(
             select(AssetEvent)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == f"{lifecycle['data_root'].resolve().as_uri()}/models")  # alias resolved
+            .where(AssetModel.uri == f"{lifecycle['data_root'].resolve().as_uri()}/models/{register['subject']}")
         ).all()
     assert register["record_id"] in {e.extra.get("lineage", {}).get("record_id") for e in events}
 

@@ -152,4 +152,5 @@ def test_the_run_resolved_its_asset_aliases_to_the_data_root_folders(weekly: dic
             select(AssetModel.uri, AssetEvent.extra).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
         ).all()
     records = {uri: extra["lineage"]["task_id"] for uri, extra in found if uri.startswith(root)}
-    assert records == {f"{root}/curated": "transform", f"{root}/predictions": "score"}
+    week = WEEK
+    assert records == {f"{root}/curated/week={week}": "transform", f"{root}/predictions/week={week}": "score"}
