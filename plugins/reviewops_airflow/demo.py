@@ -45,9 +45,10 @@ def _run(dag: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
     return _records(dag_run)
 
 
-def held_out_weeks(source: str, earliest: dt.date, weeks: int) -> list[str]:
-    """The Mondays of the source's last ``weeks`` weeks that have plausibly dated reviews:
-    the demo trains on the weeks before the first of them and scores these."""
+def source_weeks(source: str, earliest: dt.date, weeks: int) -> tuple[str, list[str]]:
+    """The Monday of the source's first week with plausibly dated reviews, and those of its
+    last ``weeks`` such weeks: the demo trains on the weeks before the first of these and
+    scores these (one read of the source for both)."""
     from reviewops.data.parsing import parse_dates
     from reviewops.data.sources import read_source
     from reviewops.data.windows import PlausibleDates, monday_of
@@ -59,7 +60,7 @@ def held_out_weeks(source: str, earliest: dt.date, weeks: int) -> list[str]:
         raise SystemExit(
             f"demo: the source has reviews in {len(mondays)} weeks: nothing left to train on before the last {weeks}"
         )
-    return [monday.isoformat() for monday in mondays[-weeks:]]
+    return mondays[0].isoformat(), [monday.isoformat() for monday in mondays[-weeks:]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     print(f"reviewops demo: source {settings.source}\n  data root {settings.data_root}\n", flush=True)
 
-    weeks = held_out_weeks(settings.source, settings.earliest_review_date, args.weeks)
+    first_week, weeks = source_weeks(settings.source, settings.earliest_review_date, args.weeks)
     print(f"  training on the weeks before {weeks[0]}; scoring {len(weeks)} later weeks it never saw\n", flush=True)
     # The initial load's window ends (exclusive) at the first held-out week.
-    load = _run(
-        dagbag.dags["reviews_initial_load"], run_conf={"window_start": _first_week(settings), "window_end": weeks[0]}
-    )
+    load = _run(dagbag.dags["reviews_initial_load"], run_conf={"window_start": first_week, "window_end": weeks[0]})
     # The same cutoff for the dataset: on a repeated demo the curated store also holds the
     # held-out weeks, which the previous run's weekly runs curated.
     training = _run(dagbag.dags["reviews_training"], run_conf={"dataset_until": weeks[0]})
@@ -166,12 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _share(value: float | None) -> str:
     return "  n/a " if value is None else f"{value:.4f}"
-
-
-def _first_week(settings: Any) -> str:
-    from reviewops.data.sources import source_window
-
-    return source_window(settings.source, settings.earliest_review_date).start.isoformat()
 
 
 if __name__ == "__main__":

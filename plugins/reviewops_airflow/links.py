@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from airflow.sdk import BaseOperatorLink
 
-from reviewops_airflow import operators, prompt_evaluation, vertex_batch, vertex_tuning
+from reviewops_airflow import operators, prompt_evaluation, rollout, vertex_batch, vertex_endpoint, vertex_tuning
 from reviewops_airflow.base import ReviewOpsOperator
 from reviewops_airflow.ui import PREFIX
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 # Imported for their operator classes: every subclass of ReviewOpsOperator writes a lineage record.
-_MODULES = (operators, prompt_evaluation, vertex_batch, vertex_tuning)
+_MODULES = (operators, prompt_evaluation, rollout, vertex_batch, vertex_endpoint, vertex_tuning)
 
 
 def _subclasses(cls: type[Any]) -> list[type[Any]]:

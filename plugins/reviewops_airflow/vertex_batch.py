@@ -57,6 +57,23 @@ def pull_own_index(context: Context, task_id: str) -> Any:
     return ti.xcom_pull(task_ids=task_id, map_indexes=-1)
 
 
+def vertex_project(project: str) -> tuple[str, str]:
+    """(project, gcp_conn_id) of a Vertex AI task: its own project, else
+    ``REVIEWOPS_VERTEX_PROJECT``, else the Connection's, resolved when the task runs."""
+    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+    from reviewops.config import VertexSettings
+
+    settings = VertexSettings.from_env(project=project)
+    found = settings.project or GoogleBaseHook(gcp_conn_id=settings.gcp_conn_id).project_id
+    if not found:
+        raise AirflowFailException(
+            f"no Google Cloud project: set the task's project, REVIEWOPS_VERTEX_PROJECT, or the project of the "
+            f"Connection {settings.gcp_conn_id!r}"
+        )
+    return str(found), settings.gcp_conn_id
+
+
 class PrepareBatchPredictionOperator(MapIndexAwareOperator):
     """Render the input's reviews with a prompt template into ``requests.jsonl`` on the
     (gs://) data root, and resolve the job: project, location, model, source, output
@@ -136,23 +153,8 @@ class PrepareBatchPredictionOperator(MapIndexAwareOperator):
             raise AirflowFailException(str(exc)) from exc
 
     def resolve_project(self) -> str:
-        """The project: this task's, else ``REVIEWOPS_VERTEX_PROJECT``, else the Connection's.
-        Resolved here, at run time, because the job's deferrable wait needs it spelled out."""
-        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-
-        from reviewops.config import VertexSettings
-        from reviewops.gcp.batch import BatchError
-
-        settings = VertexSettings.from_env(project=self.project or "")
-        if settings.project:
-            return settings.project
-        project = GoogleBaseHook(gcp_conn_id=settings.gcp_conn_id).project_id
-        if not project:
-            raise BatchError(
-                f"no Google Cloud project: set the task's project, REVIEWOPS_VERTEX_PROJECT, or the project "
-                f"of the Connection {settings.gcp_conn_id!r}"
-            )
-        return str(project)
+        """Resolved here, at run time, because the job's deferrable wait needs it spelled out."""
+        return vertex_project(self.project or "")[0]
 
 
 class CollectBatchPredictionOperator(MapIndexAwareOperator):

@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from reviewops.contracts import ArtifactKind
 from reviewops_airflow.base import ReviewOpsOperator, verified
 from reviewops_airflow.provider import LazyProviderOperator
+from reviewops_airflow.vertex_batch import vertex_project
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,23 +41,6 @@ UNDEPLOY_OPERATOR = f"{_VERTEX_AI}.endpoint_service.UndeployModelOperator"
 # An upload or a deployment (replicas started, the model loaded) takes minutes; without a
 # retry, a stuck one must still end.
 OPERATION_TIMEOUT = dt.timedelta(hours=1)
-
-
-def _project(project: str) -> tuple[str, str]:
-    """(project, gcp_conn_id): the task's project, else ``REVIEWOPS_VERTEX_PROJECT``, else
-    the Connection's, resolved at run time."""
-    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-
-    from reviewops.config import VertexSettings
-
-    settings = VertexSettings.from_env(project=project or "")
-    found = settings.project or GoogleBaseHook(gcp_conn_id=settings.gcp_conn_id).project_id
-    if not found:
-        raise AirflowFailException(
-            f"no Google Cloud project: set the task's project, REVIEWOPS_VERTEX_PROJECT, or the project of the "
-            f"Connection {settings.gcp_conn_id!r}"
-        )
-    return str(found), settings.gcp_conn_id
 
 
 class ExportServingModelOperator(ReviewOpsOperator):
@@ -101,7 +85,7 @@ class ExportServingModelOperator(ReviewOpsOperator):
         from reviewops.gcp.endpoint import SERVING_IMAGE, ServingParams, export_serving_model
         from reviewops.registry.store import RegistryError
 
-        project, conn_id = _project(self.project or "")
+        project, conn_id = vertex_project(self.project or "")
         params = ServingParams(
             data_root=self.settings().data_root,
             version=str(self.model_version or ""),
@@ -167,7 +151,7 @@ class PlanEndpointRolloutOperator(ReviewOpsOperator):
         from reviewops.gcp.endpoint import EndpointError, plan_rollout
         from reviewops.lineage.record import StepResult
 
-        project, conn_id = _project(self.project or "")
+        project, conn_id = vertex_project(self.project or "")
         location = self.location or VertexSettings.from_env().location
         hook = EndpointServiceHook(gcp_conn_id=conn_id)
         endpoint = Endpoint.to_dict(

@@ -236,6 +236,22 @@ def test_extra_links_point_each_reviewops_task_at_its_pages() -> None:
     assert WeekReportLink().get_link(None, ti_key=key) == f"/reviewops/tasks/report?{query}"
 
 
+def test_every_reviewops_operator_of_the_plugins_has_the_lineage_link() -> None:
+    # The link's operators are the subclasses known when links.py is imported (the api-server
+    # loads the plugin, not the DAG files): a module of operators it does not import is missed.
+    import importlib
+    import pkgutil
+
+    import reviewops_airflow
+    from reviewops_airflow.base import ReviewOpsOperator
+    from reviewops_airflow.links import _subclasses
+
+    for module in pkgutil.iter_modules(reviewops_airflow.__path__):
+        importlib.import_module(f"reviewops_airflow.{module.name}")
+    ours = {c for c in _subclasses(ReviewOpsOperator) if c.__module__.startswith("reviewops_airflow.")}
+    assert ours - set(LineageLink.operators) == set()
+
+
 def test_the_registry_page_shows_versions_the_champion_history_gates_and_model_cards(
     monitored: Path, client: TestClient
 ) -> None:

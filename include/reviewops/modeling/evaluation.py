@@ -99,18 +99,6 @@ def standard_baseline_predictions(
     return [str(p) for p in model.predict(vectorizer.transform(list(texts)))]
 
 
-def tfidf_logreg_baseline(
-    train_texts: Sequence[str],
-    train_labels: Sequence[str],
-    eval_texts: Sequence[str],
-    eval_labels: Sequence[str],
-    classes: Sequence[str],
-) -> Scores:
-    """The standard baseline (TF-IDF of uni- and bigrams in at least two texts, sublinear
-    tf, class-balanced logistic regression; scikit-learn), trained on the same train split."""
-    return _baseline_scores(eval_labels, standard_baseline_predictions(train_texts, train_labels, eval_texts), classes)
-
-
 def _baseline_scores(labels: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> Scores:
     metrics = classification_metrics(labels, predicted, classes)
     metrics["model"] = (

@@ -18,14 +18,13 @@ champion is still the registry's champion: a promotion by other means ends it.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from reviewops.contracts import ModelKind
-from reviewops.registry.store import Registry, RegistryError, check_version
+from reviewops.registry.store import Registry, RegistryError, _now, check_version
 from reviewops.storage.io import read_json, write_json
 from reviewops.storage.paths import StoragePath
 
@@ -126,10 +125,6 @@ def active_plan(data_root: str) -> RolloutPlan | None:
     if plan is None or not plan.active:
         return None
     return plan if Registry(data_root).champion() == plan.champion else None
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _write(registry: Registry, plan: RolloutPlan, reason: str) -> RolloutPlan:
