@@ -36,7 +36,7 @@ test: $(STAMP)  ## Run the whole test suite
 	bin/services start
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## Run the benchmarks (about 25 min; PostgreSQL at 127.0.0.1:5432) and write bench/RESULTS.md
+bench: $(STAMP)  ## Run the benchmarks (11 min without the orchestration bench; PostgreSQL at 127.0.0.1:5432) and write bench/RESULTS.md
 	$(VENV)/bin/python -m bench.run_all
 
 lint: $(STAMP)  ## ruff, mypy, the import contracts (.importlinter) and deptry (requirements.in against the imports)
