@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from reviewops.config import Settings
-from reviewops.data.parsing import clean_text_array
 from reviewops.data.sources import SourceError, read_source
 from reviewops.data.validate import validate_frame, validate_table
 from reviewops.lineage.store import LineageNotFound
@@ -34,7 +33,7 @@ def _score(args: argparse.Namespace) -> int:
     for reason, count in outcome.reasons.items():
         print(f"not scored: {count} row(s) {reason}", file=sys.stderr)
     valid = outcome.valid_table
-    table = pa.table({"review_id": valid.column("review_id"), "text": clean_text_array(valid.column("text"))})
+    table = valid.select(["review_id", "text"])  # valid rows hold the cleaned text
     output = as_path(args.output)
     with atomic_path(output) as tmp:
         stats = score_table_batches(

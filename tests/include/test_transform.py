@@ -238,23 +238,20 @@ def test_curated_partitions_hold_typed_values(
 
 
 def full_disk_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> None:
-    """Parquet writes fail like a full disk from the ``writes``-th on: half the bytes land
-    in the file, then OSError(ENOSPC)."""
-    real = pq.write_table
+    """Parquet writes fail like a full disk from the ``writes``-th row group on (every
+    Parquet file is written through ``ParquetWriter.write_table``, ``pq.write_table``
+    too): what was written so far stays in the file, then OSError(ENOSPC)."""
+    real = pq.ParquetWriter.write_table
     done = []
 
-    def write_table(table: pa.Table, where: Any, *args: Any, **kwargs: Any) -> None:
-        done.append(where)
+    def write_table(self: pq.ParquetWriter, table: pa.Table, *args: Any, **kwargs: Any) -> None:
+        done.append(table.num_rows)
         if len(done) < writes:
-            real(table, where, *args, **kwargs)
+            real(self, table, *args, **kwargs)
             return
-        buffer = pa.BufferOutputStream()
-        real(table, buffer, *args, **kwargs)
-        data = buffer.getvalue().to_pybytes()
-        Path(where).write_bytes(data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pq, "write_table", write_table)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
 
 
 def curated_files(data_root: Path) -> dict[str, str]:
@@ -326,13 +323,13 @@ def test_a_transform_killed_midway_publishes_no_partition_and_the_next_run_clear
         from reviewops.data.transform import TransformParams, transform_reviews
         from reviewops.data.windows import Window
         from reviewops.lineage.record import Artifact
-        real, done = pq.write_table, []
+        real, done = pq.ParquetWriter.write_table, []
         def write_table(*args, **kwargs):
             done.append(1)
             if len(done) == 250:
                 os.kill(os.getpid(), signal.SIGKILL)
             real(*args, **kwargs)
-        pq.write_table = write_table
+        pq.ParquetWriter.write_table = write_table
         window = Window(*map(dt.date.fromisoformat, {[window.start.isoformat(), window.end.isoformat()]!r}))
         transform_reviews(TransformParams({str(data_root)!r}, window), Artifact.of_file(Path({str(validated.path)!r}), "validated"))
         """

@@ -91,8 +91,9 @@ def test_the_real_slice_is_all_valid_and_typed(review_slice: Path, slice_records
     assert list(valid["label"]) == [r["rating"] for r in slice_records]
     assert set(valid["label"]) <= set(CLASSES)
     assert list(valid["useful_count"]) == [int(r["usefulCount"]) for r in slice_records]
-    # Text is kept as read; cleaning it is the transform's job.
-    assert list(valid["text"]) == [r["review"] for r in slice_records]
+    # Valid rows carry the text cleaned, once (entities decoded, the scrape's quotes gone).
+    assert list(valid["text"]) == [clean_text(r["review"]) for r in slice_records]
+    assert any("&#039;" in r["review"] for r in slice_records) and not any("&#039;" in t for t in valid["text"])
 
 
 def test_every_shipped_review_is_valid() -> None:
@@ -388,7 +389,7 @@ def test_lists_and_objects_are_bad_type_and_numbers_are_their_text(tmp_path: Pat
         {SOURCE_ROW: 5, "reason": v.BAD_TYPE, "detail": "text: list"},
         {SOURCE_ROW: 6, "reason": v.MALFORMED_ROW, "detail": 'a JSON string, not an object: "not an object"'},
     ]
-    assert list(outcome.valid["text"]) == [first["review"], "12345"]
+    assert list(outcome.valid["text"]) == [clean_text(first["review"]), "12345"]
     assert list(outcome.valid["label"]) == ["positive", "positive"]
     assert [None if pd.isna(c) else int(c) for c in outcome.valid["useful_count"]] == [None, 3]
 

@@ -149,12 +149,30 @@ _SPACE_NOT_20 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACES if c != " ")
 # A run of blanks that is not a lone " " (replacing every lone " " by itself cost 8x):
 # leftmost-first, a run of two or more is taken whole from its first character.
 _SPACE_RUN = _SPACE + "{2,}|" + _SPACE_NOT_20
-# Entities of review scrapes that html.unescape always reads alone, whatever follows.
-# "&#039;" (most reviews have one) is replaced first; the others where they occur.
-_SIMPLE_ENTITIES = {"&#39;": "'", "&quot;": '"', "&lt;": "<", "&gt;": ">", "&nbsp;": "\xa0"}
-_OTHER_SIMPLE_ENTITY = "|".join(_SIMPLE_ENTITIES)
-# Written in RE2's syntax; the same characters as _CONTROL.
-_CONTROL_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Entities of review scrapes, each read alone by html.unescape (a name or a number, then
+# ";"), decoded by Arrow: "&amp;" last, so the "&" it gives is not read again in its round.
+_PIECE = 1 << 20  # bytes a byte scan looks at at a time
+_ENTITIES = (
+    "&#039;",
+    "&#39;",
+    "&quot;",
+    "&lt;",
+    "&gt;",
+    "&nbsp;",
+    "&apos;",
+    "&rsquo;",
+    "&lsquo;",
+    "&rdquo;",
+    "&ldquo;",
+    "&ndash;",
+    "&mdash;",
+    "&hellip;",
+    "&amp;",
+)
+_ENTITY_BYTES = tuple((e.encode(), html.unescape(e).encode()) for e in _ENTITIES)
+_AMP = _ENTITIES.index("&amp;")
+# The bytes after an "&" that html.unescape leaves as it is (its end is another).
+_AMPERSAND_ALONE_BEFORE = np.frombuffer(b"\t\n\x0c <&;", np.uint8)
 
 
 def strip_all(values: pa.Array) -> pa.Array:
@@ -199,67 +217,167 @@ def parse_count_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(bad, pa.scalar(None, pa.int64()), parsed), bad
 
 
-def has_control_characters_array(values: pa.Array) -> pa.Array:
+def has_control_characters_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`has_control_characters` of every string (nulls give False)."""
-    return pc.fill_null(pc.match_substring_regex(values, _CONTROL_RE2), False)
+    whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    found = rows_holding(whole, _control_bytes)
+    if whole.null_count:
+        found &= whole.is_valid().to_numpy(zero_copy_only=False)
+    return pa.array(found)
+
+
+def _control_bytes(data: np.ndarray) -> np.ndarray:
+    """The bytes of :data:`_CONTROL` (ASCII, so never part of a longer UTF-8 character)."""
+    low = np.flatnonzero(data < 0x20)
+    low = low[~np.isin(data[low], (0x09, 0x0A, 0x0D))]
+    return np.concatenate([low, np.flatnonzero(data == 0x7F)])
 
 
 def clean_text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """:func:`clean_text` of every string (a null is cleaned as "")."""
+    """:func:`clean_text` of every string (a null is cleaned as "").
+
+    Entities are decoded, and the ends stripped and unquoted, on the column's bytes
+    (numpy); runs of blanks are collapsed by Arrow's regex kernel, only in the texts that
+    have one. Python cleans only the texts holding an "&" this cannot decode exactly."""
     whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    texts = pc.fill_null(whole, "")
-    entity = pc.match_substring(texts, "&")
-    decoded, unsure = texts, entity
-    if pc.any(entity).as_py():
-        decoded, unsure = _decode_simple_entities(texts, entity)
-    # Collapsing is slow per match: only the texts with a blank other than a lone " ".
+    texts = pc.fill_null(whole, "") if whole.null_count else whole
+    decoded, unsure, again = _unescaped(texts)
+    if again:  # some scrapes escape twice (&amp;#039;): clean_text decodes twice
+        decoded, unsure_again, _ = _unescaped(decoded)
+        unsure |= unsure_again
     blanks = pc.match_substring_regex(decoded, _SPACE_RUN)
     if pc.any(blanks).as_py():
         collapsed = pc.replace_substring_regex(decoded.filter(blanks), _SPACE_RUN, " ")
         decoded = pc.replace_with_mask(decoded, blanks, collapsed)
-    cleaned = _unquoted(pc.utf8_trim(decoded, characters=" "))
-    if pc.any(unsure).as_py():
-        # Other entities may decode to blanks, quotes or new entities: cleaned whole in Python.
-        others = pa.array([clean_text(t) for t in texts.filter(unsure).to_pylist()], pa.string())
-        cleaned = pc.replace_with_mask(cleaned, unsure, others)
+    cleaned = _stripped_and_unquoted(decoded)
+    if unsure.any():
+        others = pa.array([clean_text(t) for t in texts.filter(pa.array(unsure)).to_pylist()], pa.string())
+        cleaned = pc.replace_with_mask(cleaned, pa.array(unsure), others)
     return cleaned
 
 
-def _decode_simple_entities(texts: pa.Array, entity: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """The texts with the entities of :data:`_SIMPLE_ENTITIES` decoded, and which texts
-    still hold an "&" (their cleaning is left to :func:`clean_text`).
-
-    Where a text's only "&"s start those entities, this is ``html.unescape``: its pattern
-    reads each of them exactly (a name or digits run up to the ";"), none decodes to "&",
-    so a second unescape changes nothing."""
-    subset = pc.replace_substring(texts.filter(entity), "&#039;", "'")  # the scrape's apostrophe, in most
-    others = pc.match_substring_regex(subset, _OTHER_SIMPLE_ENTITY)
-    if pc.any(others).as_py():
-        few = subset.filter(others)
-        for written, character in _SIMPLE_ENTITIES.items():
-            few = pc.replace_substring(few, written, character)
-        subset = pc.replace_with_mask(subset, others, few)
-    left = pc.match_substring(subset, "&")
-    return pc.replace_with_mask(texts, entity, subset), pc.replace_with_mask(entity, entity, left)
+def rows_holding(values: pa.Array, find: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Which strings of ``values`` hold a byte ``find`` points at: ``find`` gets pieces of
+    the column's UTF-8 bytes and returns positions in them. One pass over the bytes."""
+    data, offsets = _bytes_of(values)
+    positions = _found(data, find)
+    found = np.zeros(len(values), bool)
+    if len(positions):
+        found[np.searchsorted(offsets, positions, side="right") - 1] = True
+    if values.null_count:
+        found &= values.is_valid().to_numpy(zero_copy_only=False)
+    return found
 
 
-def _unquoted(cleaned: pa.Array) -> pa.Array:
-    """The scrape's quotes peeled a pair at a time, each time only off the texts that still
-    have a pair (blanks are single " " by now, so ``strip()`` is a trim of " ")."""
-    quoted = _quoted(cleaned)
-    if not pc.any(quoted).as_py():
-        return cleaned
-    subset = cleaned.filter(quoted)
-    while pc.any(peel := _quoted(subset)).as_py():
-        inner = pc.utf8_trim(pc.utf8_slice_codeunits(subset.filter(peel), 1, -1), characters=" ")
-        subset = pc.replace_with_mask(subset, peel, inner)
-    return pc.replace_with_mask(cleaned, quoted, subset)
+def _bytes_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array and its offsets into them (from 0), not copied."""
+    offsets = np.frombuffer(values.buffers()[1], np.int32, count=len(values) + 1, offset=values.offset * 4)
+    first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+    buffer = values.buffers()[2]
+    data = np.frombuffer(buffer, np.uint8, count=size, offset=first) if size else np.zeros(0, np.uint8)
+    return data, offsets.astype(np.int64) - first
 
 
-def _quoted(texts: pa.Array) -> pa.Array:
-    """Texts of two characters or more (two bytes: the two quotes) between a pair of quotes."""
-    ends = pc.and_(pc.starts_with(texts, '"'), pc.ends_with(texts, '"'))
-    return pc.and_(ends, pc.greater_equal(pc.binary_length(texts), 2))
+def _string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    return pa.StringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(np.ascontiguousarray(data))
+    )
+
+
+def _found(data: np.ndarray, find: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The positions ``find`` gives in ``data``, handed to it a piece at a time (its
+    temporaries stay small)."""
+    found = [find(data[start : start + _PIECE]) + start for start in range(0, len(data), _PIECE)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def _ampersands(data: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(data == 0x26)
+
+
+def _unescaped(texts: pa.Array) -> tuple[pa.Array, np.ndarray, bool]:
+    """One ``html.unescape`` of every text (no nulls), where each "&" starts one of
+    :data:`_ENTITIES` or is one it leaves alone; which texts hold another "&" (their value
+    here is not theirs: :func:`clean_text` cleans them); and whether an "&amp;" was decoded
+    (its "&" a second unescape may read).
+
+    Every "&" is read on its own: no entity holds a second "&", so a match of
+    ``html.unescape`` never spans two. Decoded entities are shorter than what they
+    replace: each is overwritten by its character and the rest of it dropped."""
+    data, offsets = _bytes_of(texts)
+    amps = _found(data, _ampersands)
+    unsure = np.zeros(len(texts), bool)
+    if not len(amps):
+        return texts, unsure, False
+    rows = np.searchsorted(offsets, amps, side="right") - 1
+    ends = offsets[rows + 1]
+    # The 8 bytes from each "&" as one little-endian number (every entity fits in 8).
+    windows = np.zeros(len(amps), np.uint64)
+    inner = amps < len(data) - 7
+    if inner.any():
+        whole = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
+        windows[inner] = whole[amps[inner]]
+    for i in np.flatnonzero(~inner):  # the last 7 bytes: at most 7 of them
+        windows[i] = int.from_bytes(data[amps[i] :].tobytes(), "little")
+    kind = np.full(len(amps), -1, np.int8)
+    for k, (written, _) in enumerate(_ENTITY_BYTES):
+        mask = (1 << (8 * len(written))) - 1
+        pattern = int.from_bytes(written, "little")
+        kind[(kind < 0) & ((windows & np.uint64(mask)) == np.uint64(pattern)) & (amps + len(written) <= ends)] = k
+    after = amps + 1
+    alone = (after >= ends) | np.isin(data[np.minimum(after, len(data) - 1)], _AMPERSAND_ALONE_BEFORE)
+    unsure[rows[(kind < 0) & ~alone]] = True
+    if not (kind >= 0).any():
+        return texts, unsure, False
+    out = data.copy()
+    drop = []
+    shrink = np.zeros(len(amps), np.int64)
+    for k, (written, character) in enumerate(_ENTITY_BYTES):
+        these = kind == k
+        at = amps[these]
+        for j, byte in enumerate(character):
+            out[at + j] = byte
+        drop.append(_ranges(at + len(character), np.full(len(at), len(written) - len(character))))
+        shrink[these] = len(written) - len(character)
+    keep = np.ones(len(data), bool)
+    keep[np.concatenate(drop)] = False
+    removed = np.concatenate([np.zeros(1, np.int64), np.cumsum(shrink)])
+    decoded = _string_array(out[keep], offsets - removed[np.searchsorted(amps, offsets, side="left")])
+    return decoded, unsure, bool((kind == _AMP).any())
+
+
+def _stripped_and_unquoted(texts: pa.Array) -> pa.Array:
+    """Each text (no nulls, blanks collapsed to single " ") stripped of " " at both ends,
+    then of the scrape's quotes a pair at a time, stripped again after each pair, as
+    :func:`clean_text` does: new ends for every text, then one copy of the bytes between."""
+    data, offsets = _bytes_of(texts)
+    if not len(data):
+        return texts
+    start, end = offsets[:-1].copy(), offsets[1:].copy()
+    last = len(data) - 1
+    while True:
+        # Blanks are single " " by now: strip() takes one at each end at most.
+        start += (start < end) & (data[np.minimum(start, last)] == 0x20)
+        end -= (start < end) & (data[np.maximum(end - 1, 0)] == 0x20)
+        quoted = (end - start >= 2) & (data[np.minimum(start, last)] == 0x22) & (data[np.maximum(end - 1, 0)] == 0x22)
+        if not quoted.any():
+            break
+        start += quoted
+        end -= quoted
+    if (start == offsets[:-1]).all() and (end == offsets[1:]).all():
+        return texts
+    keep = np.ones(len(data), bool)
+    keep[_ranges(offsets[:-1], start - offsets[:-1])] = False
+    keep[_ranges(end, offsets[1:] - end)] = False
+    return _string_array(data[keep], np.concatenate([np.zeros(1, np.int64), np.cumsum(end - start)]))
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + counts[i] - 1`` of every i, in order."""
+    total = int(counts.sum())
+    before = np.repeat(np.cumsum(counts) - counts, counts)
+    positions: np.ndarray = np.repeat(starts, counts) + (np.arange(total) - before)
+    return positions
 
 
 def shows_nothing_array(cleaned: pa.Array) -> pa.Array:

@@ -1,4 +1,4 @@
-"""Transform: clean the valid rows, drop repeated reviews, write one curated partition a week."""
+"""Transform: drop repeated reviews among the valid rows, write one curated partition a week."""
 
 from __future__ import annotations
 
@@ -13,21 +13,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import as_frame, clean_text_array, lower_all
+from reviewops.data.parsing import as_frame, lower_all
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import read_parquet_metadata, read_table, write_parquet
+from reviewops.storage.io import read_parquet_metadata, read_table, write_parquet, write_parquet_pieces
 from reviewops.storage.paths import Layout, StoragePath, glob, to_uri
 from reviewops.storage.publish import StagedFiles
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_TEXT = "duplicate_text"
-# Texts are cleaned this many at a time, so the raw and the cleaned copies of a batch are
-# never both whole in memory.
-SLICE_ROWS = 65_536
+# Curated rows are taken from the validated batch and written this many at a time (one
+# row group each), so no sorted copy of the whole batch is made.
+ROW_GROUP_ROWS = 65_536
 EPOCH = dt.date(1970, 1, 1)
+# Odd 64-bit multipliers mixing the codes of a row's text key into one number.
+_MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
 
 
 @dataclass(frozen=True)
@@ -36,42 +38,59 @@ class TransformParams:
     window: Window
 
 
-def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Clean text; keep the earliest of reviews that repeat the same text for the same
-    product under different ids. Returns the curated rows (:data:`CURATED_SCHEMA`), in
-    review_date then review_id order, and the repeats set aside (:data:`QUARANTINE_SCHEMA`)."""
+@dataclass(frozen=True)
+class Curation:
+    """What transform does with a batch of valid rows (:data:`CURATED_SCHEMA`, text
+    cleaned by validate): ``keep``, the rows curated, in review_date then review_id order
+    (row numbers of the batch), and ``duplicates``, the repeats set aside
+    (:data:`QUARANTINE_SCHEMA`)."""
+
+    table: pa.Table
+    keep: np.ndarray
+    duplicates: pa.Table
+
+    def curated(self) -> pa.Table:
+        return self.table.take(pa.array(self.keep, pa.int64()))
+
+
+def curate(valid: pa.Table) -> Curation:
+    """Keep the earliest of reviews that repeat the same text for the same product under
+    different ids (compared lowercased); order the rest by review_date then review_id."""
     table = valid.select(CURATED_SCHEMA.names).cast(CURATED_SCHEMA)
-    del valid
-    text = table.column("text")
-    cleaned = [clean_text_array(text.slice(start, SLICE_ROWS)) for start in range(0, len(text), SLICE_ROWS)]
-    del text  # with the caller's table gone, the raw texts are freed once cleaned
-    table = table.set_column(
-        table.schema.get_field_index("text"), "text", pa.chunked_array(cleaned or [pa.array([], pa.string())])
-    )
     # Arrow's sort is stable and orders strings by code point, as Python's sort does.
-    table = table.take(pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]))
-    first_row = _first_of_each_text(table)
-    repeated = first_row != np.arange(table.num_rows)
+    order = pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]).to_numpy()
+    first = _first_of_each_text(table, order)
+    repeated = first != np.arange(len(order))
     ids = _array(table, "review_id")
-    originals = ids.take(pa.array(first_row[repeated]))
-    duplicates = table.filter(pa.array(repeated))
+    rows = pa.array(order[repeated], pa.int64())
+    duplicates = table.take(rows)
     quarantine = {
         "reason": pa.array([DUPLICATE_TEXT] * duplicates.num_rows, pa.string()),
-        "detail": pc.binary_join_element_wise("same product and text as review_id ", originals, ""),
+        "detail": pc.binary_join_element_wise(
+            "same product and text as review_id ", ids.take(pa.array(order[first[repeated]], pa.int64())), ""
+        ),
         **{name: _array(duplicates, name) for name in QUARANTINE_SCHEMA.names[2:]},
     }
     as_quarantine = pa.table(
         {f.name: quarantine[f.name].cast(f.type) for f in QUARANTINE_SCHEMA}, schema=QUARANTINE_SCHEMA
     )
-    return table.filter(pa.array(~repeated)), as_quarantine
+    return Curation(table=table, keep=order[~repeated], duplicates=as_quarantine)
 
 
-def _first_of_each_text(table: pa.Table) -> np.ndarray:
-    """For every row, the first row with the same product and text, both lowercased.
+def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """:func:`curate` as tables: the curated rows in their order, and the repeats set aside."""
+    curation = curate(valid)
+    return curation.curated(), curation.duplicates
+
+
+def _first_of_each_text(table: pa.Table, order: np.ndarray) -> np.ndarray:
+    """For every position of ``order``, the first position holding the same product and
+    text, both lowercased.
 
     Rows are first grouped by a short key that equal lowercased texts share (byte length,
-    first and last 24 characters): only the rows whose key repeats have their whole texts
-    lowercased and compared, so no lowercased copy of every text is made."""
+    first and last 24 characters), mixed into one number: only the rows whose number
+    repeats have their whole texts lowercased and compared, so no lowercased copy of every
+    text is made (two different keys mixing to one number only make more comparisons)."""
     product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
     text = table.column("text")  # in its chunks: combined, it would be copied whole
     ascii_only = pc.string_is_ascii(text).combine_chunks()
@@ -86,30 +105,31 @@ def _first_of_each_text(table: pa.Table) -> np.ndarray:
         head = pc.replace_with_mask(head, other, pa.array([t[:24] for t in lowered], pa.string()))
         tail = pc.replace_with_mask(tail, other, pa.array([t[-24:] for t in lowered], pa.string()))
     codes = [product, length, *(pc.dictionary_encode(a).indices.to_numpy(zero_copy_only=False) for a in (head, tail))]
-    first, count = _first_rows(*codes)
-    candidates = np.flatnonzero(count > 1)
+    key = np.zeros(len(order), np.uint64)
+    for code, mix in zip(codes, _MIX, strict=True):
+        key = (key ^ np.asarray(code, np.uint64)[order]) * np.uint64(mix)
+    _, firsts, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    first = firsts[inverse]
+    candidates = np.flatnonzero(counts[inverse] > 1)
     if len(candidates):
-        whole = lower_all(text.take(pa.array(candidates, pa.int64())).combine_chunks())
-        inner, _ = _first_rows(product[candidates], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False))
+        rows = pa.array(order[candidates], pa.int64())
+        whole = lower_all(text.take(rows).combine_chunks())
+        inner = _first_rows(
+            product[order[candidates]], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False)
+        )
         first[candidates] = candidates[inner]
     return first
 
 
-def _first_rows(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For every row, the first row with the same combination of codes, and how many
-    rows share it."""
+def _first_rows(*codes: np.ndarray) -> np.ndarray:
+    """For every row, the first row with the same combination of codes."""
     rows = len(codes[0])
     if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    _, firsts, inverse, counts = np.unique(
-        np.stack([np.asarray(c, np.int64) for c in codes], axis=1),
-        axis=0,
-        return_index=True,
-        return_inverse=True,
-        return_counts=True,
+        return np.zeros(0, np.int64)
+    _, firsts, inverse = np.unique(
+        np.stack([np.asarray(c, np.int64) for c in codes], axis=1), axis=0, return_index=True, return_inverse=True
     )
-    inverse = inverse.reshape(rows)
-    return firsts[inverse], counts[inverse]
+    return firsts[inverse.reshape(rows)]
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:
@@ -141,29 +161,32 @@ def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepR
     that, ``discard()`` (a run killed in between leaves a staging folder the next
     publication deletes)."""
     layout = Layout(params.data_root)
-    # integer_object_nulls: a count column with nulls stays integers (not float64), so a
-    # set-aside repeat keeps "4" rather than "4.0" in the quarantine's string columns.
-    curated, duplicates = curate_table(read_table(validated.path))
-    rows_in = curated.num_rows + duplicates.num_rows
-    # Curated rows are in review_date order, so each week is one slice of them.
-    weeks = curated.column("week").cast(pa.int32()).to_numpy()
+    curation = curate(read_table(validated.path))
+    rows_in = curation.table.num_rows
+    # Curated rows are in review_date order, so each week is one run of them.
+    weeks = curation.table.column("week").cast(pa.int32()).to_numpy()[curation.keep]
     outputs: list[Artifact] = []
     rows_by_week: dict[str, int] = {}
     with StagedFiles(layout.root, "curated") as staged:
         for monday in params.window.weeks():
             day = (monday - EPOCH).days
             start, end = np.searchsorted(weeks, [day, day + 1])
-            table = curated.slice(start, end - start)
+            rows = curation.keep[start:end]
             target = layout.curated(monday.isoformat())
-            path = write_parquet(table, staged.path(target))
-            outputs.append(_published_as(path, target, ArtifactKind.CURATED, rows=table.num_rows))
-            rows_by_week[monday.isoformat()] = table.num_rows
+            pieces = (
+                curation.table.take(pa.array(rows[i : i + ROW_GROUP_ROWS])) for i in range(0, len(rows), ROW_GROUP_ROWS)
+            )
+            path = write_parquet_pieces(pieces, CURATED_SCHEMA, staged.path(target))
+            outputs.append(_published_as(path, target, ArtifactKind.CURATED, rows=len(rows)))
+            rows_by_week[monday.isoformat()] = len(rows)
         dup_target = layout.quarantine(params.window.key).with_name("duplicates.parquet")
-        dup_path = write_parquet(duplicates, staged.path(dup_target))
+        dup_path = write_parquet(curation.duplicates, staged.path(dup_target))
         outputs.append(_published_as(dup_path, dup_target, ArtifactKind.QUARANTINE))
+    curated_rows = len(curation.keep)
+    duplicates = curation.duplicates
     log.info(
         "curated %d rows into %d week partitions; %d repeated reviews set aside",
-        curated.num_rows,
+        curated_rows,
         len(rows_by_week),
         duplicates.num_rows,
     )
@@ -172,7 +195,7 @@ def stage_transform(params: TransformParams, validated: Artifact) -> tuple[StepR
         outputs=tuple(outputs),
         metrics={
             "rows_in": rows_in,
-            "rows_curated": curated.num_rows,
+            "rows_curated": curated_rows,
             "rows_duplicate_text": duplicates.num_rows,
             "weeks_written": len(rows_by_week),
             "weeks_with_reviews": sum(1 for n in rows_by_week.values() if n),

@@ -57,7 +57,8 @@ TEXT_TOO_LONG = "text_too_long"
 DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"
 EXACT_DUPLICATE = "exact_duplicate"
 
-# Valid rows are typed like curated rows; transform only cleans text and drops repeats.
+# Valid rows are typed like curated rows, their text cleaned; transform drops repeats and
+# writes the weeks.
 VALIDATED_SCHEMA = CURATED_SCHEMA
 
 _NO_ROW = pa.scalar(None, pa.string())
@@ -144,9 +145,10 @@ def validate_table(
 
     Each check is an Arrow kernel over the whole batch; each row is quarantined for the
     first check it fails, in the order below. Text is cleaned once, for empty_text,
-    text_too_long and the duplicate check; the valid rows keep the text as it arrived
-    (transform cleans it). Python sees only the distinct dates, labels and counts, the
-    texts with an HTML entity, and the quarantined rows' details.
+    text_too_long and the duplicate check, and the valid rows keep it cleaned (quarantined
+    rows keep every value as it arrived). Python sees only the distinct dates, labels and
+    counts, the few texts with an HTML entity it cannot decode exactly, and the
+    quarantined rows' details.
     """
     column = {name: _string_column(raw, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE) if name != "text"}
     # The texts stay in the batch's chunks: combining them would copy the largest column.
@@ -169,7 +171,7 @@ def validate_table(
     marks.mark(bad_counts, BAD_TYPE, _constant("useful_count"))
 
     text = column["text"]
-    control, empty, lengths = _text_checks(text)
+    cleaned, control, empty, lengths = _text_checks(text)
     marks.mark(control, CONTROL_CHARACTERS, _constant("text"))
     marks.mark(empty, EMPTY_TEXT, _constant("text"))
     marks.mark(lengths > max_text_chars, TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {max_text_chars} chars")
@@ -180,7 +182,7 @@ def validate_table(
     def content(rows: pa.Array) -> tuple[pa.Array, ...]:
         return (
             pc.fill_null(column["product"].take(rows), ""),
-            clean_text_array(text.take(rows)),
+            cleaned.take(rows),
             label_key.take(rows),
             strip_all(pc.fill_null(column["review_date"].take(rows), "")),
         )
@@ -201,7 +203,7 @@ def validate_table(
             "review_id": keep(ids),
             "product": keep(strip_all(column["product"])),
             "condition": keep(pc.if_else(pc.equal(condition, ""), _NO_ROW, condition)),
-            "text": keep(text),
+            "text": keep(cleaned),
             "label": keep(labels),
             "review_date": keep(dates),
             "week": monday_of_array(keep(dates)),
@@ -228,19 +230,20 @@ def validate_table(
 
 def _text_checks(
     text: pa.Array | pa.ChunkedArray, slice_rows: int = 65_536
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Control characters, nothing visible once cleaned, and the cleaned length of every
-    text, a slice at a time: the cleaned texts are never all in memory at once."""
-    control, empty, lengths = [], [], []
+) -> tuple[pa.ChunkedArray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every text cleaned (the valid rows keep the cleaned text: it is cleaned once), and
+    whether it holds control characters, shows nothing once cleaned, and its cleaned
+    length; a slice at a time, so each step's temporaries stay small."""
+    cleaned, control, empty, lengths = [], [], [], []
     for start in range(0, len(text), slice_rows):
         part = text.slice(start, slice_rows)
-        cleaned = clean_text_array(part)
+        cleaned.append(clean_text_array(part))
         control.append(has_control_characters_array(part).to_numpy(zero_copy_only=False))
-        empty.append(shows_nothing_array(cleaned).to_numpy(zero_copy_only=False))
-        lengths.append(pc.utf8_length(cleaned).to_numpy(zero_copy_only=False))
-    if not control:
-        return np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32)
-    return np.concatenate(control), np.concatenate(empty), np.concatenate(lengths)
+        empty.append(shows_nothing_array(cleaned[-1]).to_numpy(zero_copy_only=False))
+        lengths.append(pc.utf8_length(cleaned[-1]).to_numpy(zero_copy_only=False))
+    if not cleaned:
+        return pa.chunked_array([], pa.string()), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32)
+    return pa.chunked_array(cleaned), np.concatenate(control), np.concatenate(empty), np.concatenate(lengths)
 
 
 def _duplicates(

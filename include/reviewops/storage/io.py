@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,28 @@ def upload(local: Path, target: StoragePath) -> None:
 def write_parquet(table: pa.Table, target: StoragePath) -> StoragePath:
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    return target
+
+
+def write_parquet_pieces(pieces: Iterable[pa.Table], schema: pa.Schema, target: StoragePath) -> StoragePath:
+    """One Parquet file (zstd) of ``pieces``, one row group each (none: an empty file of
+    ``schema``). A piece is compressed and written in a second thread while the caller
+    builds the next (pyarrow releases the GIL while it writes): at most two pieces are in
+    memory at once."""
+    with (
+        atomic_path(target) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer") as pool,
+    ):
+        pending: Future[None] | None = None
+        for piece in pieces:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write_table, piece)
+        if pending is None:  # no rows: the file holds the schema, as write_table writes it
+            writer.write_table(schema.empty_table())
+        else:
+            pending.result()
     return target
 
 
