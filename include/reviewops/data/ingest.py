@@ -79,7 +79,7 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
             sources += _described(item)
             continue
         rows_in_source += item.table.num_rows
-        sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows))
+        sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows, sha256=item.sha256))
         parts.append(_in_window(item, window, plausible))
     batch = pa.concat_tables(parts)
     copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), rejected)

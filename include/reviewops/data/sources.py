@@ -12,6 +12,11 @@ is a row of the table it returns, in file order:
 - a value that is a list or an object (JSONL, nested Parquet columns) is kept as its
   JSON text and the field is named in the ``wrong_type`` column.
 
+A local CSV/TSV file is read by pyarrow from the file, on its threads, while one pass
+over it hashes it and checks its quoting; when that cannot be sure to give the table the
+careful reading gives (a malformed row, text that is not UTF-8, a stray quote in a file
+whose records run over several lines), the file is read again with every check.
+
 A file that cannot be read as a whole raises a one-line :class:`SourceError` naming the
 file, the problem and what to do about it. In a folder or glob source such a file is
 yielded as a :class:`RejectedFile` and the other files are still read.
@@ -23,15 +28,21 @@ import codecs
 import csv
 import datetime as dt
 import glob
+import hashlib
 import itertools
 import json
 import logging
+import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -79,6 +90,9 @@ _LINE_END = r"\r\n|\r|\n"
 _LINE_ENDS = re.compile(_LINE_END)
 _BLANK = re.compile(rb"[ \t\n\r\x0b\x0c]*")  # what bytes.strip() removes
 _UTF8_PIECE = 1 << 24
+_PREFIX = 1 << 16  # bytes read for the header and the checks of the file's kind
+_SCAN_BLOCK = 1 << 24  # bytes hashed and scanned at a time by the one pass over the file
+_QUOTE = ord('"')
 
 
 class SourceError(ValueError):
@@ -97,6 +111,7 @@ class SourceFile:
 
     path: StoragePath
     table: pa.Table
+    sha256: str | None = None  # of the file's bytes, when the reader hashed them on its way
 
 
 @dataclass(frozen=True)
@@ -174,7 +189,7 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
     """
     files = list_source_files(source)
     if as_path(source).is_file():
-        yield SourceFile(files[0], read_source_file(files[0]))
+        yield SourceFile(files[0], *_read_file(files[0]))
         return
     folder = _source_folder(source)
     rejected: list[RejectedFile] = []
@@ -185,7 +200,7 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
             yield rejected[-1]
             continue
         try:
-            yield SourceFile(path, read_source_file(path))
+            yield SourceFile(path, *_read_file(path))
         except SourceError as exc:
             rejected.append(RejectedFile(path, str(exc)))
             yield rejected[-1]
@@ -196,15 +211,26 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
 def read_source_file(path: StoragePath) -> pa.Table:
     """One file as a table of :data:`READ_SCHEMA`: canonical string columns, the row's
     source file and row number, and what the reader found wrong with the row."""
+    return _read_file(path)[0]
+
+
+def _read_file(path: StoragePath) -> tuple[pa.Table, str | None]:
+    """The table of :func:`read_source_file`, and the sha256 of the file's bytes when the
+    reading computed it (a local CSV/TSV file read on the fast path)."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r} (use csv, tsv, jsonl or parquet)")
     if kind == "parquet":
-        return _read_parquet(path)
+        return _read_parquet(path), None
+    delimiter = "\t" if kind == "tsv" else ","
+    if kind != "jsonl" and isinstance(path, Path):
+        fast = _read_delimited_fast(path, delimiter)
+        if fast is not None:
+            return fast
     data = _utf8_bytes(path, kind)
     if kind == "jsonl":
-        return _read_jsonl(path, data)
-    return _read_delimited(path, data, "\t" if kind == "tsv" else ",")
+        return _read_jsonl(path, data), None
+    return _read_delimited_exact(path, data, delimiter), None
 
 
 def read_source(source: str) -> pa.Table:
@@ -293,7 +319,9 @@ def _check_utf8(path: StoragePath, data: bytes) -> None:
 # -- CSV and TSV -----------------------------------------------------------------------
 
 
-def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
+def _read_delimited_exact(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
+    """The whole file's bytes read with every check: the row numbers of malformed rows,
+    and the records a stray quote damaged set apart (see :mod:`reviewops.data.records`)."""
     header = _header_line(path, data)
     names = _column_names(header, delimiter)
     _require_columns(path, names, _delimiter_hint(header, delimiter))
@@ -308,6 +336,163 @@ def _read_delimited(path: StoragePath, data: bytes, delimiter: str) -> pa.Table:
         if spans is not None:
             return _resynchronised(path, lines, spans, names, delimiter)
     return _with_malformed(_to_canonical(table, path), path, malformed)
+
+
+def _read_delimited_fast(path: Path, delimiter: str) -> tuple[pa.Table, str] | None:
+    """The table :func:`_read_delimited_exact` gives, and the file's sha256, read without
+    holding the file's bytes: pyarrow reads the file on its threads while one pass over
+    it hashes it and checks its quoting. None when that cannot be sure to be the same
+    table; the caller then reads the file with the exact reader (which also gives the
+    errors, with their line numbers).
+
+    The exact reader looks for damaged records only when a record runs over several
+    lines; none can be damaged when every quote of the file opens and closes a value as
+    RFC 4180 has it (:func:`scan_delimited`), and then the parser's records are the ones
+    a careful reader finds."""
+    names = _fast_header(path, delimiter)
+    if names is None:
+        return None
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scanning = pool.submit(scan_delimited, path, delimiter, stop)
+        try:
+            with pa.OSFile(str(path)) as stream:
+                table = pacsv.read_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=True),
+                    # No invalid_row_handler: a malformed row raises, and the exact reader numbers it.
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                    convert_options=_as_strings(names),
+                )
+        except (pa.ArrowException, OSError) as exc:  # malformed rows, text that is not UTF-8
+            stop.set()
+            log.info("%s: read with the exact reader: %s", path, _parse_error(exc))
+            return None
+        try:
+            scan = scanning.result()
+        except OSError:
+            return None  # the exact reader says what went wrong
+    if scan is None:
+        return None
+    single_lines = scan.lines == 1 + table.num_rows and scan.ends_with_line_end
+    if not (scan.quotes_clean or single_lines):
+        log.info("%s: read with the exact reader: records run over several lines and a quote is out of place", path)
+        return None
+    log.debug("%s: read on the fast path (%d rows, quoting clean: %s)", path, table.num_rows, scan.quotes_clean)
+    return _to_canonical(table, path), scan.sha256
+
+
+def _fast_header(path: Path, delimiter: str) -> list[str] | None:
+    """The column names, when the first bytes show a UTF-8 text file with a usable header;
+    None when the exact reader must look (it raises the error, if there is one, in the
+    order it always did: what the file is, its encoding, then its header)."""
+    try:
+        with path.open("rb") as handle:
+            prefix = handle.read(_PREFIX)
+    except OSError:
+        return None
+    if prefix.startswith((*(magic for magic, _ in _MAGIC), b"PAR1", *_UTF16_BOMS, *_UTF32_BOMS)):
+        return None
+    text = prefix.removeprefix(_UTF8_BOM)
+    if _BLANK.fullmatch(text) or (len(prefix) == _PREFIX and not re.search(rb"[\r\n]", text)):
+        return None  # blank so far (empty, or not), or a header longer than the prefix
+    try:
+        header = _header_line(path, text)
+        names = _column_names(header, delimiter)
+        _require_columns(path, names, "")
+        _refuse_repeated_fields(path, next(csv.reader([header], delimiter=delimiter)))
+    except (SourceError, UnicodeDecodeError):
+        return None
+    return names
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a delimited file found.
+
+    ``lines``: its physical lines (ended by LF, CRLF or CR; a last line without a line
+    end counts). ``quotes_clean``: every quote opens a value at its start, closes one
+    before a delimiter, a line end or the end of the file, or is half of a ``""`` escape
+    inside a quoted value, and none is left open."""
+
+    sha256: str
+    lines: int
+    ends_with_line_end: bool
+    quotes_clean: bool
+
+
+def scan_delimited(path: Path, delimiter: str, stop: threading.Event | None = None) -> FileScan | None:
+    """Hash the file, count its lines and check its quoting in one pass, a block at a
+    time (None when ``stop`` is set before the end)."""
+    digest = hashlib.sha256()
+    quotes = _QuoteCheck(delimiter)
+    lines = size = 0
+    with path.open("rb", buffering=0) as handle:
+        # [0]: the previous block's last byte; at first a line end, as a field starts the file.
+        buffer = bytearray(b"\n") + bytearray(max(1, min(_SCAN_BLOCK, os.fstat(handle.fileno()).st_size)))
+        view = memoryview(buffer)
+        bom = handle.read(len(_UTF8_BOM))
+        if bom == _UTF8_BOM:  # hashed, not scanned: a field starts after it
+            digest.update(bom)
+            size = len(bom)
+        else:
+            handle.seek(0)
+        while n := handle.readinto(view[1:]):
+            if stop is not None and stop.is_set():
+                return None
+            digest.update(view[1 : n + 1])
+            block = np.frombuffer(buffer, np.uint8, count=n + 1)
+            lines += _line_ends(block)
+            quotes.feed(block)
+            buffer[0] = buffer[n]
+            size += n
+    ends = size == 0 or buffer[0] in b"\r\n"
+    return FileScan(digest.hexdigest(), lines + (0 if ends else 1), ends, quotes.clean())
+
+
+def _line_ends(block: npt.NDArray[np.uint8]) -> int:
+    """The line ends (LF, CRLF, CR) among ``block[1:]``; ``block[0]`` is the byte before
+    them, so a CRLF split between two blocks counts once."""
+    feeds = int(np.count_nonzero(block[1:] == ord("\n")))
+    returns = np.flatnonzero(block == ord("\r"))
+    if not len(returns):
+        return feeds
+    before_feed = returns[returns < len(block) - 1]
+    crlf = int(np.count_nonzero(block[before_feed + 1] == ord("\n")))
+    return feeds + len(returns) - int(block[0] == ord("\r")) - crlf
+
+
+class _QuoteCheck:
+    """Whether a file's quotes are RFC 4180 clean, fed a block at a time (see :class:`FileScan`).
+
+    Counted from the start of the file, the quotes alternately open (even) and close (odd)
+    a quoted stretch. An opening quote follows a delimiter, a line end or the closing quote
+    just before it (``""``); a closing quote is followed by a delimiter, a line end, the
+    end of the file or the opening quote just after it."""
+
+    def __init__(self, delimiter: str) -> None:
+        self._bounds = np.zeros(256, bool)
+        self._bounds[[ord(delimiter), ord("\n"), ord("\r"), _QUOTE]] = True
+        self._count = 0
+        self._sound = True
+        self._closed_last = False  # the previous block ended with a closing quote
+
+    def feed(self, block: npt.NDArray[np.uint8]) -> None:
+        """``block``: the previous block's last byte, then the new bytes."""
+        if not self._sound:
+            return
+        if self._closed_last and not self._bounds[block[1]]:
+            self._sound = False
+            return
+        found = np.flatnonzero(block[1:] == _QUOTE) + 1
+        opening, closing = (found[0::2], found[1::2]) if self._count % 2 == 0 else (found[1::2], found[0::2])
+        within = closing[closing < len(block) - 1]
+        self._sound = bool(self._bounds[block[opening - 1]].all() and self._bounds[block[within + 1]].all())
+        self._closed_last = len(closing) > len(within)
+        self._count += len(found)
+
+    def clean(self) -> bool:
+        return self._sound and self._count % 2 == 0
 
 
 def _physical_lines(data: bytes) -> int:
@@ -338,18 +523,26 @@ def _parse_delimited(
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, newlines_in_values=True, invalid_row_handler=set_aside
             ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+            convert_options=_as_strings(names),
         )
     except pa.ArrowException as exc:
         kind = "tsv" if delimiter == "\t" else "csv"
-        # Without the row a parse error may quote after its column counts: it is content.
-        why = re.sub(r"(got \d+): .*$", r"\1", _first_line(exc))
-        raise SourceError(f"{path}: cannot be read as {kind}: {why}: re-export it") from exc
+        raise SourceError(f"{path}: cannot be read as {kind}: {_parse_error(exc)}: re-export it") from exc
     return table, malformed
+
+
+def _parse_error(exc: BaseException) -> str:
+    # Without the row a parse error may quote after its column counts: it is content.
+    return re.sub(r"(got \d+): .*$", r"\1", _first_line(exc))
+
+
+def _as_strings(names: list[str]) -> pacsv.ConvertOptions:
+    """Every column a string, kept as found: an empty value is "", not null."""
+    return pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
 
 
 def _lines_per_record(table: pa.Table, malformed: list[tuple[int | None, str]]) -> list[int]:
@@ -559,7 +752,7 @@ def _to_canonical(table: pa.Table, path: StoragePath) -> pa.Table:
     _require_columns(path, table.column_names, "")
     _refuse_repeated_fields(path, table.column_names)
     columns: dict[str, Sequence[str | None] | pa.ChunkedArray] = {}
-    wrong: list[list[str]] = [[] for _ in range(table.num_rows)]
+    wrong: dict[int, list[str]] = {}  # row -> its fields of a wrong type (a few rows, if any)
     for name in table.column_names:
         canonical = canonical_name(name)
         if canonical is not None and canonical not in columns:
@@ -568,12 +761,12 @@ def _to_canonical(table: pa.Table, path: StoragePath) -> pa.Table:
     return _table(
         {name: columns.get(name, pa.nulls(n, pa.string())) for name in CANONICAL},
         pa.repeat(pa.scalar(str(path), pa.string()), n),
-        pa.array(range(1, n + 1), pa.int64()),
-        wrong_type=[", ".join(fields) or None for fields in wrong] if any(wrong) else None,
+        pa.array(np.arange(1, n + 1, dtype=np.int64)),
+        wrong_type=[", ".join(wrong.get(i, ())) or None for i in range(n)] if wrong else None,
     )
 
 
-def _as_string(column: pa.ChunkedArray, name: str, wrong: list[list[str]]) -> pa.ChunkedArray | list[str | None]:
+def _as_string(column: pa.ChunkedArray, name: str, wrong: dict[int, list[str]]) -> pa.ChunkedArray | list[str | None]:
     """A column as strings; values of a nested type become their JSON text and are noted in ``wrong``."""
     if pa.types.is_string(column.type):
         return column
@@ -581,7 +774,7 @@ def _as_string(column: pa.ChunkedArray, name: str, wrong: list[list[str]]) -> pa
         values = column.to_pylist()
         for i, value in enumerate(values):
             if value is not None:
-                wrong[i].append(f"{name}: {column.type}")
+                wrong.setdefault(i, []).append(f"{name}: {column.type}")
         return [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in values]
     try:
         return pc.cast(column, pa.string())
@@ -590,7 +783,7 @@ def _as_string(column: pa.ChunkedArray, name: str, wrong: list[list[str]]) -> pa
         for i, value in enumerate(column.to_pylist()):
             out.append(None if value is None else str(value))
             if isinstance(value, bytes):
-                wrong[i].append(f"{name}: {column.type} that is not UTF-8")
+                wrong.setdefault(i, []).append(f"{name}: {column.type} that is not UTF-8")
         return out
 
 

@@ -40,8 +40,11 @@ class Artifact:
     schema_fingerprint: str | None = None
 
     @classmethod
-    def of_file(cls, path: StoragePath, kind: str, rows: int | None = None) -> Artifact:
-        """Describe a written file or object; Parquet files also get their row count and schema."""
+    def of_file(cls, path: StoragePath, kind: str, rows: int | None = None, sha256: str | None = None) -> Artifact:
+        """Describe a written file or object; Parquet files also get their row count and schema.
+
+        ``sha256``: the file's hash when the caller has just computed it from the bytes it
+        read (a large source is then not read a second time only to be hashed)."""
         fingerprint = None
         if path.suffix == ".parquet":
             meta = read_parquet_metadata(path)
@@ -50,7 +53,7 @@ class Artifact:
         return cls(
             uri=to_uri(path),
             kind=kind,
-            sha256=sha256_file(path),
+            sha256=sha256 or sha256_file(path),
             rows=rows,
             bytes=size_of(path),
             schema_fingerprint=fingerprint,
