@@ -9,15 +9,18 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from reviewops.config import SHIPPED_REVIEWS
+from reviewops.data import validate
 from reviewops.data.parsing import (
     clean_text,
     clean_text_array,
@@ -32,6 +35,8 @@ from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, 
 from reviewops.data.sources import MALFORMED, WRONG_TYPE, read_source
 from reviewops.data.transform import curate_frame, curate_table
 from reviewops.data.validate import ValidationOutcome, validate_frame, validate_table
+from reviewops.lineage.record import Artifact
+from reviewops.storage.paths import Layout
 
 from . import oracle_rowwise
 from .oracle_rowwise import curate_rowwise, validate_rowwise
@@ -192,9 +197,29 @@ def test_arrow_validate_and_curate_agree_with_the_row_at_a_time_oracle(frame: pd
         pa.Table.from_batches(table.to_batches(max_chunksize=3), table.schema), max_chars, TODAY, EARLIEST
     )
     assert chunked.valid_table.equals(got.valid_table) and chunked.quarantined_table.equals(got.quarantined_table)
+    # Texts checked a few at a time (a repeated id's copies in different slices), and the
+    # step that streams a raw file of several row groups, give the same rows.
+    with mock.patch.object(validate, "SLICE_ROWS", 4):
+        sliced = validate_table(table, max_chars, TODAY, EARLIEST)
+        streamed = validate_file(table, max_chars)
+    for outcome in (sliced, streamed):
+        assert outcome.valid_table.to_pylist() == got.valid_table.to_pylist()
+        assert outcome.quarantined_table.to_pylist() == got.quarantined_table.to_pylist()
     valid = got.valid_table
     pieces = pa.Table.from_batches(valid.to_batches(max_chunksize=2), valid.schema)
     assert [t.to_pylist() for t in curate_table(pieces)] == [t.to_pylist() for t in curate_table(valid)]
+
+
+def validate_file(raw: pa.Table, max_chars: int) -> ValidationOutcome:
+    """``validate_reviews`` of ``raw`` written as a raw batch of row groups of 5 rows."""
+    with tempfile.TemporaryDirectory() as folder:
+        layout = Layout(folder)
+        path = layout.raw("k")
+        path.parent.mkdir(parents=True)
+        pq.write_table(raw, path, row_group_size=5)
+        params = validate.ValidateParams(folder, "k", max_text_chars=max_chars, today=TODAY, earliest=EARLIEST)
+        validate.validate_reviews(params, Artifact.of_file(path, "raw"))
+        return ValidationOutcome(pq.read_table(layout.validated("k")), pq.read_table(layout.quarantine("k")))
 
 
 def test_the_shipped_reviews_validate_and_curate_as_the_oracle_does() -> None:

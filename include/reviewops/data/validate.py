@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:  # pandas is for the frame API only
     import pandas as pd
@@ -36,7 +37,7 @@ from reviewops.data.parsing import (
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import atomic_path, read_table, write_parquet
+from reviewops.storage.io import atomic_path, parquet_file, write_parquet, write_parquet_pieces
 from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ EXACT_DUPLICATE = "exact_duplicate"
 VALIDATED_SCHEMA = CURATED_SCHEMA
 
 _NO_ROW = pa.scalar(None, pa.string())
+# Texts are read, cleaned, checked and written this many at a time.
+SLICE_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -102,24 +105,54 @@ class _Check:
     detail: Callable[[int], str]
 
 
+# Every check, in the order they apply: a row is quarantined for the first it fails,
+# whatever order they are run in (the text's run a slice at a time, after the others).
+_CHECKS = (
+    "malformed",
+    "wrong_type",
+    *(f"missing:{field}" for field in REQUIRED),
+    "bad_date",
+    "future_date",
+    "too_old_date",
+    "unknown_label",
+    "bad_count",
+    "control",
+    "empty",
+    "too_long",
+    "conflict",
+    "exact",
+)
+_RANK = {name: rank for rank, name in enumerate(_CHECKS, start=1)}
+
+
 class _Marks:
-    """Which check each row failed first (0: none yet), over numpy so each mark is one pass."""
+    """Which check each row fails first (0: none), over numpy so each mark is one pass."""
 
     def __init__(self, rows: int) -> None:
         self.first = np.zeros(rows, np.int16)
-        self.checks: list[_Check] = []
+        self.checks: dict[int, _Check] = {}
 
-    def mark(self, mask: pa.Array | np.ndarray, reason: str, detail: Callable[[int], str]) -> None:
-        self.checks.append(_Check(reason, detail))
+    def mark(
+        self,
+        mask: pa.Array | pa.ChunkedArray | np.ndarray,
+        check: str,
+        reason: str,
+        detail: Callable[[int], str],
+        at: slice | np.ndarray = slice(None),
+    ) -> None:
+        """Mark the rows ``at`` (all rows, a slice of them, or row numbers) where ``mask`` holds."""
+        rank = _RANK[check]
+        self.checks[rank] = _Check(reason, detail)
         hit = mask if isinstance(mask, np.ndarray) else pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
-        self.first[(self.first == 0) & hit] = len(self.checks)
+        first = self.first[at]
+        self.first[at] = np.where(hit & ((first == 0) | (first > rank)), rank, first)
 
     def unmarked(self) -> np.ndarray:
         return np.flatnonzero(self.first == 0)
 
     def quarantined(self) -> tuple[np.ndarray, list[str], list[str]]:
         rows = np.flatnonzero(self.first)
-        checks = [self.checks[k - 1] for k in self.first[rows].tolist()]
+        checks = [self.checks[k] for k in self.first[rows].tolist()]
         return rows, [c.reason for c in checks], [c.detail(int(r)) for c, r in zip(checks, rows, strict=True)]
 
 
@@ -138,112 +171,242 @@ def _constant(detail: str) -> Callable[[int], str]:
     return lambda _: detail
 
 
+class _Texts(Protocol):
+    """Where the batch's texts are read from, a slice at a time or by row number."""
+
+    def slices(self) -> Iterator[tuple[int, pa.Array]]: ...
+
+    def take(self, rows: np.ndarray) -> pa.Array: ...
+
+
+class _ColumnTexts:
+    """The texts of a table in memory."""
+
+    def __init__(self, text: pa.ChunkedArray) -> None:
+        self.text = text
+
+    def slices(self) -> Iterator[tuple[int, pa.Array]]:
+        for start in range(0, len(self.text), SLICE_ROWS):
+            yield start, self.text.slice(start, SLICE_ROWS).combine_chunks()
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        return _take(self.text, rows)
+
+
+class _FileTexts:
+    """The texts of a Parquet file, read a batch of rows at a time."""
+
+    def __init__(self, source: pq.ParquetFile) -> None:
+        self.source = source
+
+    def slices(self) -> Iterator[tuple[int, pa.Array]]:
+        start = 0
+        for batch in self.source.iter_batches(batch_size=SLICE_ROWS, columns=["text"]):
+            yield start, batch.column(0).cast(pa.string())
+            start += batch.num_rows
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        meta = self.source.metadata
+        bounds = np.cumsum([0, *(meta.row_group(i).num_rows for i in range(meta.num_row_groups))])
+        groups = np.searchsorted(bounds, rows, side="right") - 1
+        parts = []
+        for group in np.unique(groups).tolist():
+            text = self.source.read_row_group(group, columns=["text"]).column(0).cast(pa.string())
+            parts.append(_take(text, rows[groups == group] - bounds[group]))
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
+def _take(values: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``values.take(rows)`` for ascending ``rows``, chunk by chunk (Arrow's take of a
+    chunked array combines its chunks first: a copy of the whole column)."""
+    bounds = np.cumsum([0, *(len(c) for c in values.chunks)])
+    chunks = np.searchsorted(bounds, rows, side="right") - 1
+    parts = [
+        values.chunk(i).take(pa.array(rows[chunks == i] - bounds[i], pa.int64())) for i in np.unique(chunks).tolist()
+    ]
+    return pa.concat_arrays(parts) if parts else pa.array([], values.type)
+
+
+@dataclass(frozen=True)
+class _TextChecks:
+    """A slice of texts cleaned, and what the checks of text find in it."""
+
+    cleaned: pa.Array
+    blank: np.ndarray
+    control: np.ndarray
+    empty: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def of(cls, text: pa.Array) -> _TextChecks:
+        cleaned = clean_text_array(text)
+        return cls(
+            cleaned=cleaned,
+            blank=_numpy(is_blank_array(text)),
+            control=_numpy(has_control_characters_array(text)),
+            empty=_numpy(shows_nothing_array(cleaned)),
+            lengths=_numpy(pc.utf8_length(cleaned)),
+        )
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    found: np.ndarray = values.to_numpy(zero_copy_only=False)
+    return found
+
+
+class _Validation:
+    """The checks of one batch. The fields but the text are checked whole when it is
+    made; the texts are then cleaned and checked a slice at a time by :meth:`valid_slices`,
+    which yields each slice's valid rows as soon as the slice is checked; after it,
+    :meth:`quarantined` gives the other rows with their reasons.
+
+    Only the rows whose id repeats need the cleaned texts of others (the duplicate
+    checks): their texts are cleaned first, so each slice's verdicts are final when it
+    is read, and the valid rows never wait for the whole batch."""
+
+    def __init__(
+        self,
+        fields: pa.Table,
+        texts: _Texts,
+        max_text_chars: int,
+        today: dt.date,
+        earliest: dt.date,
+    ) -> None:
+        self.rows = fields.num_rows
+        self.texts = texts
+        self.max_text_chars = max_text_chars
+        column = {name: _string_column(fields, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE) if name != "text"}
+        self.column = column
+        self.lengths = np.zeros(self.rows, np.int64)
+        marks = self.marks = _Marks(self.rows)
+        marks.mark(pc.is_valid(column[MALFORMED]), "malformed", MALFORMED_ROW, _value(column[MALFORMED]))
+        marks.mark(pc.is_valid(column[WRONG_TYPE]), "wrong_type", BAD_TYPE, _value(column[WRONG_TYPE]))
+        for field in REQUIRED:
+            if field != "text":
+                marks.mark(is_blank_array(column[field]), f"missing:{field}", MISSING_FIELD, _constant(field))
+
+        dates = parse_date_array(column["review_date"])
+        marks.mark(pc.is_null(dates), "bad_date", BAD_DATE, _value(column["review_date"]))
+        marks.mark(pc.greater(dates, pa.scalar(today, pa.date32())), "future_date", FUTURE_DATE, _value(dates))
+        too_old = f" < {earliest.isoformat()} (earliest_review_date)"
+        marks.mark(
+            pc.less(dates, pa.scalar(earliest, pa.date32())),
+            "too_old_date",
+            TOO_OLD_DATE,
+            lambda r: f"{dates[r].as_py()}{too_old}",
+        )
+        labels = parse_label_array(column["label"])
+        marks.mark(pc.is_null(labels), "unknown_label", UNKNOWN_LABEL, _value(column["label"]))
+        counts, bad_counts = parse_count_array(column["useful_count"])
+        marks.mark(bad_counts, "bad_count", BAD_TYPE, _constant("useful_count"))
+
+        self.ids = strip_all(pc.fill_null(column["review_id"], ""))
+        condition = strip_all(column["condition"])
+        self.typed = pa.table(
+            {
+                "review_id": self.ids,
+                "product": strip_all(column["product"]),
+                "condition": pc.if_else(pc.equal(condition, ""), _NO_ROW, condition),
+                "label": labels,
+                "review_date": dates,
+                "week": monday_of_array(dates),
+                "useful_count": counts,
+                SOURCE_FILE: _string_column(fields, SOURCE_FILE),
+                SOURCE_ROW: fields.column(SOURCE_ROW).combine_chunks().cast(pa.int64()),
+            }
+        )
+        self._check_repeated_ids()
+        self.quarantined_texts: list[pa.Array] = []
+
+    def _mark_texts(self, checks: _TextChecks, at: slice | np.ndarray) -> None:
+        marks, limit = self.marks, self.max_text_chars
+        self.lengths[at] = checks.lengths
+        marks.mark(checks.blank, "missing:text", MISSING_FIELD, _constant("text"), at)
+        marks.mark(checks.control, "control", CONTROL_CHARACTERS, _constant("text"), at)
+        marks.mark(checks.empty, "empty", EMPTY_TEXT, _constant("text"), at)
+        too_long = checks.lengths > limit
+        marks.mark(too_long, "too_long", TEXT_TOO_LONG, lambda r: f"{self.lengths[r]} > {limit} chars", at)
+
+    def _check_repeated_ids(self) -> None:
+        """The duplicate checks, over the rows whose id repeats among those that passed
+        every check so far (their texts cleaned and checked here first)."""
+        ids = self.ids
+        candidates = self.marks.unmarked()
+        codes = pc.dictionary_encode(ids.take(pa.array(candidates, pa.int64()))).indices.to_numpy(zero_copy_only=False)
+        suspects = candidates[np.bincount(codes)[codes] > 1] if len(codes) else candidates
+        conflict = exact = np.zeros(self.rows, bool)
+        if len(suspects):
+            checks = _TextChecks.of(self.texts.take(suspects))
+            self._mark_texts(checks, suspects)
+            column = self.column
+            label_key = by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string())
+
+            def content(rows: pa.Array) -> tuple[pa.Array, ...]:
+                at = pa.array(np.searchsorted(suspects, rows.to_numpy()), pa.int64())
+                return (
+                    pc.fill_null(column["product"].take(rows), ""),
+                    checks.cleaned.take(at),
+                    label_key.take(rows),
+                    strip_all(pc.fill_null(column["review_date"].take(rows), "")),
+                )
+
+            live = suspects[self.marks.first[suspects] == 0]
+            conflict, exact = _duplicates(ids, content, live, self.rows)
+        self.marks.mark(conflict, "conflict", DUPLICATE_ID_CONFLICT, lambda r: f"review_id {ids[r]}")
+        self.marks.mark(exact, "exact", EXACT_DUPLICATE, lambda r: f"review_id {ids[r]}")
+
+    def valid_slices(self) -> Iterator[pa.Table]:
+        """The valid rows (:data:`VALIDATED_SCHEMA`, text cleaned), a slice at a time."""
+        for start, text in self.texts.slices():
+            at = slice(start, start + len(text))
+            checks = _TextChecks.of(text)
+            self._mark_texts(checks, at)
+            ok = self.marks.first[at] == 0
+            if not ok.all():
+                self.quarantined_texts.append(text.filter(pa.array(~ok)))
+            mask = pa.array(ok)
+            typed = self.typed.slice(start, len(text)).filter(mask)
+            columns = {**{name: typed.column(name) for name in typed.column_names}, "text": checks.cleaned.filter(mask)}
+            yield pa.table({name: columns[name] for name in VALIDATED_SCHEMA.names}, schema=VALIDATED_SCHEMA)
+
+    def quarantined(self) -> pa.Table:
+        """The rows quarantined (:data:`QUARANTINE_SCHEMA`), every value as it arrived;
+        after :meth:`valid_slices` has run."""
+        rows, reasons, details = self.marks.quarantined()
+        taken = pa.array(rows, pa.int64())
+        texts = pa.concat_arrays(self.quarantined_texts) if self.quarantined_texts else pa.array([], pa.string())
+        return pa.table(
+            {
+                "reason": pa.array(reasons, pa.string()),
+                "detail": pa.array(details, pa.string()),
+                SOURCE_FILE: self.typed.column(SOURCE_FILE).take(taken),
+                SOURCE_ROW: self.typed.column(SOURCE_ROW).take(taken),
+                **{name: texts if name == "text" else self.column[name].take(taken) for name in CANONICAL},
+            },
+            schema=QUARANTINE_SCHEMA,
+        )
+
+
 def validate_table(
     raw: pa.Table, max_text_chars: int, today: dt.date, earliest: dt.date = EARLIEST_REVIEW_DATE
 ) -> ValidationOutcome:
     """Split raw string rows into typed valid rows and quarantined rows with reasons.
 
-    Each check is an Arrow kernel over the whole batch; each row is quarantined for the
-    first check it fails, in the order below. Text is cleaned once, for empty_text,
-    text_too_long and the duplicate check, and the valid rows keep it cleaned (quarantined
-    rows keep every value as it arrived). Python sees only the distinct dates, labels and
-    counts, the few texts with an HTML entity it cannot decode exactly, and the
-    quarantined rows' details.
+    Each check is an Arrow kernel (or numpy) over the batch; each row is quarantined for
+    the first check it fails, in the order of :data:`_CHECKS`. Text is cleaned once, for
+    empty_text, text_too_long and the duplicate check, and the valid rows keep it cleaned
+    (quarantined rows keep every value as it arrived). Python sees only the distinct
+    dates, labels and counts, the few texts with an HTML entity it cannot decode exactly,
+    and the quarantined rows' details.
     """
-    column = {name: _string_column(raw, name) for name in (*CANONICAL, MALFORMED, WRONG_TYPE) if name != "text"}
-    # The texts stay in the batch's chunks: combining them would copy the largest column.
-    column["text"] = raw.column("text").cast(pa.string()) if "text" in raw.column_names else _string_column(raw, "text")
-    marks = _Marks(raw.num_rows)
-    marks.mark(pc.is_valid(column[MALFORMED]), MALFORMED_ROW, _value(column[MALFORMED]))
-    marks.mark(pc.is_valid(column[WRONG_TYPE]), BAD_TYPE, _value(column[WRONG_TYPE]))
-    for field in REQUIRED:
-        marks.mark(is_blank_array(column[field]), MISSING_FIELD, _constant(field))
-
-    dates = parse_date_array(column["review_date"])
-    marks.mark(pc.is_null(dates), BAD_DATE, _value(column["review_date"]))
-    marks.mark(pc.greater(dates, pa.scalar(today, pa.date32())), FUTURE_DATE, _value(dates))
-    too_old = f" < {earliest.isoformat()} (earliest_review_date)"
-    marks.mark(pc.less(dates, pa.scalar(earliest, pa.date32())), TOO_OLD_DATE, lambda r: f"{dates[r].as_py()}{too_old}")
-
-    labels = parse_label_array(column["label"])
-    marks.mark(pc.is_null(labels), UNKNOWN_LABEL, _value(column["label"]))
-    counts, bad_counts = parse_count_array(column["useful_count"])
-    marks.mark(bad_counts, BAD_TYPE, _constant("useful_count"))
-
-    text = column["text"]
-    cleaned, control, empty, lengths = _text_checks(text)
-    marks.mark(control, CONTROL_CHARACTERS, _constant("text"))
-    marks.mark(empty, EMPTY_TEXT, _constant("text"))
-    marks.mark(lengths > max_text_chars, TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {max_text_chars} chars")
-
-    ids = strip_all(pc.fill_null(column["review_id"], ""))
-    label_key = by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string())
-
-    def content(rows: pa.Array) -> tuple[pa.Array, ...]:
-        return (
-            pc.fill_null(column["product"].take(rows), ""),
-            cleaned.take(rows),
-            label_key.take(rows),
-            strip_all(pc.fill_null(column["review_date"].take(rows), "")),
-        )
-
-    conflict, exact = _duplicates(ids, content, marks.unmarked(), raw.num_rows)
-    marks.mark(conflict, DUPLICATE_ID_CONFLICT, lambda r: f"review_id {ids[r]}")
-    marks.mark(exact, EXACT_DUPLICATE, lambda r: f"review_id {ids[r]}")
-
-    ok = pa.array(marks.unmarked())
-    every = len(ok) == raw.num_rows  # the usual batch: its columns are kept as they are, not copied
-
-    def keep(values: pa.Array) -> pa.Array:
-        return values if every else values.take(ok)
-
-    condition = strip_all(column["condition"])
-    valid = pa.table(
-        {
-            "review_id": keep(ids),
-            "product": keep(strip_all(column["product"])),
-            "condition": keep(pc.if_else(pc.equal(condition, ""), _NO_ROW, condition)),
-            "text": keep(cleaned),
-            "label": keep(labels),
-            "review_date": keep(dates),
-            "week": monday_of_array(keep(dates)),
-            "useful_count": keep(counts),
-            SOURCE_FILE: keep(_string_column(raw, SOURCE_FILE)),
-            SOURCE_ROW: keep(raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64())),
-        },
-        schema=VALIDATED_SCHEMA,
-    )
-    rows, reasons, details = marks.quarantined()
-    taken = pa.array(rows, pa.int64())
-    quarantined = pa.table(
-        {
-            "reason": pa.array(reasons, pa.string()),
-            "detail": pa.array(details, pa.string()),
-            SOURCE_FILE: _string_column(raw, SOURCE_FILE).take(taken),
-            SOURCE_ROW: raw.column(SOURCE_ROW).combine_chunks().cast(pa.int64()).take(taken),
-            **{name: column[name].take(taken) for name in CANONICAL},
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
-    return ValidationOutcome(valid_table=valid, quarantined_table=quarantined)
-
-
-def _text_checks(
-    text: pa.Array | pa.ChunkedArray, slice_rows: int = 65_536
-) -> tuple[pa.ChunkedArray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every text cleaned (the valid rows keep the cleaned text: it is cleaned once), and
-    whether it holds control characters, shows nothing once cleaned, and its cleaned
-    length; a slice at a time, so each step's temporaries stay small."""
-    cleaned, control, empty, lengths = [], [], [], []
-    for start in range(0, len(text), slice_rows):
-        part = text.slice(start, slice_rows)
-        cleaned.append(clean_text_array(part))
-        control.append(has_control_characters_array(part).to_numpy(zero_copy_only=False))
-        empty.append(shows_nothing_array(cleaned[-1]).to_numpy(zero_copy_only=False))
-        lengths.append(pc.utf8_length(cleaned[-1]).to_numpy(zero_copy_only=False))
-    if not cleaned:
-        return pa.chunked_array([], pa.string()), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.int32)
-    return pa.chunked_array(cleaned), np.concatenate(control), np.concatenate(empty), np.concatenate(lengths)
+    text = raw.column("text").cast(pa.string()) if "text" in raw.column_names else None
+    if text is None:
+        text = pa.chunked_array([pa.nulls(raw.num_rows, pa.string())])
+    fields = raw.drop_columns(["text"]) if "text" in raw.column_names else raw
+    validation = _Validation(fields, _ColumnTexts(text), max_text_chars, today, earliest)
+    pieces = list(validation.valid_slices())
+    valid = pa.concat_tables(pieces) if pieces else VALIDATED_SCHEMA.empty_table()
+    return ValidationOutcome(valid_table=valid, quarantined_table=validation.quarantined())
 
 
 def _duplicates(
@@ -286,34 +449,57 @@ def validate_frame(
 
 def check_conservation(rows_read: int, outcome: ValidationOutcome) -> None:
     """Fail unless every row read ended valid or quarantined, exactly once."""
-    valid, quarantined = outcome.valid_table.num_rows, outcome.quarantined_table.num_rows
+    _check_counts(rows_read, outcome.valid_table.num_rows, outcome.quarantined_table.num_rows)
+
+
+def _check_counts(rows_read: int, valid: int, quarantined: int) -> None:
     if rows_read != valid + quarantined:
         raise AssertionError(f"validation lost rows: {rows_read} read, {valid} valid, {quarantined} quarantined")
 
 
 def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
-    """Validate a raw batch; write its valid rows and its quarantine file."""
+    """Validate a raw batch; write its valid rows and its quarantine file.
+
+    The batch is read a slice of rows at a time (its fields but the text whole): each
+    slice's valid rows are written, in a second thread, while the next is checked, so
+    neither the batch nor its valid rows are ever whole in memory."""
     layout = Layout(params.data_root)
-    table = read_table(raw.path)
     today = params.today or dt.datetime.now(dt.UTC).date()
-    outcome = validate_table(table, params.max_text_chars, today, params.earliest)
-    rows_read = table.num_rows
-    del table  # the raw batch is not needed for the writes
-    check_conservation(rows_read, outcome)
-    valid_path = write_parquet(outcome.valid_table, layout.validated(params.batch_key))
-    quarantine_path = write_quarantined(outcome, layout.quarantine(params.batch_key))
+    rows_valid = 0
+
+    def counted(slices: Iterator[pa.Table]) -> Iterator[pa.Table]:
+        nonlocal rows_valid
+        for table in slices:
+            rows_valid += table.num_rows
+            yield table
+
+    with parquet_file(raw.path) as source:
+        rows_read = source.metadata.num_rows
+        fields = source.read(columns=[n for n in source.schema_arrow.names if n != "text"])
+        texts: _Texts = (
+            _FileTexts(source)
+            if "text" in source.schema_arrow.names
+            else _ColumnTexts(pa.chunked_array([pa.nulls(rows_read, pa.string())]))
+        )
+        validation = _Validation(fields, texts, params.max_text_chars, today, params.earliest)
+        valid_path = write_parquet_pieces(
+            counted(validation.valid_slices()), VALIDATED_SCHEMA, layout.validated(params.batch_key)
+        )
+    outcome = ValidationOutcome(valid_table=VALIDATED_SCHEMA.empty_table(), quarantined_table=validation.quarantined())
     rows_quarantined = outcome.quarantined_table.num_rows
+    _check_counts(rows_read, rows_valid, rows_quarantined)
+    quarantine_path = write_quarantined(outcome, layout.quarantine(params.batch_key))
     if rows_quarantined:
         log.warning("quarantined %d of %d rows: %s", rows_quarantined, rows_read, outcome.reasons)
     return StepResult(
         subject=params.batch_key,
         outputs=(
-            Artifact.of_file(valid_path, ArtifactKind.VALIDATED),
+            Artifact.of_file(valid_path, ArtifactKind.VALIDATED, rows=rows_valid),
             Artifact.of_file(quarantine_path, ArtifactKind.QUARANTINE),
         ),
         metrics={
             "rows_read": rows_read,
-            "rows_valid": outcome.valid_table.num_rows,
+            "rows_valid": rows_valid,
             "rows_quarantined": rows_quarantined,
             "reasons": outcome.reasons,
         },
