@@ -86,7 +86,9 @@ def validate_rowwise(
     labels = frame["label"].map(parse_label)
     mark(labels.isna(), UNKNOWN_LABEL, frame["label"].fillna("").astype(str))
 
-    counts = frame["useful_count"].map(_safe_count)
+    # As objects: Series.map infers float64 when the counts are all numbers or null, and a
+    # count above 2**53 then loses its last digits.
+    counts = pd.Series([_safe_count(v) for v in frame["useful_count"]], index=frame.index, dtype=object)
     mark(counts.map(lambda c: c == "bad"), BAD_TYPE, "useful_count")
 
     text = frame["text"].fillna("")
@@ -108,8 +110,7 @@ def validate_rowwise(
             "label": labels,
             "review_date": dates,
             "week": dates.map(lambda d: monday_of(d) if d is not None else None),
-            # Built as objects: Series.map infers float64 when a null is beside the counts,
-            # and a count above 2**53 then lost its last digits (the one change here).
+            # Built as objects, like ``counts`` (the two changes here).
             "useful_count": pd.Series([None if c in (None, "bad") else c for c in counts], dtype=object),
             SOURCE_FILE: frame[SOURCE_FILE],
             SOURCE_ROW: frame[SOURCE_ROW],

@@ -120,6 +120,48 @@ def test_curate_frame_sets_aside_later_repeats_of_the_same_text_for_the_same_pro
     assert not {"800001", b[""]} & kept
 
 
+def test_repeats_are_told_apart_by_their_whole_text_not_its_ends() -> None:
+    """Texts are grouped by their length and ends first: texts that share those but differ
+    inside are different reviews; texts that differ only in case, ASCII or not, repeat."""
+    middle = "x" * 40
+    texts = [
+        f"Same start of a long review {middle} and the same end of it.",
+        f"Same start of a long review {middle.replace('x', 'y', 1)} and the same end of it.",
+        f"SAME START of a long review {middle} and the same END of it.",
+        "Zoë İ short",
+        "ZOË İ SHORT",
+        "zoë i̇ short",  # what "İ".lower() gives: the same review as the two above
+        "ab",
+        "AB",
+    ]
+    day = dt.date(2017, 12, 11)
+    rows = pa.table(
+        {
+            "review_id": [str(i) for i in range(len(texts))],
+            "product": ["P"] * len(texts),
+            "condition": [None] * len(texts),
+            "text": texts,
+            "label": ["positive"] * len(texts),
+            "review_date": [day] * len(texts),
+            "week": [day] * len(texts),
+            "useful_count": [1] * len(texts),
+            "source_file": ["f"] * len(texts),
+            "source_row": list(range(1, len(texts) + 1)),
+        },
+        schema=CURATED_SCHEMA,
+    )
+
+    curated, duplicates = curate_frame(rows.to_pandas())
+
+    assert list(curated["review_id"]) == ["0", "1", "3", "6"]
+    assert dict(zip(duplicates["review_id"], duplicates["detail"], strict=True)) == {
+        "2": "same product and text as review_id 0",
+        "4": "same product and text as review_id 3",
+        "5": "same product and text as review_id 3",
+        "7": "same product and text as review_id 6",
+    }
+
+
 def test_transform_writes_one_partition_per_week_of_the_window_including_empty_weeks(
     tmp_path: Path, review_slice: Path, slice_records: list[Record]
 ) -> None:

@@ -259,7 +259,7 @@ def clean_text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 def rows_holding(values: pa.Array, find: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Which strings of ``values`` hold a byte ``find`` points at: ``find`` gets pieces of
     the column's UTF-8 bytes and returns positions in them. One pass over the bytes."""
-    data, offsets = _bytes_of(values)
+    data, offsets = bytes_of(values)
     positions = _found(data, find)
     found = np.zeros(len(values), bool)
     if len(positions):
@@ -269,7 +269,7 @@ def rows_holding(values: pa.Array, find: Callable[[np.ndarray], np.ndarray]) -> 
     return found
 
 
-def _bytes_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def bytes_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of a string array and its offsets into them (from 0), not copied."""
     offsets = np.frombuffer(values.buffers()[1], np.int32, count=len(values) + 1, offset=values.offset * 4)
     first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
@@ -304,7 +304,7 @@ def _unescaped(texts: pa.Array) -> tuple[pa.Array, np.ndarray, bool]:
     Every "&" is read on its own: no entity holds a second "&", so a match of
     ``html.unescape`` never spans two. Decoded entities are shorter than what they
     replace: each is overwritten by its character and the rest of it dropped."""
-    data, offsets = _bytes_of(texts)
+    data, offsets = bytes_of(texts)
     amps = _found(data, _ampersands)
     unsure = np.zeros(len(texts), bool)
     if not len(amps):
@@ -350,7 +350,7 @@ def _stripped_and_unquoted(texts: pa.Array) -> pa.Array:
     """Each text (no nulls, blanks collapsed to single " ") stripped of " " at both ends,
     then of the scrape's quotes a pair at a time, stripped again after each pair, as
     :func:`clean_text` does: new ends for every text, then one copy of the bytes between."""
-    data, offsets = _bytes_of(texts)
+    data, offsets = bytes_of(texts)
     if not len(data):
         return texts
     start, end = offsets[:-1].copy(), offsets[1:].copy()
@@ -407,6 +407,23 @@ def lower_all(values: pa.Array) -> pa.Array:
         return lowered
     python = pa.array([v.lower() for v in values.filter(other).to_pylist()], pa.string())
     return pc.replace_with_mask(lowered, other, python)
+
+
+def take_rows(values: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``values.take(rows)``, chunk by chunk (Arrow's take of a chunked array may combine
+    its chunks first: a copy of the whole column)."""
+    bounds = np.cumsum([0, *(len(c) for c in values.chunks)])
+    chunks = np.searchsorted(bounds, rows, side="right") - 1
+    by_chunk = np.argsort(chunks, kind="stable")
+    parts = []
+    for i in np.unique(chunks).tolist():
+        local = rows[by_chunk][chunks[by_chunk] == i] - bounds[i]
+        parts.append(values.chunk(i).take(pa.array(local, pa.int64())))
+    if not parts:
+        return pa.array([], values.type)
+    taken = pa.concat_arrays(parts)
+    in_order = np.all(by_chunk[1:] > by_chunk[:-1])
+    return taken if in_order else taken.take(pa.array(np.argsort(by_chunk), pa.int64()))
 
 
 def as_frame(table: pa.Table) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import as_frame, lower_all
+from reviewops.data.parsing import as_frame, bytes_of, lower_all, take_rows
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -28,7 +28,11 @@ DUPLICATE_TEXT = "duplicate_text"
 # row group each), so no sorted copy of the whole batch is made.
 ROW_GROUP_ROWS = 65_536
 EPOCH = dt.date(1970, 1, 1)
-# Odd 64-bit multipliers mixing the codes of a row's text key into one number.
+# Bytes from each end of a text in its key, and odd 64-bit multipliers mixing the key's
+# parts into one number.
+_KEY_BYTES = 24
+# For n = 0..8, a 64-bit word whose n low bytes are set.
+_LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
 _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
 
 
@@ -62,8 +66,10 @@ def curate(valid: pa.Table) -> Curation:
     first = _first_of_each_text(table, order)
     repeated = first != np.arange(len(order))
     ids = _array(table, "review_id")
-    rows = pa.array(order[repeated], pa.int64())
-    duplicates = table.take(rows)
+    rows = order[repeated]
+    duplicates = pa.table(
+        {name: take_rows(table.column(name), rows) for name in table.column_names}, schema=table.schema
+    )
     quarantine = {
         "reason": pa.array([DUPLICATE_TEXT] * duplicates.num_rows, pa.string()),
         "detail": pc.binary_join_element_wise(
@@ -87,38 +93,70 @@ def _first_of_each_text(table: pa.Table, order: np.ndarray) -> np.ndarray:
     """For every position of ``order``, the first position holding the same product and
     text, both lowercased.
 
-    Rows are first grouped by a short key that equal lowercased texts share (byte length,
-    first and last 24 characters), mixed into one number: only the rows whose number
-    repeats have their whole texts lowercased and compared, so no lowercased copy of every
-    text is made (two different keys mixing to one number only make more comparisons)."""
+    Rows are first grouped by a short key that equal lowercased texts share (product,
+    byte length, first and last 24 bytes), mixed into one number: only the rows whose
+    number repeats have their whole texts lowercased and compared, so no lowercased copy
+    of every text is made (two different keys mixing to one number only make more
+    comparisons)."""
     product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
-    text = table.column("text")  # in its chunks: combined, it would be copied whole
-    ascii_only = pc.string_is_ascii(text).combine_chunks()
-    other = pc.invert(ascii_only)
-    # str.lower may change a text's length ("İ"): those few texts are keyed by Python's lowercase.
-    lowered = [t.lower() for t in text.filter(other).to_pylist()]
-    length = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
-    length[other.to_numpy(zero_copy_only=False)] = [len(t.encode()) for t in lowered]
-    head = pc.ascii_lower(pc.utf8_slice_codeunits(text, 0, 24)).combine_chunks()
-    tail = pc.ascii_lower(pc.utf8_slice_codeunits(text, -24)).combine_chunks()
-    if lowered:
-        head = pc.replace_with_mask(head, other, pa.array([t[:24] for t in lowered], pa.string()))
-        tail = pc.replace_with_mask(tail, other, pa.array([t[-24:] for t in lowered], pa.string()))
-    codes = [product, length, *(pc.dictionary_encode(a).indices.to_numpy(zero_copy_only=False) for a in (head, tail))]
-    key = np.zeros(len(order), np.uint64)
-    for code, mix in zip(codes, _MIX, strict=True):
-        key = (key ^ np.asarray(code, np.uint64)[order]) * np.uint64(mix)
+    text = table.column("text")
+    keys = [_text_key(text.slice(at, ROW_GROUP_ROWS).combine_chunks()) for at in range(0, len(text), ROW_GROUP_ROWS)]
+    key = (np.concatenate(keys) if keys else np.zeros(0, np.uint64))[order]
+    key = (key ^ np.asarray(product, np.uint64)[order]) * np.uint64(_MIX[0])
     _, firsts, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
     first = firsts[inverse]
     candidates = np.flatnonzero(counts[inverse] > 1)
     if len(candidates):
-        rows = pa.array(order[candidates], pa.int64())
-        whole = lower_all(text.take(rows).combine_chunks())
+        whole = lower_all(take_rows(text, order[candidates]))
         inner = _first_rows(
             product[order[candidates]], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False)
         )
         first[candidates] = candidates[inner]
     return first
+
+
+def _text_key(text: pa.Array) -> np.ndarray:
+    """A number per text that equal lowercased texts share: its byte length and first and
+    last 24 bytes, lowercased (ASCII by numpy; texts with other characters by Python's
+    ``str.lower``, which may change a text's length: "İ"), mixed."""
+    key = _byte_key(text)
+    other = pc.invert(pc.fill_null(pc.string_is_ascii(text), True)).to_numpy(zero_copy_only=False)
+    if other.any():
+        lowered = pa.array([t.lower() for t in text.filter(pa.array(other)).to_pylist()], pa.string())
+        key[other] = _byte_key(lowered)
+    return key
+
+
+def _byte_key(text: pa.Array) -> np.ndarray:
+    """Byte length and the first and last 24 bytes (A-Z lowercased) of each text, mixed:
+    read as 64-bit words straight from the column's bytes, the bytes outside a short text
+    masked out."""
+    data, offsets = bytes_of(text)
+    starts, ends = offsets[:-1], offsets[1:]
+    key: np.ndarray = (ends - starts).astype(np.uint64)
+    if not len(data):
+        return key
+    pad = _KEY_BYTES
+    padded = np.concatenate([np.zeros(pad, np.uint8), data, np.zeros(pad, np.uint8)])
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    for k, mix in zip(range(0, _KEY_BYTES, 8), _MIX, strict=False):
+        inside = np.clip(ends - starts - k, 0, 8)  # bytes of the text in head word k
+        head = words[starts + pad + k] & _LOW_BYTES[inside]
+        outside = np.clip(starts - (ends - _KEY_BYTES + k), 0, 8)  # bytes before the text in tail word k
+        tail = words[ends - _KEY_BYTES + k + pad] & ~_LOW_BYTES[outside]
+        key = (key ^ _ascii_lower(head)) * np.uint64(mix)
+        key = (key ^ _ascii_lower(tail)) * np.uint64(_MIX[-1])
+    return key
+
+
+def _ascii_lower(words: np.ndarray) -> np.ndarray:
+    """A-Z lowercased in every byte of 64-bit words (the bytes of other characters kept)."""
+    seven = words & np.uint64(0x7F7F7F7F7F7F7F7F)
+    above_z = seven + np.uint64(0x2525252525252525)  # high bit set where the byte is above "Z"
+    from_a = seven + np.uint64(0x3F3F3F3F3F3F3F3F)  # high bit set where it is "A" or above
+    upper = (from_a ^ above_z) & ~words & np.uint64(0x8080808080808080)
+    lowered: np.ndarray = words | (upper >> np.uint64(2))
+    return lowered
 
 
 def _first_rows(*codes: np.ndarray) -> np.ndarray:

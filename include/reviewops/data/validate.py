@@ -33,6 +33,7 @@ from reviewops.data.parsing import (
     parse_label_array,
     shows_nothing_array,
     strip_all,
+    take_rows,
 )
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
@@ -190,7 +191,7 @@ class _ColumnTexts:
             yield start, self.text.slice(start, SLICE_ROWS).combine_chunks()
 
     def take(self, rows: np.ndarray) -> pa.Array:
-        return _take(self.text, rows)
+        return take_rows(self.text, rows)
 
 
 class _FileTexts:
@@ -212,19 +213,8 @@ class _FileTexts:
         parts = []
         for group in np.unique(groups).tolist():
             text = self.source.read_row_group(group, columns=["text"]).column(0).cast(pa.string())
-            parts.append(_take(text, rows[groups == group] - bounds[group]))
+            parts.append(take_rows(text, rows[groups == group] - bounds[group]))
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-
-
-def _take(values: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """``values.take(rows)`` for ascending ``rows``, chunk by chunk (Arrow's take of a
-    chunked array combines its chunks first: a copy of the whole column)."""
-    bounds = np.cumsum([0, *(len(c) for c in values.chunks)])
-    chunks = np.searchsorted(bounds, rows, side="right") - 1
-    parts = [
-        values.chunk(i).take(pa.array(rows[chunks == i] - bounds[i], pa.int64())) for i in np.unique(chunks).tolist()
-    ]
-    return pa.concat_arrays(parts) if parts else pa.array([], values.type)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ requests checked and cleaned as the pipeline cleans, responses and metadata buil
 A request holds one input tensor, ``text`` (``BYTES``, shape ``[n]``, data a flat list
 of ``n`` strings). Each text is checked as validation checks a review (control
 characters, empty after cleaning, longer than the pipeline's ``max_text_chars``) and
-cleaned as transform cleans it (``clean_text``) before the model sees it: a text the
+cleaned as validation cleans it (``clean_text``) before the model sees it: a text the
 pipeline would quarantine is refused here with the same reason, and one it would score
 is scored on the same string.
 
