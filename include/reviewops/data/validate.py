@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -239,6 +240,22 @@ class _TextChecks:
         )
 
 
+def _ahead(slices: Iterator[tuple[int, pa.Array]], depth: int = 2) -> Iterator[tuple[int, pa.Array, _TextChecks]]:
+    """Each slice with its :class:`_TextChecks`, worked out in ``depth`` threads ahead of
+    the caller (numpy and Arrow release the GIL): at most ``depth`` slices are read and
+    not yet handed over."""
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="validate") as pool:
+        pending: deque[tuple[int, pa.Array, Future[_TextChecks]]] = deque()
+        for start, text in slices:
+            pending.append((start, text, pool.submit(_TextChecks.of, text)))
+            if len(pending) == depth:
+                first, head, checks = pending.popleft()
+                yield first, head, checks.result()
+        while pending:
+            first, head, checks = pending.popleft()
+            yield first, head, checks.result()
+
+
 def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     found: np.ndarray = values.to_numpy(zero_copy_only=False)
     return found
@@ -347,9 +364,8 @@ class _Validation:
 
     def valid_slices(self) -> Iterator[pa.Table]:
         """The valid rows (:data:`VALIDATED_SCHEMA`, text cleaned), a slice at a time."""
-        for start, text in self.texts.slices():
+        for start, text, checks in _ahead(self.texts.slices()):
             at = slice(start, start + len(text))
-            checks = _TextChecks.of(text)
             self._mark_texts(checks, at)
             ok = self.marks.first[at] == 0
             if not ok.all():
