@@ -111,6 +111,41 @@ def child_bare(source: str, target: str, threads: bool) -> dict[str, Any]:
     }
 
 
+def child_floor(source: str, work: str) -> dict[str, Any]:
+    """The data plane's input and output alone, with no check: the source parsed and
+    hashed, then the batch written and read back as the three steps write and read it
+    (raw, validated, one curated week: three Parquet writes with zstd and two reads). The
+    bare side's time over this one is the best ratio the pipeline could reach with these
+    artifacts."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    table = pacsv.read_csv(
+        source,
+        parse_options=pacsv.ParseOptions(delimiter="\t", newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in SOURCE_COLUMNS}),
+    )
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    for step in ("raw", "validated", "curated"):
+        path = f"{work}/{step}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        if step != "curated":
+            table = pq.read_table(path)
+    total = time.perf_counter() - started
+    return {
+        "rows": table.num_rows,
+        "total_seconds": round(total, 2),
+        "rows_per_second": round(table.num_rows / total, 1),
+    }
+
+
 def measure(rows: int) -> dict[str, Any]:
     """Pipeline and bare sides on one synthetic TSV of ``rows`` reviews."""
     work = work_dir(f"dataplane-{rows}")
@@ -122,6 +157,8 @@ def measure(rows: int) -> dict[str, Any]:
     result["pipeline"] = run_child(MODULE, "pipeline", str(work / "data-root"), str(source))
     result["bare"] = run_child(MODULE, "bare", str(source), str(work / "bare.parquet"), "threads")
     result["bare_one_thread"] = run_child(MODULE, "bare", str(source), str(work / "bare.parquet"), "one")
+    result["floor"] = run_child(MODULE, "floor", str(source), str(work))
+    result["floor_ratio"] = round(result["floor"]["rows_per_second"] / result["bare"]["rows_per_second"], 4)
     pipeline_rate = result["pipeline"]["rows_per_second"]
     result["ratio"] = round(pipeline_rate / result["bare"]["rows_per_second"], 4)
     result["ratio_one_thread"] = round(pipeline_rate / result["bare_one_thread"]["rows_per_second"], 4)
@@ -161,6 +198,8 @@ def child(argv: list[str]) -> None:
         emit(child_pipeline(rest[0], rest[1], profile=len(rest) > 2))
     elif kind == "bare":
         emit(child_bare(rest[0], rest[1], threads=rest[2] == "threads"))
+    elif kind == "floor":
+        emit(child_floor(rest[0], rest[1]))
     else:
         raise SystemExit(f"unknown child {kind}")
 
