@@ -16,13 +16,14 @@ from reviewops.data.parsing import parse_date_array
 from reviewops.data.sources import RejectedFile, SourceFile, scan_source
 from reviewops.data.windows import PlausibleDates, Window
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import copy_aside, sha256_file, size_of, write_parquet, write_text
+from reviewops.storage.io import copy_aside, release_memory, sha256_file, size_of, write_parquet, write_text
 from reviewops.storage.paths import Layout, StoragePath, to_uri
 from reviewops.storage.publish import remove_tree, replace_dir, staging_dir
 
 log = logging.getLogger(__name__)
 
 ERROR_SUFFIX = ".error.txt"
+ROW_GROUP_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,44 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         log.warning(
             "window %s cut to %s: review dates run from %s to today", params.window.key, window.key, params.earliest
         )
+    read = _read_window(params.source, window, plausible)
+    copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), read.rejected)
+    # In row groups, so validate holds one group's texts at a time.
+    raw = write_parquet(read.batch, layout.raw(window.key), row_group_rows=ROW_GROUP_ROWS)
+    result = StepResult(
+        subject=window.key,
+        outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
+        metrics={
+            "files_read": read.files_read,
+            "files_rejected": [r.as_dict() for r in read.rejected],
+            "rows_in_source": read.rows_in_source,
+            "rows_read": read.batch.num_rows,
+            "window": window.as_dict(),
+        },
+    )
+    sources = read.sources
+    del read
+    release_memory()
+    return result, sources
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The window's rows of every readable file of a source, and what was read."""
+
+    batch: pa.Table
+    sources: list[Artifact]
+    rejected: list[RejectedFile]
+    files_read: int
+    rows_in_source: int
+
+
+def _read_window(source: str, window: Window, plausible: PlausibleDates) -> _Read:
     sources: list[Artifact] = []
     parts: list[pa.Table] = []
     rejected: list[RejectedFile] = []
     rows_in_source = 0
-    for item in scan_source(params.source):
+    for item in scan_source(source):
         if isinstance(item, RejectedFile):
             log.warning("file rejected, the others are read: %s", item.error)
             rejected.append(item)
@@ -81,21 +115,7 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         rows_in_source += item.table.num_rows
         sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows, sha256=item.sha256))
         parts.append(_in_window(item, window, plausible))
-    batch = pa.concat_tables(parts)
-    copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), rejected)
-    raw = write_parquet(batch, layout.raw(window.key))
-    result = StepResult(
-        subject=window.key,
-        outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
-        metrics={
-            "files_read": len(parts),
-            "files_rejected": [r.as_dict() for r in rejected],
-            "rows_in_source": rows_in_source,
-            "rows_read": batch.num_rows,
-            "window": window.as_dict(),
-        },
-    )
-    return result, sources
+    return _Read(pa.concat_tables(parts), sources, rejected, len(parts), rows_in_source)
 
 
 def _in_window(item: SourceFile, window: Window, plausible: PlausibleDates) -> pa.Table:

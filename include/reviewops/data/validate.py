@@ -39,7 +39,7 @@ from reviewops.data.parsing import (
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, REQUIRED, SOURCE_FILE, SOURCE_ROW
 from reviewops.data.sources import MALFORMED, WRONG_TYPE
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import atomic_path, parquet_file, write_parquet, write_parquet_pieces
+from reviewops.storage.io import atomic_path, parquet_file, release_memory, write_parquet, write_parquet_pieces
 from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ VALIDATED_SCHEMA = CURATED_SCHEMA
 
 _NO_ROW = pa.scalar(None, pa.string())
 # Texts are read, cleaned, checked and written this many at a time.
-SLICE_ROWS = 65_536
+SLICE_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -326,13 +326,14 @@ class _Validation:
         self.quarantined_texts: list[pa.Array] = []
 
     def _mark_texts(self, checks: _TextChecks, at: slice | np.ndarray) -> None:
-        marks, limit = self.marks, self.max_text_chars
-        self.lengths[at] = checks.lengths
+        marks, limit, lengths = self.marks, self.max_text_chars, self.lengths
+        lengths[at] = checks.lengths
         marks.mark(checks.blank, "missing:text", MISSING_FIELD, _constant("text"), at)
         marks.mark(checks.control, "control", CONTROL_CHARACTERS, _constant("text"), at)
         marks.mark(checks.empty, "empty", EMPTY_TEXT, _constant("text"), at)
         too_long = checks.lengths > limit
-        marks.mark(too_long, "too_long", TEXT_TOO_LONG, lambda r: f"{self.lengths[r]} > {limit} chars", at)
+        # (The details hold no reference to self: the marks would then keep the batch alive.)
+        marks.mark(too_long, "too_long", TEXT_TOO_LONG, lambda r: f"{lengths[r]} > {limit} chars", at)
 
     def _check_repeated_ids(self) -> None:
         """The duplicate checks, over the rows whose id repeats among those that passed
@@ -488,10 +489,13 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
             else _ColumnTexts(pa.chunked_array([pa.nulls(rows_read, pa.string())]))
         )
         validation = _Validation(fields, texts, params.max_text_chars, today, params.earliest)
+        del fields  # the checks keep what they need of it
         valid_path = write_parquet_pieces(
             counted(validation.valid_slices()), VALIDATED_SCHEMA, layout.validated(params.batch_key)
         )
     outcome = ValidationOutcome(valid_table=VALIDATED_SCHEMA.empty_table(), quarantined_table=validation.quarantined())
+    del validation
+    release_memory()
     rows_quarantined = outcome.quarantined_table.num_rows
     _check_counts(rows_read, rows_valid, rows_quarantined)
     quarantine_path = write_quarantined(outcome, layout.quarantine(params.batch_key))

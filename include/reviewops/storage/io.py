@@ -146,9 +146,11 @@ def upload(local: Path, target: StoragePath) -> None:
         shutil.copyfile(local, tmp)
 
 
-def write_parquet(table: pa.Table, target: StoragePath) -> StoragePath:
+def write_parquet(table: pa.Table, target: StoragePath, row_group_rows: int | None = None) -> StoragePath:
+    """``table`` as one Parquet file (zstd), in row groups of ``row_group_rows`` (pyarrow's
+    default, 1Mi rows, when None): a reader that streams the file holds one at a time."""
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_rows)
     return target
 
 
@@ -172,6 +174,14 @@ def write_parquet_pieces(pieces: Iterable[pa.Table], schema: pa.Schema, target: 
         else:
             pending.result()
     return target
+
+
+def release_memory() -> None:
+    """Give back to the OS the memory Arrow's pool keeps for reuse. A step that read a
+    large batch calls it once the batch is freed: steps run one after another in one
+    process too (``dag.test()``, the ``reviewops`` pipeline), and each would otherwise
+    start on top of what the one before held."""
+    pa.default_memory_pool().release_unused()
 
 
 def write_json(payload: Any, target: StoragePath) -> StoragePath:
