@@ -368,8 +368,8 @@ def dataplane_section(d: dict[str, Any]) -> str:
         "threads on; one thread in brackets) and `write_table` with zstd. Each side in its own fresh process, so "
         "each peak RSS (VmHWM) is its own. The I/O floor is the pipeline's input and output alone, in a fresh "
         "process: the source parsed and hashed, then three Parquet writes and two reads of the batch, as the three "
-        "steps write and read it, with no check (`child_floor`); in brackets, the bare time over it: the best ratio "
-        "any code could reach with these artifacts.",
+        "steps write and read it, one after another, with no check (`child_floor`); in brackets, the bare time over "
+        "it: the ratio that I/O alone reaches when nothing overlaps.",
         "",
         table(
             (
