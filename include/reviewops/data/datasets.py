@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from reviewops.contracts import ArtifactKind
 from reviewops.data.schema import CLASSES, CURATED_SCHEMA
 from reviewops.lineage.record import Artifact, StepResult, schema_fingerprint
-from reviewops.storage.io import read_json, sha256_file, write_json
+from reviewops.storage.io import parquet_options, read_json, sha256_file, write_json
 from reviewops.storage.paths import Layout, StoragePath, glob, to_uri
 from reviewops.storage.publish import is_published, publish_dir, staging_dir
 
@@ -149,7 +149,7 @@ def _write_split(frame: pd.DataFrame, folder: Path, split: str) -> dict[str, Any
     parquet = folder / f"{split}.parquet"
     schema = pa.schema([CURATED_SCHEMA.field(name) for name in DATASET_COLUMNS])
     table = pa.Table.from_pandas(frame[list(DATASET_COLUMNS)], schema=schema, preserve_index=False)
-    pq.write_table(table, parquet, compression="zstd")
+    pq.write_table(table, parquet, **parquet_options(schema))
     _write_tfrecord(rows, folder / f"{split}.tfrecord")
     counts = frame["label"].value_counts()
     return {

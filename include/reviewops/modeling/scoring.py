@@ -16,7 +16,7 @@ from reviewops.contracts import ArtifactKind
 from reviewops.data.schema import prediction_schema
 from reviewops.lineage.record import Artifact, StepResult
 from reviewops.registry.store import Registry
-from reviewops.storage.io import atomic_path, parquet_file
+from reviewops.storage.io import atomic_path, parquet_file, parquet_options
 from reviewops.storage.paths import Layout, StoragePath
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def score_table_batches(
     rows = 0
     batch_seconds: list[float] = []
     started = time.monotonic()
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(out, schema, **parquet_options(schema)) as writer:
         for batch in batches:
             batch_started = time.monotonic()
             texts = batch.column("text")
