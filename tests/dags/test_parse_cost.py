@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-HEAVY = ("google.cloud", "google.genai", "vertexai", "tensorflow", "keras", "sklearn", "ray", "litellm")
+HEAVY = ("google.cloud", "google.genai", "vertexai", "tensorflow", "keras", "sklearn", "ray", "litellm", "numba", "llvmlite")
 
 PROBE = """
 import json, sys

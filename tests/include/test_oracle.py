@@ -22,13 +22,12 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from reviewops.config import SHIPPED_REVIEWS
 from reviewops.data import validate
 from reviewops.data.parsing import (
+    check_texts,
     clean_text,
     clean_text_array,
     has_control_characters,
-    has_control_characters_array,
     is_blank_array,
     shows_nothing,
-    shows_nothing_array,
     strip_all,
 )
 from reviewops.data.schema import CANONICAL, CURATED_SCHEMA, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
@@ -236,12 +235,17 @@ def test_the_shipped_reviews_validate_and_curate_as_the_oracle_does() -> None:
 @given(values=st.lists(st.one_of(st.none(), texts, st.text()), max_size=30))
 def test_arrow_text_kernels_agree_with_the_per_value_parsers(values: list[str | None]) -> None:
     array = pa.array(values, pa.string())
-    assert clean_text_array(array).to_pylist() == [clean_text(v or "") for v in values]
+    cleaned = [clean_text(v or "") for v in values]
+    # Slices too: their bytes start past the buffer's start.
+    for offset in (0, 1):
+        facts = check_texts(array.slice(offset))
+        assert facts.cleaned.to_pylist() == cleaned[offset:]
+        assert facts.blank.tolist() == [not v or not v.strip() for v in values[offset:]]
+        assert facts.control.tolist() == [v is not None and has_control_characters(v) for v in values[offset:]]
+        assert facts.empty.tolist() == [shows_nothing(c) for c in cleaned[offset:]]
+        assert facts.lengths.tolist() == [len(c) for c in cleaned[offset:]]
     assert strip_all(array).to_pylist() == [None if v is None else v.strip() for v in values]
     assert is_blank_array(array).to_pylist() == [not v or not v.strip() for v in values]
-    assert has_control_characters_array(array).to_pylist() == [has_control_characters(v or "") for v in values]
-    cleaned = [clean_text(v or "") for v in values]
-    assert shows_nothing_array(pa.array(cleaned, pa.string())).to_pylist() == [shows_nothing(c) for c in cleaned]
 
 
 def test_the_blanks_arrow_trims_and_collapses_are_exactly_what_str_isspace_accepts() -> None:
@@ -262,4 +266,4 @@ def test_the_entities_of_review_scrapes_are_decoded_without_python(monkeypatch: 
     monkeypatch.setattr(parsing, "clean_text", refuse)
     assert clean_text_array(pa.array(values, pa.string())).to_pylist() == want
     with pytest.raises(AssertionError, match="cleaned in Python"):
-        clean_text_array(pa.array(["&copy;"], pa.string()))  # not one of the entities decoded by Arrow
+        clean_text_array(pa.array(["&copy;"], pa.string()))  # not one of the entities decoded without Python

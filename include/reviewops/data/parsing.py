@@ -7,6 +7,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -131,10 +132,11 @@ def content_key(product: str, text: str) -> str:
 # -- the same, over whole Arrow columns --------------------------------------------------
 #
 # Each function below gives, for every value of a column, what its per-value twin above
-# gives (tests/include/test_oracle.py holds them to it on generated input). Arrow's kernels
-# do the work the values have in common; Python sees only the values that need it: the
-# distinct dates, labels and counts (a week of reviews has a handful), and the texts that
-# hold an HTML entity or no ASCII letter or digit.
+# gives (tests/include/test_oracle.py holds them to it on generated input). Arrow's kernels,
+# and for texts one compiled pass over their bytes (kernels.py), do the work the values have
+# in common; Python sees only the values that need it: the distinct dates, labels and counts
+# (a week of reviews has a handful), and the texts that hold an "&" other than the entities
+# of review scrapes, or no ASCII letter or digit.
 
 # Every character str.isspace accepts, which is what str.strip removes and what re's \s
 # matches in str patterns. RE2's \s is ASCII only, and Arrow's utf8_trim_whitespace
@@ -145,13 +147,9 @@ _SPACES = (
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACES) + "]"
-_SPACE_NOT_20 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACES if c != " ") + "]"
-# A run of blanks that is not a lone " " (replacing every lone " " by itself cost 8x):
-# leftmost-first, a run of two or more is taken whole from its first character.
-_SPACE_RUN = _SPACE + "{2,}|" + _SPACE_NOT_20
 # Entities of review scrapes, each read alone by html.unescape (a name or a number, then
-# ";"), decoded by Arrow: "&amp;" last, so the "&" it gives is not read again in its round.
-_PIECE = 1 << 20  # bytes a byte scan looks at at a time
+# ";"), decoded without Python (kernels.clean_texts); another "&" that html.unescape would
+# read sends its text to clean_text.
 _ENTITIES = (
     "&#039;",
     "&#39;",
@@ -170,9 +168,25 @@ _ENTITIES = (
     "&amp;",
 )
 _ENTITY_BYTES = tuple((e.encode(), html.unescape(e).encode()) for e in _ENTITIES)
-_AMP = _ENTITIES.index("&amp;")
+
+
+def _entity_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:data:`_ENTITIES` as kernels.clean_texts reads them: each written (padded to 8
+    bytes) and its length, what it decodes to (padded to 4) and its length."""
+    written = np.zeros((len(_ENTITY_BYTES), 8), np.uint8)
+    characters = np.zeros((len(_ENTITY_BYTES), 4), np.uint8)
+    for k, (entity, character) in enumerate(_ENTITY_BYTES):
+        written[k, : len(entity)] = np.frombuffer(entity, np.uint8)
+        characters[k, : len(character)] = np.frombuffer(character, np.uint8)
+    lengths = np.array([[len(e), len(c)] for e, c in _ENTITY_BYTES], np.int64)
+    return written, lengths[:, 0].copy(), characters, lengths[:, 1].copy()
+
+
+_ENTITY_TABLE = _entity_table()
 # The bytes after an "&" that html.unescape leaves as it is (its end is another).
-_AMPERSAND_ALONE_BEFORE = np.frombuffer(b"\t\n\x0c <&;", np.uint8)
+_ALONE_BEFORE = np.zeros(256, np.bool_)
+_ALONE_BEFORE[np.frombuffer(b"\t\n\x0c <&;", np.uint8)] = True
+_ASCII_ALNUM = re.compile(r"[0-9A-Za-z]")
 
 
 def strip_all(values: pa.Array) -> pa.Array:
@@ -217,56 +231,53 @@ def parse_count_array(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(bad, pa.scalar(None, pa.int64()), parsed), bad
 
 
-def has_control_characters_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """:func:`has_control_characters` of every string (nulls give False)."""
+@dataclass(frozen=True)
+class TextFacts:
+    """Texts cleaned (:func:`clean_text`), with what validate checks of them: each as it
+    came is missing or blank (``not v or not v.strip()``), holds a control character
+    (:func:`has_control_characters`; False for a missing one), and once cleaned shows
+    nothing (:func:`shows_nothing`) and is ``lengths`` characters long."""
+
+    cleaned: pa.Array
+    blank: np.ndarray
+    control: np.ndarray
+    empty: np.ndarray
+    lengths: np.ndarray
+
+
+def check_texts(values: pa.Array | pa.ChunkedArray) -> TextFacts:
+    """:class:`TextFacts` of every string (a missing one is cleaned as "").
+
+    One compiled pass over the column's bytes per text (:func:`reviewops.data.kernels.clean_texts`)
+    cleans it and checks it; Python sees only the texts holding an "&" that is not one of
+    :data:`_ENTITIES` (their cleaning) and those without an ASCII letter or digit (whether
+    they show anything)."""
+    from reviewops.data import kernels
+
     whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    found = rows_holding(whole, _control_bytes)
+    texts = pc.fill_null(whole, "") if whole.null_count else whole
+    data, offsets = bytes_of(texts)
+    out, out_offsets, unsure, blank, control, lengths, alnum = kernels.clean_texts(
+        data, offsets, kernels.BYTE_CLASSES, _ENTITY_TABLE, _ALONE_BEFORE
+    )
+    cleaned = _string_array(out, out_offsets)
+    if unsure.any():
+        mask = pa.array(unsure)
+        redone = [clean_text(t) for t in texts.filter(mask).to_pylist()]
+        cleaned = pc.replace_with_mask(cleaned, mask, pa.array(redone, pa.string()))
+        lengths[unsure] = [len(t) for t in redone]
+        alnum[unsure] = [_ASCII_ALNUM.search(t) is not None for t in redone]
+    empty = ~alnum
+    if empty.any():
+        empty[empty] = [shows_nothing(t) for t in cleaned.filter(pa.array(empty)).to_pylist()]
     if whole.null_count:
-        found &= whole.is_valid().to_numpy(zero_copy_only=False)
-    return pa.array(found)
-
-
-def _control_bytes(data: np.ndarray) -> np.ndarray:
-    """The bytes of :data:`_CONTROL` (ASCII, so never part of a longer UTF-8 character)."""
-    low = np.flatnonzero(data < 0x20)
-    low = low[~np.isin(data[low], (0x09, 0x0A, 0x0D))]
-    return np.concatenate([low, np.flatnonzero(data == 0x7F)])
+        control &= whole.is_valid().to_numpy(zero_copy_only=False)
+    return TextFacts(cleaned=cleaned, blank=blank, control=control, empty=empty, lengths=lengths)
 
 
 def clean_text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """:func:`clean_text` of every string (a null is cleaned as "").
-
-    Entities are decoded, and the ends stripped and unquoted, on the column's bytes
-    (numpy); runs of blanks are collapsed by Arrow's regex kernel, only in the texts that
-    have one. Python cleans only the texts holding an "&" this cannot decode exactly."""
-    whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    texts = pc.fill_null(whole, "") if whole.null_count else whole
-    decoded, unsure, again = _unescaped(texts)
-    if again:  # some scrapes escape twice (&amp;#039;): clean_text decodes twice
-        decoded, unsure_again, _ = _unescaped(decoded)
-        unsure |= unsure_again
-    blanks = pc.match_substring_regex(decoded, _SPACE_RUN)
-    if pc.any(blanks).as_py():
-        collapsed = pc.replace_substring_regex(decoded.filter(blanks), _SPACE_RUN, " ")
-        decoded = pc.replace_with_mask(decoded, blanks, collapsed)
-    cleaned = _stripped_and_unquoted(decoded)
-    if unsure.any():
-        others = pa.array([clean_text(t) for t in texts.filter(pa.array(unsure)).to_pylist()], pa.string())
-        cleaned = pc.replace_with_mask(cleaned, pa.array(unsure), others)
-    return cleaned
-
-
-def rows_holding(values: pa.Array, find: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Which strings of ``values`` hold a byte ``find`` points at: ``find`` gets pieces of
-    the column's UTF-8 bytes and returns positions in them. One pass over the bytes."""
-    data, offsets = bytes_of(values)
-    positions = _found(data, find)
-    found = np.zeros(len(values), bool)
-    if len(positions):
-        found[np.searchsorted(offsets, positions, side="right") - 1] = True
-    if values.null_count:
-        found &= values.is_valid().to_numpy(zero_copy_only=False)
-    return found
+    """:func:`clean_text` of every string (a missing one is cleaned as "")."""
+    return check_texts(values).cleaned
 
 
 def bytes_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -282,112 +293,6 @@ def _string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(
         len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(np.ascontiguousarray(data))
     )
-
-
-def _found(data: np.ndarray, find: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """The positions ``find`` gives in ``data``, handed to it a piece at a time (its
-    temporaries stay small)."""
-    found = [find(data[start : start + _PIECE]) + start for start in range(0, len(data), _PIECE)]
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
-
-
-def _ampersands(data: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(data == 0x26)
-
-
-def _unescaped(texts: pa.Array) -> tuple[pa.Array, np.ndarray, bool]:
-    """One ``html.unescape`` of every text (no nulls), where each "&" starts one of
-    :data:`_ENTITIES` or is one it leaves alone; which texts hold another "&" (their value
-    here is not theirs: :func:`clean_text` cleans them); and whether an "&amp;" was decoded
-    (its "&" a second unescape may read).
-
-    Every "&" is read on its own: no entity holds a second "&", so a match of
-    ``html.unescape`` never spans two. Decoded entities are shorter than what they
-    replace: each is overwritten by its character and the rest of it dropped."""
-    data, offsets = bytes_of(texts)
-    amps = _found(data, _ampersands)
-    unsure = np.zeros(len(texts), bool)
-    if not len(amps):
-        return texts, unsure, False
-    rows = np.searchsorted(offsets, amps, side="right") - 1
-    ends = offsets[rows + 1]
-    # The 8 bytes from each "&" as one little-endian number (every entity fits in 8).
-    windows = np.zeros(len(amps), np.uint64)
-    inner = amps < len(data) - 7
-    if inner.any():
-        whole = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
-        windows[inner] = whole[amps[inner]]
-    for i in np.flatnonzero(~inner):  # the last 7 bytes: at most 7 of them
-        windows[i] = int.from_bytes(data[amps[i] :].tobytes(), "little")
-    kind = np.full(len(amps), -1, np.int8)
-    for k, (written, _) in enumerate(_ENTITY_BYTES):
-        mask = (1 << (8 * len(written))) - 1
-        pattern = int.from_bytes(written, "little")
-        kind[(kind < 0) & ((windows & np.uint64(mask)) == np.uint64(pattern)) & (amps + len(written) <= ends)] = k
-    after = amps + 1
-    alone = (after >= ends) | np.isin(data[np.minimum(after, len(data) - 1)], _AMPERSAND_ALONE_BEFORE)
-    unsure[rows[(kind < 0) & ~alone]] = True
-    if not (kind >= 0).any():
-        return texts, unsure, False
-    out = data.copy()
-    drop = []
-    shrink = np.zeros(len(amps), np.int64)
-    for k, (written, character) in enumerate(_ENTITY_BYTES):
-        these = kind == k
-        at = amps[these]
-        for j, byte in enumerate(character):
-            out[at + j] = byte
-        drop.append(_ranges(at + len(character), np.full(len(at), len(written) - len(character))))
-        shrink[these] = len(written) - len(character)
-    keep = np.ones(len(data), bool)
-    keep[np.concatenate(drop)] = False
-    removed = np.concatenate([np.zeros(1, np.int64), np.cumsum(shrink)])
-    decoded = _string_array(out[keep], offsets - removed[np.searchsorted(amps, offsets, side="left")])
-    return decoded, unsure, bool((kind == _AMP).any())
-
-
-def _stripped_and_unquoted(texts: pa.Array) -> pa.Array:
-    """Each text (no nulls, blanks collapsed to single " ") stripped of " " at both ends,
-    then of the scrape's quotes a pair at a time, stripped again after each pair, as
-    :func:`clean_text` does: new ends for every text, then one copy of the bytes between."""
-    data, offsets = bytes_of(texts)
-    if not len(data):
-        return texts
-    start, end = offsets[:-1].copy(), offsets[1:].copy()
-    last = len(data) - 1
-    while True:
-        # Blanks are single " " by now: strip() takes one at each end at most.
-        start += (start < end) & (data[np.minimum(start, last)] == 0x20)
-        end -= (start < end) & (data[np.maximum(end - 1, 0)] == 0x20)
-        quoted = (end - start >= 2) & (data[np.minimum(start, last)] == 0x22) & (data[np.maximum(end - 1, 0)] == 0x22)
-        if not quoted.any():
-            break
-        start += quoted
-        end -= quoted
-    if (start == offsets[:-1]).all() and (end == offsets[1:]).all():
-        return texts
-    keep = np.ones(len(data), bool)
-    keep[_ranges(offsets[:-1], start - offsets[:-1])] = False
-    keep[_ranges(end, offsets[1:] - end)] = False
-    return _string_array(data[keep], np.concatenate([np.zeros(1, np.int64), np.cumsum(end - start)]))
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The positions ``starts[i] .. starts[i] + counts[i] - 1`` of every i, in order."""
-    total = int(counts.sum())
-    before = np.repeat(np.cumsum(counts) - counts, counts)
-    positions: np.ndarray = np.repeat(starts, counts) + (np.arange(total) - before)
-    return positions
-
-
-def shows_nothing_array(cleaned: pa.Array) -> pa.Array:
-    """:func:`shows_nothing` of every string (no nulls): a text with an ASCII letter or
-    digit shows something; the others (few) are checked one by one."""
-    unsure = pc.invert(pc.match_substring_regex(cleaned, "[0-9A-Za-z]"))
-    if not pc.any(unsure).as_py():
-        return pa.array([False] * len(cleaned), pa.bool_())
-    answers = pa.array([shows_nothing(t) for t in cleaned.filter(unsure).to_pylist()], pa.bool_())
-    return pc.replace_with_mask(pa.array([False] * len(cleaned), pa.bool_()), unsure, answers)
 
 
 def monday_of_array(dates: pa.Array) -> pa.Array:

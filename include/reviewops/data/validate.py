@@ -23,16 +23,15 @@ if TYPE_CHECKING:  # pandas is for the frame API only
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import (
+    TextFacts,
     as_frame,
     by_distinct_value,
-    clean_text_array,
-    has_control_characters_array,
+    check_texts,
     is_blank_array,
     monday_of_array,
     parse_count_array,
     parse_date_array,
     parse_label_array,
-    shows_nothing_array,
     strip_all,
     take_rows,
 )
@@ -218,36 +217,14 @@ class _FileTexts:
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
-@dataclass(frozen=True)
-class _TextChecks:
-    """A slice of texts cleaned, and what the checks of text find in it."""
-
-    cleaned: pa.Array
-    blank: np.ndarray
-    control: np.ndarray
-    empty: np.ndarray
-    lengths: np.ndarray
-
-    @classmethod
-    def of(cls, text: pa.Array) -> _TextChecks:
-        cleaned = clean_text_array(text)
-        return cls(
-            cleaned=cleaned,
-            blank=_numpy(is_blank_array(text)),
-            control=_numpy(has_control_characters_array(text)),
-            empty=_numpy(shows_nothing_array(cleaned)),
-            lengths=_numpy(pc.utf8_length(cleaned)),
-        )
-
-
-def _ahead(slices: Iterator[tuple[int, pa.Array]], depth: int = 2) -> Iterator[tuple[int, pa.Array, _TextChecks]]:
-    """Each slice with its :class:`_TextChecks`, worked out in ``depth`` threads ahead of
+def _ahead(slices: Iterator[tuple[int, pa.Array]], depth: int = 2) -> Iterator[tuple[int, pa.Array, TextFacts]]:
+    """Each slice with its :class:`TextFacts`, worked out in ``depth`` threads ahead of
     the caller (numpy and Arrow release the GIL): at most ``depth`` slices are read and
     not yet handed over."""
     with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="validate") as pool:
-        pending: deque[tuple[int, pa.Array, Future[_TextChecks]]] = deque()
+        pending: deque[tuple[int, pa.Array, Future[TextFacts]]] = deque()
         for start, text in slices:
-            pending.append((start, text, pool.submit(_TextChecks.of, text)))
+            pending.append((start, text, pool.submit(check_texts, text)))
             if len(pending) == depth:
                 first, head, checks = pending.popleft()
                 yield first, head, checks.result()
@@ -325,7 +302,7 @@ class _Validation:
         self._check_repeated_ids()
         self.quarantined_texts: list[pa.Array] = []
 
-    def _mark_texts(self, checks: _TextChecks, at: slice | np.ndarray) -> None:
+    def _mark_texts(self, checks: TextFacts, at: slice | np.ndarray) -> None:
         marks, limit, lengths = self.marks, self.max_text_chars, self.lengths
         lengths[at] = checks.lengths
         marks.mark(checks.blank, "missing:text", MISSING_FIELD, _constant("text"), at)
@@ -344,7 +321,7 @@ class _Validation:
         suspects = candidates[np.bincount(codes)[codes] > 1] if len(codes) else candidates
         conflict = exact = np.zeros(self.rows, bool)
         if len(suspects):
-            checks = _TextChecks.of(self.texts.take(suspects))
+            checks = check_texts(self.texts.take(suspects))
             self._mark_texts(checks, suspects)
             column = self.column
             label_key = by_distinct_value(column["label"], lambda v: (v or "").strip().lower(), pa.string())
