@@ -10,24 +10,37 @@ quotes and escapes fall across block boundaries.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
+import multiprocessing
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from reviewops.config import SHIPPED_REVIEWS
-from reviewops.data import sources
+from reviewops.data import ingest, sources
 from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.records import Lines, damaged_spans
-from reviewops.data.sources import SourceError, SourceFile, read_source_file, scan_delimited, scan_source
+from reviewops.data.sources import (
+    SourceError,
+    SourceFile,
+    read_source_file,
+    scan_delimited,
+    scan_source,
+)
 from reviewops.data.windows import Window
+from reviewops.storage import io as storage_io
+from reviewops.storage.paths import Layout
 
 from .samples import HEADER, monday, shipped_records, source_date
 
@@ -125,7 +138,8 @@ def test_the_fast_path_gives_what_the_exact_reader_gives(case: tuple[bytes, str]
     with tempfile.TemporaryDirectory() as folder:
         path = write(Path(folder), data, delimiter)
         expected, found = exact(path, delimiter), fast(path)
-        event("fast path" if sources._read_delimited_fast(path, delimiter) is not None else "exact reader")
+        parsed = sources._read_delimited_fast(path, delimiter)
+        event("fast path" if parsed is not None and parsed[1].sha256 is not None else "exact reader")
     if isinstance(expected, str) or isinstance(found, str):
         assert found == expected
     else:
@@ -232,3 +246,121 @@ def test_ingest_records_the_source_hash_from_the_one_pass(tmp_path: Path) -> Non
     (source,) = inputs
     assert source.sha256 == hashlib.sha256(Path(SHIPPED_REVIEWS).read_bytes()).hexdigest()
     assert source.rows == 600
+
+
+# -- ingest writes while the check runs, and publishes once it is in -----------------------
+
+# A stray quote in a file whose records run over several lines: pyarrow reads it (two rows),
+# and the check overrules that reading; the exact reader keeps the quote in its row.
+STRAY_QUOTE = b'id,drugName,review,rating,date\n1,p,"two\nlines",5,d\n2,q,5" tall,5,d\n'
+ANY_WEEK = Window.week(dt.date(2017, 12, 11))  # the rows have no date: kept in any window
+
+
+def test_a_deferred_check_settles_to_the_fast_reading_or_to_the_exact_one(tmp_path: Path) -> None:
+    clean, stray = tmp_path / "clean.tsv", tmp_path / "stray.csv"
+    clean.write_bytes(Path(SHIPPED_REVIEWS).read_bytes())
+    stray.write_bytes(STRAY_QUOTE)
+
+    for path, stands in [(clean, True), (stray, False)]:
+        (item,) = scan_source(str(path), defer_checks=True)
+        assert isinstance(item, SourceFile)
+        assert item.check is not None and item.sha256 is None  # read by pyarrow; the check decides
+        settled = item.settled()
+        assert settled.check is None
+        assert (settled.table is item.table) == stands
+        assert settled.sha256 == (hashlib.sha256(path.read_bytes()).hexdigest() if stands else None)
+        assert settled.table.equals(exact(path, "\t" if path.suffix == ".tsv" else ","))
+
+
+def test_ingest_publishes_the_raw_batch_only_once_the_check_is_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is written while the check runs; it is the raw batch only after the verdict."""
+    data_root = tmp_path / "data"
+    raw = Layout(data_root).raw(ANY_WEEK.key)
+    written = threading.Event()
+    seen: dict[str, bool] = {}
+
+    def write_parquet(*args: Any, **kwargs: Any) -> Any:
+        out = storage_io.write_parquet(*args, **kwargs)
+        written.set()
+        return out
+
+    def scan(path: Path, delimiter: str) -> sources.FileScan:
+        assert written.wait(timeout=60), "the batch was not written while the check ran"
+        seen["raw published before the verdict"] = raw.exists()
+        seen["batch staged beside it"] = any(raw.parent.glob(f".{raw.name}.*.tmp"))
+        return scan_delimited(path, delimiter)
+
+    monkeypatch.setattr(ingest, "write_parquet", write_parquet)
+    monkeypatch.setattr(sources, "scan_delimited", scan)
+    result, (source,) = ingest_reviews(IngestParams(str(SHIPPED_REVIEWS), str(data_root), ANY_WEEK))
+
+    assert seen == {"raw published before the verdict": False, "batch staged beside it": True}
+    assert result.output("raw").sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert source.sha256 == hashlib.sha256(Path(SHIPPED_REVIEWS).read_bytes()).hexdigest()
+    assert sorted(p.name for p in raw.parent.iterdir()) == [raw.name]
+
+
+def test_ingest_discards_a_batch_the_check_overrules_and_writes_the_exact_reading(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = write(tmp_path, STRAY_QUOTE, ",")
+    data_root = tmp_path / "data"
+    caplog.set_level(logging.INFO)
+
+    result, (described,) = ingest_reviews(IngestParams(str(source), str(data_root), ANY_WEEK))
+
+    raw = Layout(data_root).raw(ANY_WEEK.key)
+    assert "read again, by the exact reader" in caplog.text
+    assert pq.read_table(raw).equals(exact(source, ","))
+    assert result.metrics["rows_in_source"] == result.metrics["rows_read"] == 2
+    assert described.sha256 == hashlib.sha256(STRAY_QUOTE).hexdigest() and described.rows == 2
+    assert sorted(p.name for p in raw.parent.iterdir()) == [raw.name]  # no temporary left
+
+
+@pytest.mark.parametrize("source", ["single", "folder"])
+def test_a_file_the_exact_reader_refuses_after_the_check_fails_or_is_rejected_as_before(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file read by pyarrow, overruled by its check, then refused by the exact reader: a
+    single-file source fails and leaves nothing behind; in a folder the file is rejected."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    stray = write(drop, STRAY_QUOTE, ",")
+    (drop / "good.tsv").write_bytes(Path(SHIPPED_REVIEWS).read_bytes())
+    data_root = tmp_path / "data"
+
+    def refuse(path: Path, data: bytes, delimiter: str) -> pa.Table:
+        raise SourceError(f"{path}: its records cannot be told apart (inconsistent quoting): re-export it")
+
+    monkeypatch.setattr(sources, "_read_delimited_exact", refuse)
+    if source == "single":
+        with pytest.raises(SourceError, match="cannot be told apart"):
+            ingest_reviews(IngestParams(str(stray), str(data_root), ANY_WEEK))
+        assert not data_root.exists()
+        return
+    window = Window(dt.date(2008, 1, 7), dt.date(2018, 1, 1))
+    result, inputs = ingest_reviews(IngestParams(str(drop), str(data_root), window))
+    (rejected,) = result.metrics["files_rejected"]
+    assert rejected["file"] == str(stray) and "cannot be told apart" in rejected["error"]
+    assert result.metrics["files_read"] == 1
+    assert result.metrics["rows_read"] == 600
+    assert sorted(a.kind for a in inputs) == ["rejected_source", "source"]
+    assert (ingest.rejected_files_dir(data_root, window.key) / stray.name).read_bytes() == STRAY_QUOTE
+
+
+def _rows_read(path: str, out: Any) -> None:
+    out.put(read_source_file(Path(path)).num_rows)
+
+
+def test_a_process_forked_after_a_fast_reading_scans_its_own_files() -> None:
+    """The scanning thread does not survive a fork: the child starts its own."""
+    read_source_file(Path(SHIPPED_REVIEWS))  # the parent's scanning thread is running
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_rows_read, args=(str(SHIPPED_REVIEWS), out))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child did not finish its reading"
+    assert out.get(timeout=5) == 600

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,18 @@ import pyarrow.compute as pc
 from reviewops.config import EARLIEST_REVIEW_DATE
 from reviewops.contracts import ArtifactKind
 from reviewops.data.parsing import parse_date_array
-from reviewops.data.sources import RejectedFile, SourceFile, scan_source
+from reviewops.data.sources import PendingCheck, RejectedFile, SourceFile, scan_source
 from reviewops.data.windows import PlausibleDates, Window
 from reviewops.lineage.record import Artifact, StepResult
-from reviewops.storage.io import copy_aside, release_memory, sha256_file, size_of, write_parquet, write_text
+from reviewops.storage.io import (
+    atomic_path,
+    copy_aside,
+    release_memory,
+    sha256_file,
+    size_of,
+    write_parquet,
+    write_text,
+)
 from reviewops.storage.paths import Layout, StoragePath, to_uri
 from reviewops.storage.publish import remove_tree, replace_dir, staging_dir
 
@@ -60,7 +70,13 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
     are read. Its content reaches no log, metric or lineage record: its name, size and
     sha256 do. A symbolic link out of the source folder is listed, not read or copied.
     A single-file source that cannot be read, or a source none of whose files can,
-    fails before anything is written.
+    fails before anything is published.
+
+    A CSV/TSV file read on the fast path (see :mod:`reviewops.data.sources`) is written
+    while the pass that checks its reading runs on another core; the raw batch is
+    published only once every such check has confirmed its reading. When one overrules
+    it, the written batch is discarded and the source read again, that file by the exact
+    reader, and written again.
     """
     layout = Layout(params.data_root)
     plausible = PlausibleDates(params.earliest, params.today or dt.datetime.now(dt.UTC).date())
@@ -69,10 +85,18 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         log.warning(
             "window %s cut to %s: review dates run from %s to today", params.window.key, window.key, params.earliest
         )
-    read = _read_window(params.source, window, plausible)
-    copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), read.rejected)
-    # In row groups, so validate holds one group's texts at a time.
-    raw = write_parquet(read.batch, layout.raw(window.key), row_group_rows=ROW_GROUP_ROWS)
+    read = _read_window(params.source, window, plausible, defer_checks=True)
+    raw = layout.raw(window.key)
+    with _published(raw) as staged:
+        # In row groups, so validate holds one group's texts at a time.
+        write_parquet(read.batch, staged, row_group_rows=ROW_GROUP_ROWS)
+        overruled = read.overruled()  # waits for the checks, which ran while the batch was written
+        if overruled:
+            log.info("read again, by the exact reader: %s", ", ".join(map(str, overruled)))
+            del read
+            read = _read_window(params.source, window, plausible, exact=overruled)
+            write_parquet(read.batch, staged, row_group_rows=ROW_GROUP_ROWS)
+        copies = _keep_rejected(rejected_files_dir(params.data_root, window.key), read.rejected)
     result = StepResult(
         subject=window.key,
         outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
@@ -84,38 +108,89 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
             "window": window.as_dict(),
         },
     )
-    sources = read.sources
+    sources = read.inputs()
     del read
     release_memory()
     return result, sources
 
 
+@contextmanager
+def _published(target: StoragePath) -> Iterator[Path]:
+    """A temporary path that becomes ``target`` when the block ends (:func:`atomic_path`).
+    When the block fails, the temporary is deleted, and so are the folders made for it: a
+    source found unreadable only after its batch was written leaves nothing behind."""
+    made = [] if not isinstance(target, Path) else [p for p in target.parents if not p.exists()]
+    try:
+        with atomic_path(target) as staged:
+            yield staged
+    except BaseException:
+        for folder in made:  # the deepest first; rmdir removes a folder only when empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+@dataclass(frozen=True)
+class _FileRead:
+    """A file of the source, read: its rows (its table is let go once cut to the window),
+    and its sha256 when its reading gave it, or the check still deciding its reading."""
+
+    path: StoragePath
+    rows: int
+    sha256: str | None
+    check: PendingCheck | None
+
+
 @dataclass(frozen=True)
 class _Read:
-    """The window's rows of every readable file of a source, and what was read."""
+    """The window's rows of every readable file of a source, and what was read, in file order."""
 
     batch: pa.Table
-    sources: list[Artifact]
+    files: list[_FileRead | RejectedFile]
     rejected: list[RejectedFile]
     files_read: int
     rows_in_source: int
 
+    def overruled(self) -> list[StoragePath]:
+        """The files whose fast reading their check overruled; waits for the checks."""
+        return [f.path for f in self.files if isinstance(f, _FileRead) and f.check and f.check.sha256 is None]
 
-def _read_window(source: str, window: Window, plausible: PlausibleDates) -> _Read:
-    sources: list[Artifact] = []
+    def inputs(self) -> list[Artifact]:
+        """The files read, and the rejected ones that can be described, as inputs (once
+        no check overruled a reading)."""
+        inputs: list[Artifact] = []
+        for item in self.files:
+            if isinstance(item, RejectedFile):
+                inputs += _described(item)
+                continue
+            sha256 = item.check.sha256 if item.check else item.sha256
+            inputs.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.rows, sha256=sha256))
+        return inputs
+
+
+def _read_window(
+    source: str,
+    window: Window,
+    plausible: PlausibleDates,
+    defer_checks: bool = False,
+    exact: Collection[StoragePath] = (),
+) -> _Read:
+    files: list[_FileRead | RejectedFile] = []
     parts: list[pa.Table] = []
     rejected: list[RejectedFile] = []
     rows_in_source = 0
-    for item in scan_source(source):
+    for item in scan_source(source, defer_checks=defer_checks, exact=exact):
         if isinstance(item, RejectedFile):
             log.warning("file rejected, the others are read: %s", item.error)
             rejected.append(item)
-            sources += _described(item)
+            files.append(item)
             continue
         rows_in_source += item.table.num_rows
-        sources.append(Artifact.of_file(item.path, ArtifactKind.SOURCE, rows=item.table.num_rows, sha256=item.sha256))
+        files.append(_FileRead(item.path, item.table.num_rows, item.sha256, item.check))
         parts.append(_in_window(item, window, plausible))
-    return _Read(pa.concat_tables(parts), sources, rejected, len(parts), rows_in_source)
+    return _Read(pa.concat_tables(parts), files, rejected, len(parts), rows_in_source)
 
 
 def _in_window(item: SourceFile, window: Window, plausible: PlausibleDates) -> pa.Table:

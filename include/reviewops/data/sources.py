@@ -12,10 +12,12 @@ is a row of the table it returns, in file order:
 - a value that is a list or an object (JSONL, nested Parquet columns) is kept as its
   JSON text and the field is named in the ``wrong_type`` column.
 
-A local CSV/TSV file is read by pyarrow from the file, on its threads, while one pass
-over it hashes it and checks its quoting; when that cannot be sure to give the table the
-careful reading gives (a malformed row, text that is not UTF-8, a stray quote in a file
-whose records run over several lines), the file is read again with every check.
+A local CSV/TSV file is read by pyarrow from the file, on its threads; then one pass over
+it, on a thread of its own, hashes it and checks its quoting. When that cannot be sure to
+give the table the careful reading gives (a malformed row, text that is not UTF-8, a stray
+quote in a file whose records run over several lines), the file is read again with every
+check. A caller with work to do meanwhile (ingest writes the table) may take the table before
+the pass is done, and settle it after (``scan_source(..., defer_checks=True)``).
 
 A file that cannot be read as a whole raises a one-line :class:`SourceError` naming the
 file, the problem and what to do about it. In a folder or glob source such a file is
@@ -27,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import glob
 import hashlib
 import itertools
@@ -34,10 +37,9 @@ import json
 import logging
 import os
 import re
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 _LINE_END = r"\r\n|\r|\n"
 _LINE_ENDS = re.compile(_LINE_END)
@@ -107,11 +110,28 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file of the source, read."""
+    """A file of the source, read.
+
+    ``sha256``: of the file's bytes, when the reader hashed them on its way. ``check``:
+    only from ``scan_source(..., defer_checks=True)``, for a file read on the fast path:
+    the pass over its bytes that decides whether ``table`` stands, maybe still running
+    (``sha256`` is then None: the check gives it)."""
 
     path: StoragePath
     table: pa.Table
-    sha256: str | None = None  # of the file's bytes, when the reader hashed them on its way
+    sha256: str | None = None
+    check: PendingCheck | None = None
+
+    def settled(self) -> SourceFile:
+        """This file once its check is in: the same table with the file's sha256 when the
+        check confirms it, else the file read by the exact reader (which raises the
+        :class:`SourceError` the file deserves)."""
+        if self.check is None:
+            return self
+        sha256 = self.check.sha256
+        if sha256 is not None:
+            return replace(self, sha256=sha256, check=None)
+        return SourceFile(self.path, _read_exactly(self.path))
 
 
 @dataclass(frozen=True)
@@ -179,17 +199,25 @@ def _real(path: StoragePath, folder: Path | None) -> StoragePath:
     return path.absolute() if folder is not None and not real.is_relative_to(folder) else real
 
 
-def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
+def scan_source(
+    source: str, *, defer_checks: bool = False, exact: Collection[StoragePath] = ()
+) -> Iterator[SourceFile | RejectedFile]:
     """Read every file of a source, one at a time.
 
     A source that names one file fails with that file's :class:`SourceError`. In a
     folder or glob, a bad file is yielded as a :class:`RejectedFile` and the others are
     read; when none of them can be read, a :class:`SourceError` follows the rejections.
     A symbolic link to a file outside the folder is rejected without being read.
+
+    With ``defer_checks``, a file read on the fast path is yielded before the pass that
+    checks its reading is done (:attr:`SourceFile.check`), so the caller can work with the
+    table meanwhile; nothing may use it as the file's reading before the check confirms it
+    (:meth:`SourceFile.settled`). The files in ``exact`` are read by the exact reader
+    straight away (a check overruled their fast reading before).
     """
     files = list_source_files(source)
     if as_path(source).is_file():
-        yield SourceFile(files[0], *_read_file(files[0]))
+        yield _read_file(files[0], defer_checks, files[0] in exact)
         return
     folder = _source_folder(source)
     rejected: list[RejectedFile] = []
@@ -200,7 +228,7 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
             yield rejected[-1]
             continue
         try:
-            yield SourceFile(path, *_read_file(path))
+            yield _read_file(path, defer_checks, path in exact)
         except SourceError as exc:
             rejected.append(RejectedFile(path, str(exc)))
             yield rejected[-1]
@@ -211,26 +239,39 @@ def scan_source(source: str) -> Iterator[SourceFile | RejectedFile]:
 def read_source_file(path: StoragePath) -> pa.Table:
     """One file as a table of :data:`READ_SCHEMA`: canonical string columns, the row's
     source file and row number, and what the reader found wrong with the row."""
-    return _read_file(path)[0]
+    return _read_file(path).table
 
 
-def _read_file(path: StoragePath) -> tuple[pa.Table, str | None]:
-    """The table of :func:`read_source_file`, and the sha256 of the file's bytes when the
-    reading computed it (a local CSV/TSV file read on the fast path)."""
+def _read_file(path: StoragePath, defer_checks: bool = False, exact: bool = False) -> SourceFile:
+    """The file read: on the fast path when it may be (a local CSV/TSV file: its sha256
+    comes with it, and with ``defer_checks`` its check may still be running), else by the
+    exact reader (or straight away by it, with ``exact``)."""
+    kind = _kind(path)
+    if kind == "parquet":
+        return SourceFile(path, _read_parquet(path))
+    if kind != "jsonl" and isinstance(path, Path) and not exact:
+        fast = _read_delimited_fast(path, _DELIMITERS[kind])
+        if fast is not None:
+            table, check = fast
+            read = SourceFile(path, table, check=check)
+            return read if defer_checks else read.settled()
+    return SourceFile(path, _read_exactly(path))
+
+
+def _kind(path: StoragePath) -> str:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise SourceError(f"{path}: unsupported file type {path.suffix!r} (use csv, tsv, jsonl or parquet)")
-    if kind == "parquet":
-        return _read_parquet(path), None
-    delimiter = "\t" if kind == "tsv" else ","
-    if kind != "jsonl" and isinstance(path, Path):
-        fast = _read_delimited_fast(path, delimiter)
-        if fast is not None:
-            return fast
+    return kind
+
+
+def _read_exactly(path: StoragePath) -> pa.Table:
+    """A CSV, TSV or JSON Lines file read from its bytes, with every check."""
+    kind = _kind(path)
     data = _utf8_bytes(path, kind)
     if kind == "jsonl":
-        return _read_jsonl(path, data), None
-    return _read_delimited_exact(path, data, delimiter), None
+        return _read_jsonl(path, data)
+    return _read_delimited_exact(path, data, _DELIMITERS[kind])
 
 
 def read_source(source: str) -> pa.Table:
@@ -338,12 +379,12 @@ def _read_delimited_exact(path: StoragePath, data: bytes, delimiter: str) -> pa.
     return _with_malformed(_to_canonical(table, path), path, malformed)
 
 
-def _read_delimited_fast(path: Path, delimiter: str) -> tuple[pa.Table, str] | None:
-    """The table :func:`_read_delimited_exact` gives, and the file's sha256, read without
-    holding the file's bytes: pyarrow reads the file on its threads while one pass over
-    it hashes it and checks its quoting. None when that cannot be sure to be the same
-    table; the caller then reads the file with the exact reader (which also gives the
-    errors, with their line numbers).
+def _read_delimited_fast(path: Path, delimiter: str) -> tuple[pa.Table, PendingCheck] | None:
+    """The table :func:`_read_delimited_exact` gives, read by pyarrow from the file on its
+    threads without holding the file's bytes, and the pass over the file (started when
+    the parser is done, so the parser has every core) that decides whether it stands and
+    gives the file's sha256. None when the table cannot be read so; the caller then reads
+    the file with the exact reader (which also gives the errors, with their line numbers).
 
     The exact reader looks for damaged records only when a record runs over several
     lines; none can be damaged when every quote of the file opens and closes a value as
@@ -352,34 +393,61 @@ def _read_delimited_fast(path: Path, delimiter: str) -> tuple[pa.Table, str] | N
     names = _fast_header(path, delimiter)
     if names is None:
         return None
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        scanning = pool.submit(scan_delimited, path, delimiter, stop)
+    try:
+        with pa.OSFile(str(path)) as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=True),
+                # No invalid_row_handler: a malformed row raises, and the exact reader numbers it.
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=_as_strings(names),
+            )
+    except (pa.ArrowException, OSError) as exc:  # malformed rows, text that is not UTF-8
+        log.info("%s: read with the exact reader: %s", path, _parse_error(exc))
+        return None
+    check = PendingCheck(path, delimiter, table.num_rows)
+    return _to_canonical(table, path), check
+
+
+class PendingCheck:
+    """The pass over a file read on the fast path (:func:`scan_delimited`), running on
+    the scanning thread while the caller goes on with the parser's table.
+
+    The parser's table stands when every quote of the file is RFC 4180 clean, or when
+    each of its records is one line (then no quote can have joined two)."""
+
+    def __init__(self, path: Path, delimiter: str, rows: int) -> None:
+        self.path = path
+        self.rows = rows
+        self._scan = _scanner().submit(scan_delimited, path, delimiter)
+
+    @functools.cached_property
+    def sha256(self) -> str | None:
+        """The file's sha256 when the pass confirms the parser's table; None when the
+        exact reader must read the file. Waits for the pass."""
         try:
-            with pa.OSFile(str(path)) as stream:
-                table = pacsv.read_csv(
-                    stream,
-                    read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=True),
-                    # No invalid_row_handler: a malformed row raises, and the exact reader numbers it.
-                    parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                    convert_options=_as_strings(names),
-                )
-        except (pa.ArrowException, OSError) as exc:  # malformed rows, text that is not UTF-8
-            stop.set()
-            log.info("%s: read with the exact reader: %s", path, _parse_error(exc))
-            return None
-        try:
-            scan = scanning.result()
+            scan = self._scan.result()
         except OSError:
             return None  # the exact reader says what went wrong
-    if scan is None:
-        return None
-    single_lines = scan.lines == 1 + table.num_rows and scan.ends_with_line_end
-    if not (scan.quotes_clean or single_lines):
-        log.info("%s: read with the exact reader: records run over several lines and a quote is out of place", path)
-        return None
-    log.debug("%s: read on the fast path (%d rows, quoting clean: %s)", path, table.num_rows, scan.quotes_clean)
-    return _to_canonical(table, path), scan.sha256
+        single_lines = scan.lines == 1 + self.rows and scan.ends_with_line_end
+        if not (scan.quotes_clean or single_lines):
+            log.info(
+                "%s: read with the exact reader: records run over several lines and a quote is out of place", self.path
+            )
+            return None
+        log.debug("%s: read on the fast path (%d rows, quoting clean: %s)", self.path, self.rows, scan.quotes_clean)
+        return scan.sha256
+
+
+@functools.cache
+def _scanner() -> ThreadPoolExecutor:
+    """The one thread that scans the files read on the fast path, one after another (a
+    folder's files are read before ingest settles them: their scans queue, and leave
+    the other cores to the parser)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-scan")
+
+
+os.register_at_fork(after_in_child=_scanner.cache_clear)  # a forked child has none of the parent's threads
 
 
 def _fast_header(path: Path, delimiter: str) -> list[str] | None:
@@ -421,9 +489,14 @@ class FileScan:
     quotes_clean: bool
 
 
-def scan_delimited(path: Path, delimiter: str, stop: threading.Event | None = None) -> FileScan | None:
-    """Hash the file, count its lines and check its quoting in one pass, a block at a
-    time (None when ``stop`` is set before the end)."""
+def scan_delimited(path: Path, delimiter: str) -> FileScan:
+    """Hash the file, count its lines and check its quoting in one pass, a block at a time.
+
+    In numpy, which leaves the GIL to the caller's thread while it works (1.7 s at 1M
+    reviews, 580 MB, about 0.6 of it the hash). A loop compiled by numba checks the bytes
+    in 0.6 s rather than 1.1, but its first call in a process costs a second (importing
+    numba, then its first dispatch): more than it saves, even at 1M, and a second more for
+    every small file ingest reads."""
     digest = hashlib.sha256()
     quotes = _QuoteCheck(delimiter)
     lines = size = 0
@@ -438,8 +511,6 @@ def scan_delimited(path: Path, delimiter: str, stop: threading.Event | None = No
         else:
             handle.seek(0)
         while n := handle.readinto(view[1:]):
-            if stop is not None and stop.is_set():
-                return None
             digest.update(view[1 : n + 1])
             block = np.frombuffer(buffer, np.uint8, count=n + 1)
             lines += _line_ends(block)
