@@ -28,6 +28,7 @@ from reviewops.data.sources import (
     RejectedFile,
     SourceError,
     SourceFile,
+    _repeated,
     list_source_files,
     read_source,
     read_source_file,
@@ -853,3 +854,11 @@ def test_an_unreadable_files_error_names_the_problem_not_the_content(
 
     assert str(raised.value).startswith(f"{path}: ")
     assert secret not in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["/data/drop/reviews.tsv", "é/日本.csv", ""])
+@pytest.mark.parametrize("n", [0, 1, 3, 70_000])
+def test_the_source_file_column_is_the_array_pa_repeat_gives(text: str, n: int) -> None:
+    built = _repeated(text, n)
+    built.validate(full=True)
+    assert built.equals(pa.repeat(pa.scalar(text, pa.string()), n))

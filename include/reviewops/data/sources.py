@@ -831,10 +831,21 @@ def _to_canonical(table: pa.Table, path: StoragePath) -> pa.Table:
     n = table.num_rows
     return _table(
         {name: columns.get(name, pa.nulls(n, pa.string())) for name in CANONICAL},
-        pa.repeat(pa.scalar(str(path), pa.string()), n),
+        _repeated(str(path), n),
         pa.array(np.arange(1, n + 1, dtype=np.int64)),
         wrong_type=[", ".join(wrong.get(i, ())) or None for i in range(n)] if wrong else None,
     )
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """``text`` ``n`` times, as one string array built from its bytes tiled: the array
+    ``pa.repeat`` gives, which appends the values one by one (0.4 s for 1M rows)."""
+    value = text.encode("utf-8")
+    if len(value) * n >= 1 << 31:  # beyond a string array's 32-bit offsets
+        return pa.repeat(pa.scalar(text, pa.string()), n)
+    offsets = np.arange(0, (n + 1) * len(value), len(value), dtype=np.int32) if value else np.zeros(n + 1, np.int32)
+    data = np.tile(np.frombuffer(value, np.uint8), n)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _as_string(column: pa.ChunkedArray, name: str, wrong: dict[int, list[str]]) -> pa.ChunkedArray | list[str | None]:
