@@ -13,18 +13,30 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reviewops.config import SHIPPED_REVIEWS
+from reviewops.data import transform
 from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.parsing import clean_text
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.sources import read_source_file, source_window
-from reviewops.data.transform import DUPLICATE_TEXT, TransformParams, curate_frame, curated_weeks, transform_reviews
+from reviewops.data.transform import (
+    DUPLICATE_TEXT,
+    TransformParams,
+    curate_frame,
+    curate_table,
+    curated_weeks,
+    transform_reviews,
+)
 from reviewops.data.validate import ValidateParams, validate_frame, validate_reviews
 from reviewops.data.windows import ONE_WEEK, Window
 from reviewops.lineage.record import Artifact
@@ -160,6 +172,70 @@ def test_repeats_are_told_apart_by_their_whole_text_not_its_ends() -> None:
         "5": "same product and text as review_id 3",
         "7": "same product and text as review_id 6",
     }
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_compiled_text_keys_group_repeats_as_numpys_do(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's texts are keyed by a compiled loop or by numpy (whether numba is loaded,
+    how large the batch is): either way the same repeats are found."""
+    texts = ["Ab" * 30, "aB" * 30, "Zoë İ", "zoë i̇", "x" * 23, "X" * 23, "é" * 9, "É" * 9, "", "q"]
+    day = dt.date(2017, 12, 11)
+    n = len(texts)
+    columns: dict[str, list[Any]] = {"review_id": [str(i) for i in range(n)], "product": ["P"] * n}
+    columns |= {"condition": [None] * n, "text": texts, "label": ["positive"] * n, "review_date": [day] * n}
+    columns |= {"week": [day] * n, "useful_count": [1] * n, "source_file": ["f"] * n, "source_row": list(range(n))}
+    rows = pa.Table.from_batches(pa.table(columns, schema=CURATED_SCHEMA).to_batches(max_chunksize=3))
+    monkeypatch.setattr(transform, "_use_compiled", lambda rows: compiled)
+
+    curated, duplicates = curate_table(rows)
+
+    assert curated.column("review_id").to_pylist() == ["0", "2", "4", "6", "8", "9"]
+    assert duplicates.column("review_id").to_pylist() == ["1", "3", "5", "7"]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.text(alphabet=st.sampled_from("aAzZ@[`{ é\u0130\u212a\x7f\x80"), max_size=60),
+            st.text(max_size=30),
+        ),
+        max_size=25,
+    ),
+    offset=st.integers(0, 3),
+)
+def test_the_compiled_key_loop_gives_the_numbers_numpy_gives(values: list[str | None], offset: int) -> None:
+    texts = pa.array(values, pa.string()).slice(min(offset, len(values)))
+
+    key, other = transform._compiled_byte_key(texts)
+
+    assert key.tolist() == transform._byte_key(texts).tolist()
+    assert other.tolist() == transform._not_ascii(texts).tolist()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data(), chunk_rows=st.integers(1, 7), total=st.integers(0, 40), min_run=st.sampled_from([1, 3, 64]))
+def test_rows_are_taken_as_arrow_takes_them_one_array_a_column(
+    data: st.DataObject, chunk_rows: int, total: int, min_run: int
+) -> None:
+    """Rows that run on are sliced, scattered ones taken chunk by chunk: either way the
+    rows asked for, in that order, each column one array (as the week files are written)."""
+    strings = [None if i % 5 == 0 else "t" * (i % 4) + str(i) for i in range(total)]
+    table = pa.table({"n": pa.array(range(total), pa.int64()), "s": pa.array(strings, pa.string())})
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=chunk_rows), table.schema)
+    # A column chunked unlike the others.
+    other_chunks = [pa.array(strings[i : i + 3], pa.string()) for i in range(0, total, 3)]
+    chunked = chunked.set_column(1, "s", pa.chunked_array(other_chunks, pa.string()))
+    runs = st.builds(lambda a, n: list(range(a, min(a + n, total))), st.integers(0, total), st.integers(0, 40))
+    scattered = st.lists(st.integers(0, total - 1), max_size=30) if total else st.just([])
+    rows = np.array(data.draw(st.one_of(runs, scattered, st.permutations(range(total)))), np.int64)
+
+    with mock.patch.object(transform, "_MIN_RUN", min_run):
+        taken = transform._rows(chunked, rows)
+
+    assert taken.to_pylist() == table.take(pa.array(rows, pa.int64())).to_pylist()
+    assert all(column.num_chunks == 1 for column in taken.columns)
 
 
 def test_transform_writes_one_partition_per_week_of_the_window_including_empty_weeks(

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import itertools
 import logging
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import as_frame, bytes_of, lower_all, take_rows
+from reviewops.data.parsing import as_frame, bytes_of, lower_all
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -33,6 +38,9 @@ DUPLICATE_TEXT = "duplicate_text"
 # Curated rows are taken from the validated batch and written this many at a time (one
 # row group each), so no sorted copy of the whole batch is made.
 ROW_GROUP_ROWS = 65_536
+# A piece's rows are sliced from the batch when they run on for this many rows on
+# average, else taken row by row.
+_MIN_RUN = 64
 EPOCH = dt.date(1970, 1, 1)
 # Bytes from each end of a text in its key, and odd 64-bit multipliers mixing the key's
 # parts into one number.
@@ -40,6 +48,12 @@ _KEY_BYTES = 24
 # For n = 0..8, a 64-bit word whose n low bytes are set.
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
 _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+# The multipliers as the compiled loop reads them (a tuple of them mixes int64 and uint64).
+_MIXES = np.array(_MIX, np.uint64)
+# Loading numba in a process takes about 0.6-0.7 s (most of it numba importing SciPy for
+# BLAS), and its loop saves about 0.35-0.45 s a million texts: below this many rows a
+# process that has not loaded it yet keys texts with numpy.
+_COMPILED_FROM_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,14 @@ def curate(valid: pa.Table) -> Curation:
     """Keep the earliest of reviews that repeat the same text for the same product under
     different ids (compared lowercased); order the rest by review_date then review_id."""
     table = valid.select(CURATED_SCHEMA.names).cast(CURATED_SCHEMA)
-    # Arrow's sort is stable and orders strings by code point, as Python's sort does.
-    order = pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]).to_numpy()
-    first = _first_of_each_text(table, order)
+    # The texts' numbers (see _first_of_each_text) are worked out in a second thread while
+    # Arrow sorts: both release the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-keys") as pool:
+        keys = pool.submit(_row_keys, table)
+        # Arrow's sort is stable and orders strings by code point, as Python's sort does.
+        order = pc.sort_indices(table, [("review_date", "ascending"), ("review_id", "ascending")]).to_numpy()
+        product, key = keys.result()
+    first = _first_of_each_text(table, order, product, key)
     repeated = first != np.arange(len(order))
     ids = _array(table, "review_id")
     rows = order[repeated]
@@ -97,25 +116,36 @@ def curate_table(valid: pa.Table) -> tuple[pa.Table, pa.Table]:
     return curation.curated(), curation.duplicates
 
 
-def _first_of_each_text(table: pa.Table, order: np.ndarray) -> np.ndarray:
+def _row_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's product (a code per lowercased product) and a number that rows with the
+    same product and lowercased text share: see :func:`_first_of_each_text`."""
+    product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
+    text = table.column("text")
+    compiled = _use_compiled(len(text))
+    keys = [_text_key(chunk, compiled) for chunk in text.chunks]
+    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+    return product, (key ^ np.asarray(product, np.uint64)) * np.uint64(_MIX[0])
+
+
+def _first_of_each_text(table: pa.Table, order: np.ndarray, product: np.ndarray, key: np.ndarray) -> np.ndarray:
     """For every position of ``order``, the first position holding the same product and
     text, both lowercased.
 
-    Rows are first grouped by a short key that equal lowercased texts share (product,
-    byte length, first and last 24 bytes), mixed into one number: only the rows whose
-    number repeats have their whole texts lowercased and compared, so no lowercased copy
-    of every text is made (two different keys mixing to one number only make more
-    comparisons)."""
-    product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
-    text = table.column("text")
-    keys = [_text_key(text.slice(at, ROW_GROUP_ROWS).combine_chunks()) for at in range(0, len(text), ROW_GROUP_ROWS)]
-    key = (np.concatenate(keys) if keys else np.zeros(0, np.uint64))[order]
-    key = (key ^ np.asarray(product, np.uint64)[order]) * np.uint64(_MIX[0])
-    _, firsts, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-    first = firsts[inverse]
-    candidates = np.flatnonzero(counts[inverse] > 1)
+    Rows are first grouped by a short key that equal lowercased texts share (``key``, of
+    the product, byte length, first and last 24 bytes, mixed into one number: see
+    :func:`_row_keys`): only the rows whose number repeats have their whole texts
+    lowercased and compared, so no lowercased copy of every text is made (two different
+    keys mixing to one number only make more comparisons)."""
+    key = key[order]
+    # A row whose number no other row has is the first of its text; numpy's sort of
+    # 64-bit numbers is fast enough that finding the numbers that repeat this way beats
+    # np.unique's inverse and counts.
+    first = np.arange(len(order))
+    ascending = np.sort(key)
+    candidates = np.flatnonzero(np.isin(key, ascending[1:][ascending[1:] == ascending[:-1]]))
     if len(candidates):
-        whole = lower_all(take_rows(text, order[candidates]))
+        text = table.column("text")
+        whole = lower_all(_RowPlan.of(tuple(len(c) for c in text.chunks), order[candidates]).take(text))
         inner = _first_rows(
             product[order[candidates]], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False)
         )
@@ -123,16 +153,21 @@ def _first_of_each_text(table: pa.Table, order: np.ndarray) -> np.ndarray:
     return first
 
 
-def _text_key(text: pa.Array) -> np.ndarray:
+def _text_key(text: pa.Array, compiled: bool) -> np.ndarray:
     """A number per text that equal lowercased texts share: its byte length and first and
-    last 24 bytes, lowercased (ASCII by numpy; texts with other characters by Python's
-    ``str.lower``, which may change a text's length: "İ"), mixed."""
-    key = _byte_key(text)
-    other = pc.invert(pc.fill_null(pc.string_is_ascii(text), True)).to_numpy(zero_copy_only=False)
+    last 24 bytes, lowercased (ASCII by numpy or the compiled loop, the same numbers;
+    texts with other characters by Python's ``str.lower``, which may change a text's
+    length: "İ"), mixed."""
+    key, other = _compiled_byte_key(text) if compiled else (_byte_key(text), _not_ascii(text))
     if other.any():
         lowered = pa.array([t.lower() for t in text.filter(pa.array(other)).to_pylist()], pa.string())
-        key[other] = _byte_key(lowered)
+        key[other] = _compiled_byte_key(lowered)[0] if compiled else _byte_key(lowered)
     return key
+
+
+def _not_ascii(text: pa.Array) -> np.ndarray:
+    other: np.ndarray = pc.invert(pc.fill_null(pc.string_is_ascii(text), True)).to_numpy(zero_copy_only=False)
+    return other
 
 
 def _byte_key(text: pa.Array) -> np.ndarray:
@@ -167,6 +202,86 @@ def _ascii_lower(words: np.ndarray) -> np.ndarray:
     return lowered
 
 
+def _use_compiled(rows: int) -> bool:
+    """Whether to key ``rows`` texts with the compiled loop: when numba is loaded already
+    (validate's kernels load it when the steps share a process: the loop then loads from
+    the disk cache in about 10 ms), or when the batch is large enough to pay for loading
+    numba (see :data:`_COMPILED_FROM_ROWS`)."""
+    return rows >= _COMPILED_FROM_ROWS or "numba" in sys.modules
+
+
+def _compiled_byte_key(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_byte_key` and :func:`_not_ascii` of ``text`` (the same numbers), in one
+    compiled pass over its bytes (about 0.15 s a million texts, where numpy and Arrow take
+    0.6 s: a padded copy of the bytes and a dozen passes over the words)."""
+    data, offsets = bytes_of(text)
+    # words[j]: data[j:j + 8] as one little-endian number (a view: no copy).
+    words = np.ndarray(shape=(max(len(data) - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
+    key = np.empty(len(text), np.uint64)
+    other = np.empty(len(text), np.bool_)
+    _key_loop()(data, words, offsets, key, other)
+    if text.null_count:  # a null's bytes, if it has any, are not a text's
+        other &= text.is_valid().to_numpy(zero_copy_only=False)
+    return key, other
+
+
+@functools.cache
+def _key_loop() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]:
+    """:func:`_key_bytes` compiled (numba loaded and the loop compiled only when a batch
+    needs it; the machine code is cached on disk beside this file)."""
+    import numba
+
+    compiled: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+    compiled = numba.njit(nogil=True, cache=True, boundscheck=False)(_key_bytes)
+    return compiled
+
+
+def _key_bytes(
+    data: np.ndarray, words: np.ndarray, offsets: np.ndarray, key: np.ndarray, other: np.ndarray
+) -> None:  # pragma: no cover (run compiled: coverage cannot see inside)
+    """For text i, ``data[offsets[i]:offsets[i + 1]]``: in ``key[i]``, :func:`_byte_key`'s
+    number, and in ``other[i]``, whether a byte is not ASCII. One loop in one function
+    (numba calls a helper given arrays slowly in a loop this tight)."""
+    high_bits = np.uint64(0x8080808080808080)
+    size = len(data)
+    for i in range(len(key)):
+        start, end = offsets[i], offsets[i + 1]
+        high = np.uint64(0)
+        j = start
+        while j + 8 <= end:
+            high |= words[j]
+            j += 8
+        while j < end:
+            high |= np.uint64(data[j])
+            j += 1
+        other[i] = (high & high_bits) != 0
+        mixed = np.uint64(end - start)
+        for k in range(0, _KEY_BYTES, 8):
+            # Head word k keeps the text's bytes from start + k on; tail word k, read from
+            # end - 24 + k, drops the bytes before the text (a short one).
+            for tail in range(2):
+                at = end - _KEY_BYTES + k if tail else start + k
+                if at >= 0 and at + 8 <= size:
+                    word = words[at]
+                else:  # the column's first or last bytes: no whole word there
+                    word = np.uint64(0)
+                    for b in range(8):
+                        if 0 <= at + b < size:
+                            word |= np.uint64(data[at + b]) << np.uint64(8 * b)
+                if tail:
+                    word &= ~_LOW_BYTES[min(max(start - at, 0), 8)]
+                    multiplier = _MIXES[3]
+                else:
+                    word &= _LOW_BYTES[min(max(end - start - k, 0), 8)]
+                    multiplier = _MIXES[k // 8]
+                seven = word & np.uint64(0x7F7F7F7F7F7F7F7F)
+                above_z = seven + np.uint64(0x2525252525252525)
+                from_a = seven + np.uint64(0x3F3F3F3F3F3F3F3F)
+                upper = (from_a ^ above_z) & ~word & high_bits
+                mixed = (mixed ^ (word | (upper >> np.uint64(2)))) * multiplier
+        key[i] = mixed
+
+
 def _first_rows(*codes: np.ndarray) -> np.ndarray:
     """For every row, the first row with the same combination of codes."""
     rows = len(codes[0])
@@ -179,7 +294,59 @@ def _first_rows(*codes: np.ndarray) -> np.ndarray:
 
 
 def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    return pa.table({name: take_rows(table.column(name), rows) for name in table.column_names}, schema=table.schema)
+    """``table.take(rows)``, each column one array, with no combined copy of a column
+    (Arrow's take of a chunked array combines its chunks first): where the rows lie in
+    each column's chunks is worked out once for all the columns that share a chunking."""
+    plans: dict[tuple[int, ...], _RowPlan] = {}
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        lengths = tuple(len(c) for c in column.chunks)
+        if lengths not in plans:
+            plans[lengths] = _RowPlan.of(lengths, rows)
+        columns[name] = plans[lengths].take(column)
+    return pa.table(columns, schema=table.schema)
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    """How to take given rows from a column of chunks of known lengths. Rows that mostly
+    follow one another (a batch already in curated order, as a synthetic or re-sorted
+    source gives) are ``runs``, slices (chunk, start, length) concatenated; scattered rows
+    are taken chunk by chunk (``takes``: chunk, positions in it), and ``order`` then puts
+    them back in the order asked for (None when they already are)."""
+
+    runs: list[tuple[int, int, int]] | None
+    takes: list[tuple[int, pa.Array]]
+    order: pa.Array | None
+
+    @classmethod
+    def of(cls, lengths: tuple[int, ...], rows: np.ndarray) -> _RowPlan:
+        bounds = np.cumsum([0, *lengths])
+        chunk = np.searchsorted(bounds, rows, side="right") - 1
+        local = rows - bounds[chunk]
+        # A run starts where a row does not follow the one before in the same chunk.
+        starts = np.flatnonzero((np.diff(local, prepend=-2) != 1) | (np.diff(chunk, prepend=-1) != 0))
+        if len(starts) * _MIN_RUN <= len(rows):
+            ends = [*starts[1:].tolist(), len(rows)] if len(rows) else []
+            runs = [(int(chunk[a]), int(local[a]), b - a) for a, b in zip(starts.tolist(), ends, strict=True)]
+            return cls(runs=runs, takes=[], order=None)
+        in_order = bool(np.all(chunk[1:] >= chunk[:-1]))
+        by_chunk = np.arange(len(rows)) if in_order else np.argsort(chunk, kind="stable")
+        chunk, local = chunk[by_chunk], local[by_chunk]
+        cuts = [0, *(np.flatnonzero(chunk[1:] != chunk[:-1]) + 1).tolist(), len(rows)]
+        takes = [(int(chunk[a]), pa.array(local[a:b], pa.int64())) for a, b in itertools.pairwise(cuts) if b > a]
+        return cls(runs=None, takes=takes, order=None if in_order else pa.array(np.argsort(by_chunk), pa.int64()))
+
+    def take(self, column: pa.ChunkedArray) -> pa.Array:
+        if self.runs is not None:
+            parts = [column.chunk(i).slice(start, length) for i, start, length in self.runs]
+        else:
+            parts = [column.chunk(i).take(at) for i, at in self.takes]
+        if not parts:
+            return pa.array([], column.type)
+        taken = pa.concat_arrays(parts)
+        return taken if self.order is None else taken.take(self.order)
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:
