@@ -275,6 +275,13 @@ def check_texts(values: pa.Array | pa.ChunkedArray) -> TextFacts:
     return TextFacts(cleaned=cleaned, blank=blank, control=control, empty=empty, lengths=lengths)
 
 
+def prepare_check_texts() -> None:
+    """Load :func:`check_texts`' compiled kernel now: importing numba and loading the
+    kernel from its cache take about 1.5 s in a new process (compiling it, after an
+    install, about 10 s). A step starts this in a thread while it reads its batch."""
+    check_texts(pa.array(["&amp; "], pa.string()))
+
+
 def clean_text_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`clean_text` of every string (a missing one is cleaned as "")."""
     return check_texts(values).cleaned

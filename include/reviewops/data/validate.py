@@ -32,6 +32,7 @@ from reviewops.data.parsing import (
     parse_count_array,
     parse_date_array,
     parse_label_array,
+    prepare_check_texts,
     strip_all,
     take_rows,
 )
@@ -457,7 +458,12 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
             rows_valid += table.num_rows
             yield table
 
-    with parquet_file(raw.path) as source:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparing,
+        parquet_file(raw.path) as source,
+    ):
+        # The text checks' kernel loads while the fields are read and checked.
+        prepared = preparing.submit(prepare_check_texts)
         rows_read = source.metadata.num_rows
         fields = source.read(columns=[n for n in source.schema_arrow.names if n != "text"])
         texts: _Texts = (
@@ -467,6 +473,7 @@ def validate_reviews(params: ValidateParams, raw: Artifact) -> StepResult:
         )
         validation = _Validation(fields, texts, params.max_text_chars, today, params.earliest)
         del fields  # the checks keep what they need of it
+        prepared.result()
         valid_path = write_parquet_pieces(
             counted(validation.valid_slices()), VALIDATED_SCHEMA, layout.validated(params.batch_key)
         )
