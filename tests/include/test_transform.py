@@ -174,10 +174,9 @@ def test_repeats_are_told_apart_by_their_whole_text_not_its_ends() -> None:
     }
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_the_compiled_text_keys_group_repeats_as_numpys_do(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch's texts are keyed by a compiled loop or by numpy (whether numba is loaded,
-    how large the batch is): either way the same repeats are found."""
+def test_texts_that_lowercase_alike_are_repeats_whatever_their_length_in_bytes() -> None:
+    """Texts are keyed by their bytes, lowercased; those with characters other than ASCII
+    by Python's lowercasing, which may change their length ("İ")."""
     texts = ["Ab" * 30, "aB" * 30, "Zoë İ", "zoë i̇", "x" * 23, "X" * 23, "é" * 9, "É" * 9, "", "q"]
     day = dt.date(2017, 12, 11)
     n = len(texts)
@@ -185,33 +184,11 @@ def test_the_compiled_text_keys_group_repeats_as_numpys_do(compiled: bool, monke
     columns |= {"condition": [None] * n, "text": texts, "label": ["positive"] * n, "review_date": [day] * n}
     columns |= {"week": [day] * n, "useful_count": [1] * n, "source_file": ["f"] * n, "source_row": list(range(n))}
     rows = pa.Table.from_batches(pa.table(columns, schema=CURATED_SCHEMA).to_batches(max_chunksize=3))
-    monkeypatch.setattr(transform, "_use_compiled", lambda rows: compiled)
 
     curated, duplicates = curate_table(rows)
 
     assert curated.column("review_id").to_pylist() == ["0", "2", "4", "6", "8", "9"]
     assert duplicates.column("review_id").to_pylist() == ["1", "3", "5", "7"]
-
-
-@settings(max_examples=300, deadline=None, database=None)
-@given(
-    values=st.lists(
-        st.one_of(
-            st.none(),
-            st.text(alphabet=st.sampled_from("aAzZ@[`{ é\u0130\u212a\x7f\x80"), max_size=60),
-            st.text(max_size=30),
-        ),
-        max_size=25,
-    ),
-    offset=st.integers(0, 3),
-)
-def test_the_compiled_key_loop_gives_the_numbers_numpy_gives(values: list[str | None], offset: int) -> None:
-    texts = pa.array(values, pa.string()).slice(min(offset, len(values)))
-
-    key, other = transform._compiled_byte_key(texts)
-
-    assert key.tolist() == transform._byte_key(texts).tolist()
-    assert other.tolist() == transform._not_ascii(texts).tolist()
 
 
 @settings(max_examples=300, deadline=None, database=None)

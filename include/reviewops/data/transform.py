@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import itertools
 import logging
-import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,12 +45,6 @@ _KEY_BYTES = 24
 # For n = 0..8, a 64-bit word whose n low bytes are set.
 _LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
 _MIX = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
-# The multipliers as the compiled loop reads them (a tuple of them mixes int64 and uint64).
-_MIXES = np.array(_MIX, np.uint64)
-# Loading numba in a process takes about 0.6-0.7 s (most of it numba importing SciPy for
-# BLAS), and its loop saves about 0.35-0.45 s a million texts: below this many rows a
-# process that has not loaded it yet keys texts with numpy.
-_COMPILED_FROM_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -121,8 +112,7 @@ def _row_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     same product and lowercased text share: see :func:`_first_of_each_text`."""
     product = pc.dictionary_encode(lower_all(_array(table, "product"))).indices.to_numpy(zero_copy_only=False)
     text = table.column("text")
-    compiled = _use_compiled(len(text))
-    keys = [_text_key(chunk, compiled) for chunk in text.chunks]
+    keys = [_text_key(chunk) for chunk in text.chunks]
     key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     return product, (key ^ np.asarray(product, np.uint64)) * np.uint64(_MIX[0])
 
@@ -153,15 +143,14 @@ def _first_of_each_text(table: pa.Table, order: np.ndarray, product: np.ndarray,
     return first
 
 
-def _text_key(text: pa.Array, compiled: bool) -> np.ndarray:
+def _text_key(text: pa.Array) -> np.ndarray:
     """A number per text that equal lowercased texts share: its byte length and first and
-    last 24 bytes, lowercased (ASCII by numpy or the compiled loop, the same numbers;
-    texts with other characters by Python's ``str.lower``, which may change a text's
-    length: "İ"), mixed."""
-    key, other = _compiled_byte_key(text) if compiled else (_byte_key(text), _not_ascii(text))
+    last 24 bytes, lowercased (ASCII by numpy; texts with other characters by Python's
+    ``str.lower``, which may change a text's length: "İ"), mixed."""
+    key, other = _byte_key(text), _not_ascii(text)
     if other.any():
         lowered = pa.array([t.lower() for t in text.filter(pa.array(other)).to_pylist()], pa.string())
-        key[other] = _compiled_byte_key(lowered)[0] if compiled else _byte_key(lowered)
+        key[other] = _byte_key(lowered)
     return key
 
 
@@ -200,86 +189,6 @@ def _ascii_lower(words: np.ndarray) -> np.ndarray:
     upper = (from_a ^ above_z) & ~words & np.uint64(0x8080808080808080)
     lowered: np.ndarray = words | (upper >> np.uint64(2))
     return lowered
-
-
-def _use_compiled(rows: int) -> bool:
-    """Whether to key ``rows`` texts with the compiled loop: when numba is loaded already
-    (validate's kernels load it when the steps share a process: the loop then loads from
-    the disk cache in about 10 ms), or when the batch is large enough to pay for loading
-    numba (see :data:`_COMPILED_FROM_ROWS`)."""
-    return rows >= _COMPILED_FROM_ROWS or "numba" in sys.modules
-
-
-def _compiled_byte_key(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_byte_key` and :func:`_not_ascii` of ``text`` (the same numbers), in one
-    compiled pass over its bytes (about 0.15 s a million texts, where numpy and Arrow take
-    0.6 s: a padded copy of the bytes and a dozen passes over the words)."""
-    data, offsets = bytes_of(text)
-    # words[j]: data[j:j + 8] as one little-endian number (a view: no copy).
-    words = np.ndarray(shape=(max(len(data) - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
-    key = np.empty(len(text), np.uint64)
-    other = np.empty(len(text), np.bool_)
-    _key_loop()(data, words, offsets, key, other)
-    if text.null_count:  # a null's bytes, if it has any, are not a text's
-        other &= text.is_valid().to_numpy(zero_copy_only=False)
-    return key, other
-
-
-@functools.cache
-def _key_loop() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]:
-    """:func:`_key_bytes` compiled (numba loaded and the loop compiled only when a batch
-    needs it; the machine code is cached on disk beside this file)."""
-    import numba
-
-    compiled: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
-    compiled = numba.njit(nogil=True, cache=True, boundscheck=False)(_key_bytes)
-    return compiled
-
-
-def _key_bytes(
-    data: np.ndarray, words: np.ndarray, offsets: np.ndarray, key: np.ndarray, other: np.ndarray
-) -> None:  # pragma: no cover (run compiled: coverage cannot see inside)
-    """For text i, ``data[offsets[i]:offsets[i + 1]]``: in ``key[i]``, :func:`_byte_key`'s
-    number, and in ``other[i]``, whether a byte is not ASCII. One loop in one function
-    (numba calls a helper given arrays slowly in a loop this tight)."""
-    high_bits = np.uint64(0x8080808080808080)
-    size = len(data)
-    for i in range(len(key)):
-        start, end = offsets[i], offsets[i + 1]
-        high = np.uint64(0)
-        j = start
-        while j + 8 <= end:
-            high |= words[j]
-            j += 8
-        while j < end:
-            high |= np.uint64(data[j])
-            j += 1
-        other[i] = (high & high_bits) != 0
-        mixed = np.uint64(end - start)
-        for k in range(0, _KEY_BYTES, 8):
-            # Head word k keeps the text's bytes from start + k on; tail word k, read from
-            # end - 24 + k, drops the bytes before the text (a short one).
-            for tail in range(2):
-                at = end - _KEY_BYTES + k if tail else start + k
-                if at >= 0 and at + 8 <= size:
-                    word = words[at]
-                else:  # the column's first or last bytes: no whole word there
-                    word = np.uint64(0)
-                    for b in range(8):
-                        if 0 <= at + b < size:
-                            word |= np.uint64(data[at + b]) << np.uint64(8 * b)
-                if tail:
-                    word &= ~_LOW_BYTES[min(max(start - at, 0), 8)]
-                    multiplier = _MIXES[3]
-                else:
-                    word &= _LOW_BYTES[min(max(end - start - k, 0), 8)]
-                    multiplier = _MIXES[k // 8]
-                seven = word & np.uint64(0x7F7F7F7F7F7F7F7F)
-                above_z = seven + np.uint64(0x2525252525252525)
-                from_a = seven + np.uint64(0x3F3F3F3F3F3F3F3F)
-                upper = (from_a ^ above_z) & ~word & high_bits
-                mixed = (mixed ^ (word | (upper >> np.uint64(2)))) * multiplier
-        key[i] = mixed
 
 
 def _first_rows(*codes: np.ndarray) -> np.ndarray:
