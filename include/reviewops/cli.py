@@ -9,10 +9,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
 from reviewops.config import Settings
+from reviewops.data.parsing import prepare_check_texts
 from reviewops.data.sources import SourceError, read_source
 from reviewops.data.validate import validate_frame, validate_table
 from reviewops.lineage.store import LineageNotFound
@@ -27,7 +29,10 @@ def _score(args: argparse.Namespace) -> int:
     registry = Registry(settings.data_root)
     version = registry.resolve(args.model)
     classes = tuple(registry.metadata(version)["classes"])
-    raw = read_source(args.input)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as preparing:
+        prepared = preparing.submit(prepare_check_texts)  # the text checks load while the source is read
+        raw = read_source(args.input)
+        prepared.result()
     today = dt.datetime.now(dt.UTC).date()
     outcome = validate_table(raw, settings.max_text_chars, today, settings.earliest_review_date)
     for reason, count in outcome.reasons.items():
