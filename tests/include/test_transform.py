@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reviewops.config import SHIPPED_REVIEWS
-from reviewops.data import transform
+from reviewops.data import parsing
 from reviewops.data.ingest import IngestParams, ingest_reviews
 from reviewops.data.parsing import clean_text
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
@@ -208,8 +208,8 @@ def test_rows_are_taken_as_arrow_takes_them_one_array_a_column(
     scattered = st.lists(st.integers(0, total - 1), max_size=30) if total else st.just([])
     rows = np.array(data.draw(st.one_of(runs, scattered, st.permutations(range(total)))), np.int64)
 
-    with mock.patch.object(transform, "_MIN_RUN", min_run):
-        taken = transform._rows(chunked, rows)
+    with mock.patch.object(parsing, "_MIN_RUN", min_run):
+        taken = parsing.take_table_rows(chunked, rows)
 
     assert taken.to_pylist() == table.take(pa.array(rows, pa.int64())).to_pylist()
     assert all(column.num_chunks == 1 for column in taken.columns)

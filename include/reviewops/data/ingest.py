@@ -101,7 +101,7 @@ def ingest_reviews(params: IngestParams) -> tuple[StepResult, list[Artifact]]:
         subject=window.key,
         outputs=(Artifact.of_file(raw, ArtifactKind.RAW), *[_unread(c, ArtifactKind.REJECTED_FILE) for c in copies]),
         metrics={
-            "files_read": read.files_read,
+            "files_read": len(read.accepted),
             "files_rejected": [r.as_dict() for r in read.rejected],
             "rows_in_source": read.rows_in_source,
             "rows_read": read.batch.num_rows,
@@ -149,13 +149,22 @@ class _Read:
 
     batch: pa.Table
     files: list[_FileRead | RejectedFile]
-    rejected: list[RejectedFile]
-    files_read: int
-    rows_in_source: int
+
+    @property
+    def accepted(self) -> list[_FileRead]:
+        return [f for f in self.files if isinstance(f, _FileRead)]
+
+    @property
+    def rejected(self) -> list[RejectedFile]:
+        return [f for f in self.files if isinstance(f, RejectedFile)]
+
+    @property
+    def rows_in_source(self) -> int:
+        return sum(f.rows for f in self.accepted)
 
     def overruled(self) -> list[StoragePath]:
         """The files whose fast reading their check overruled; waits for the checks."""
-        return [f.path for f in self.files if isinstance(f, _FileRead) and f.check and f.check.sha256 is None]
+        return [f.path for f in self.accepted if f.check and f.check.sha256 is None]
 
     def inputs(self) -> list[Artifact]:
         """The files read, and the rejected ones that can be described, as inputs (once
@@ -179,18 +188,14 @@ def _read_window(
 ) -> _Read:
     files: list[_FileRead | RejectedFile] = []
     parts: list[pa.Table] = []
-    rejected: list[RejectedFile] = []
-    rows_in_source = 0
     for item in scan_source(source, defer_checks=defer_checks, exact=exact):
         if isinstance(item, RejectedFile):
             log.warning("file rejected, the others are read: %s", item.error)
-            rejected.append(item)
             files.append(item)
             continue
-        rows_in_source += item.table.num_rows
         files.append(_FileRead(item.path, item.table.num_rows, item.sha256, item.check))
         parts.append(_in_window(item, window, plausible))
-    return _Read(pa.concat_tables(parts), files, rejected, len(parts), rows_in_source)
+    return _Read(pa.concat_tables(parts), files)
 
 
 def _in_window(item: SourceFile, window: Window, plausible: PlausibleDates) -> pa.Table:

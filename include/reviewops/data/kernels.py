@@ -7,8 +7,9 @@ holds them to the per-value functions on generated input.
 
 Compiled code is cached on disk (numba's ``cache=True``: in ``__pycache__`` beside this
 file, or numba's user cache where that is not writable), so only the first process after
-an install compiles (about 10 s); later ones load it in milliseconds. Kernels release the
-GIL, so threads run them side by side.
+an install compiles (about 10 s). Every new process still pays about 1.2-1.5 s of CPU to
+import numba and load the kernel from the cache (parsing.prepare_check_texts starts that in
+a thread). Kernels release the GIL, so threads run them side by side.
 
 The hot loops are branch-free where the data decides (a mispredicted branch per blank
 costs more than the work) and call no helper per byte (numba passes an array to a
@@ -41,6 +42,7 @@ ALNUM = 32  # an ASCII letter or digit: the text shows something
 HIGH = 64  # not ASCII: the text's length in characters is not its length in bytes
 QUOTE = 0x22
 BLANK = 0x20
+AMPERSAND_BYTE = 0x26
 
 
 def _byte_classes() -> np.ndarray:
@@ -49,7 +51,7 @@ def _byte_classes() -> np.ndarray:
         classes[b] |= SPACE | (OTHER_SPACE if b != BLANK else 0)
     for b in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F):
         classes[b] |= CONTROL
-    classes[ord("&")] |= AMPERSAND
+    classes[AMPERSAND_BYTE] |= AMPERSAND
     for b in (0xC2, 0xE1, 0xE2, 0xE3):
         classes[b] |= WIDE
     for b in b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
@@ -134,7 +136,7 @@ def _unescape_once(
     i = start
     while i < end:
         j = i
-        while j < end and src[j] != 0x26:
+        while j < end and src[j] != AMPERSAND_BYTE:
             j += 1
         dst[n : n + j - i] = src[i:j]
         n += j - i
@@ -144,7 +146,7 @@ def _unescape_once(
         if k < 0:
             if j + 1 < end and not alone_before[src[j + 1]]:
                 found |= UNSURE
-            dst[n] = 0x26
+            dst[n] = AMPERSAND_BYTE
             n += 1
             i = j + 1
             found |= AMPERSAND_LEFT
@@ -153,7 +155,7 @@ def _unescape_once(
         dst[n : n + size] = characters[k, :size]
         if characters[k, 0] >= 0x80:
             found |= WROTE_HIGH | (WROTE_WIDE_SPACE if _wide_space(characters[k], 0, size) else 0)
-        found |= CHANGED | (AMPERSAND_LEFT if characters[k, 0] == 0x26 else 0)
+        found |= CHANGED | (AMPERSAND_LEFT if characters[k, 0] == AMPERSAND_BYTE else 0)
         n += size
         i = j + written_lengths[k]
     return n, found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -187,6 +188,9 @@ _ENTITY_TABLE = _entity_table()
 _ALONE_BEFORE = np.zeros(256, np.bool_)
 _ALONE_BEFORE[np.frombuffer(b"\t\n\x0c <&;", np.uint8)] = True
 _ASCII_ALNUM = re.compile(r"[0-9A-Za-z]")
+# Rows taken from a column are sliced from its chunks when they run on for this many rows
+# on average, else taken row by row (take_rows).
+_MIN_RUN = 64
 
 
 def strip_all(values: pa.Array) -> pa.Array:
@@ -322,20 +326,65 @@ def lower_all(values: pa.Array) -> pa.Array:
 
 
 def take_rows(values: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """``values.take(rows)``, chunk by chunk (Arrow's take of a chunked array may combine
-    its chunks first: a copy of the whole column)."""
-    bounds = np.cumsum([0, *(len(c) for c in values.chunks)])
-    chunks = np.searchsorted(bounds, rows, side="right") - 1
-    by_chunk = np.argsort(chunks, kind="stable")
-    parts = []
-    for i in np.unique(chunks).tolist():
-        local = rows[by_chunk][chunks[by_chunk] == i] - bounds[i]
-        parts.append(values.chunk(i).take(pa.array(local, pa.int64())))
-    if not parts:
-        return pa.array([], values.type)
-    taken = pa.concat_arrays(parts)
-    in_order = np.all(by_chunk[1:] > by_chunk[:-1])
-    return taken if in_order else taken.take(pa.array(np.argsort(by_chunk), pa.int64()))
+    """``values.take(rows)`` as one array, with no combined copy of the column (Arrow's
+    take of a chunked array combines its chunks first)."""
+    return _RowPlan.of(tuple(len(c) for c in values.chunks), rows).take(values)
+
+
+def take_table_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)``, each column one array, with no combined copy of a column
+    (Arrow's take of a chunked array combines its chunks first): where the rows lie in
+    each column's chunks is worked out once for all the columns that share a chunking."""
+    plans: dict[tuple[int, ...], _RowPlan] = {}
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        lengths = tuple(len(c) for c in column.chunks)
+        if lengths not in plans:
+            plans[lengths] = _RowPlan.of(lengths, rows)
+        columns[name] = plans[lengths].take(column)
+    return pa.table(columns, schema=table.schema)
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    """How to take given rows from a column of chunks of known lengths. Rows that mostly
+    follow one another (a batch already in curated order, as a synthetic or re-sorted
+    source gives) are ``runs``, slices (chunk, start, length) concatenated; scattered rows
+    are taken chunk by chunk (``takes``: chunk, positions in it), and ``order`` then puts
+    them back in the order asked for (None when they already are)."""
+
+    runs: list[tuple[int, int, int]] | None
+    takes: list[tuple[int, pa.Array]]
+    order: pa.Array | None
+
+    @classmethod
+    def of(cls, lengths: tuple[int, ...], rows: np.ndarray) -> _RowPlan:
+        bounds = np.cumsum([0, *lengths])
+        chunk = np.searchsorted(bounds, rows, side="right") - 1
+        local = rows - bounds[chunk]
+        # A run starts where a row does not follow the one before in the same chunk.
+        starts = np.flatnonzero((np.diff(local, prepend=-2) != 1) | (np.diff(chunk, prepend=-1) != 0))
+        if len(starts) * _MIN_RUN <= len(rows):
+            ends = [*starts[1:].tolist(), len(rows)] if len(rows) else []
+            runs = [(int(chunk[a]), int(local[a]), b - a) for a, b in zip(starts.tolist(), ends, strict=True)]
+            return cls(runs=runs, takes=[], order=None)
+        in_order = bool(np.all(chunk[1:] >= chunk[:-1]))
+        by_chunk = np.arange(len(rows)) if in_order else np.argsort(chunk, kind="stable")
+        chunk, local = chunk[by_chunk], local[by_chunk]
+        cuts = [0, *(np.flatnonzero(chunk[1:] != chunk[:-1]) + 1).tolist(), len(rows)]
+        takes = [(int(chunk[a]), pa.array(local[a:b], pa.int64())) for a, b in itertools.pairwise(cuts) if b > a]
+        return cls(runs=None, takes=takes, order=None if in_order else pa.array(np.argsort(by_chunk), pa.int64()))
+
+    def take(self, column: pa.ChunkedArray) -> pa.Array:
+        if self.runs is not None:
+            parts = [column.chunk(i).slice(start, length) for i, start, length in self.runs]
+        else:
+            parts = [column.chunk(i).take(at) for i, at in self.takes]
+        if not parts:
+            return pa.array([], column.type)
+        taken = pa.concat_arrays(parts)
+        return taken if self.order is None else taken.take(self.order)
 
 
 def as_frame(table: pa.Table) -> pd.DataFrame:

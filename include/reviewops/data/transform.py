@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import as_frame, bytes_of, lower_all
+from reviewops.data.parsing import as_frame, bytes_of, lower_all, take_rows, take_table_rows
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -35,9 +34,6 @@ DUPLICATE_TEXT = "duplicate_text"
 # Curated rows are taken from the validated batch and written this many at a time (one
 # row group each), so no sorted copy of the whole batch is made.
 ROW_GROUP_ROWS = 65_536
-# A piece's rows are sliced from the batch when they run on for this many rows on
-# average, else taken row by row.
-_MIN_RUN = 64
 EPOCH = dt.date(1970, 1, 1)
 # Bytes from each end of a text in its key, and odd 64-bit multipliers mixing the key's
 # parts into one number.
@@ -69,7 +65,7 @@ class Curation:
 
     def rows(self, rows: np.ndarray) -> pa.Table:
         """The batch's ``rows``, in that order (taken chunk by chunk: no combined copy of a column)."""
-        return _rows(self.table, rows)
+        return take_table_rows(self.table, rows)
 
 
 def curate(valid: pa.Table) -> Curation:
@@ -87,7 +83,7 @@ def curate(valid: pa.Table) -> Curation:
     repeated = first != np.arange(len(order))
     ids = _array(table, "review_id")
     rows = order[repeated]
-    duplicates = _rows(table, rows)
+    duplicates = take_table_rows(table, rows)
     quarantine = {
         "reason": pa.array([DUPLICATE_TEXT] * duplicates.num_rows, pa.string()),
         "detail": pc.binary_join_element_wise(
@@ -135,7 +131,7 @@ def _first_of_each_text(table: pa.Table, order: np.ndarray, product: np.ndarray,
     candidates = np.flatnonzero(np.isin(key, ascending[1:][ascending[1:] == ascending[:-1]]))
     if len(candidates):
         text = table.column("text")
-        whole = lower_all(_RowPlan.of(tuple(len(c) for c in text.chunks), order[candidates]).take(text))
+        whole = lower_all(take_rows(text, order[candidates]))
         inner = _first_rows(
             product[order[candidates]], pc.dictionary_encode(whole).indices.to_numpy(zero_copy_only=False)
         )
@@ -200,62 +196,6 @@ def _first_rows(*codes: np.ndarray) -> np.ndarray:
         np.stack([np.asarray(c, np.int64) for c in codes], axis=1), axis=0, return_index=True, return_inverse=True
     )
     return firsts[inverse.reshape(rows)]
-
-
-def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """``table.take(rows)``, each column one array, with no combined copy of a column
-    (Arrow's take of a chunked array combines its chunks first): where the rows lie in
-    each column's chunks is worked out once for all the columns that share a chunking."""
-    plans: dict[tuple[int, ...], _RowPlan] = {}
-    columns = {}
-    for name in table.column_names:
-        column = table.column(name)
-        lengths = tuple(len(c) for c in column.chunks)
-        if lengths not in plans:
-            plans[lengths] = _RowPlan.of(lengths, rows)
-        columns[name] = plans[lengths].take(column)
-    return pa.table(columns, schema=table.schema)
-
-
-@dataclass(frozen=True)
-class _RowPlan:
-    """How to take given rows from a column of chunks of known lengths. Rows that mostly
-    follow one another (a batch already in curated order, as a synthetic or re-sorted
-    source gives) are ``runs``, slices (chunk, start, length) concatenated; scattered rows
-    are taken chunk by chunk (``takes``: chunk, positions in it), and ``order`` then puts
-    them back in the order asked for (None when they already are)."""
-
-    runs: list[tuple[int, int, int]] | None
-    takes: list[tuple[int, pa.Array]]
-    order: pa.Array | None
-
-    @classmethod
-    def of(cls, lengths: tuple[int, ...], rows: np.ndarray) -> _RowPlan:
-        bounds = np.cumsum([0, *lengths])
-        chunk = np.searchsorted(bounds, rows, side="right") - 1
-        local = rows - bounds[chunk]
-        # A run starts where a row does not follow the one before in the same chunk.
-        starts = np.flatnonzero((np.diff(local, prepend=-2) != 1) | (np.diff(chunk, prepend=-1) != 0))
-        if len(starts) * _MIN_RUN <= len(rows):
-            ends = [*starts[1:].tolist(), len(rows)] if len(rows) else []
-            runs = [(int(chunk[a]), int(local[a]), b - a) for a, b in zip(starts.tolist(), ends, strict=True)]
-            return cls(runs=runs, takes=[], order=None)
-        in_order = bool(np.all(chunk[1:] >= chunk[:-1]))
-        by_chunk = np.arange(len(rows)) if in_order else np.argsort(chunk, kind="stable")
-        chunk, local = chunk[by_chunk], local[by_chunk]
-        cuts = [0, *(np.flatnonzero(chunk[1:] != chunk[:-1]) + 1).tolist(), len(rows)]
-        takes = [(int(chunk[a]), pa.array(local[a:b], pa.int64())) for a, b in itertools.pairwise(cuts) if b > a]
-        return cls(runs=None, takes=takes, order=None if in_order else pa.array(np.argsort(by_chunk), pa.int64()))
-
-    def take(self, column: pa.ChunkedArray) -> pa.Array:
-        if self.runs is not None:
-            parts = [column.chunk(i).slice(start, length) for i, start, length in self.runs]
-        else:
-            parts = [column.chunk(i).take(at) for i, at in self.takes]
-        if not parts:
-            return pa.array([], column.type)
-        taken = pa.concat_arrays(parts)
-        return taken if self.order is None else taken.take(self.order)
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:

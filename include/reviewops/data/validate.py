@@ -220,7 +220,7 @@ class _FileTexts:
 
 def _ahead(slices: Iterator[tuple[int, pa.Array]], depth: int = 2) -> Iterator[tuple[int, pa.Array, TextFacts]]:
     """Each slice with its :class:`TextFacts`, worked out in ``depth`` threads ahead of
-    the caller (numpy and Arrow release the GIL): at most ``depth`` slices are read and
+    the caller (the compiled kernel releases the GIL): at most ``depth`` slices are read and
     not yet handed over."""
     with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="validate") as pool:
         pending: deque[tuple[int, pa.Array, Future[TextFacts]]] = deque()
