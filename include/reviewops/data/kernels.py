@@ -7,9 +7,9 @@ holds them to the per-value functions on generated input.
 
 Compiled code is cached on disk (numba's ``cache=True``: in ``__pycache__`` beside this
 file, or numba's user cache where that is not writable), so only the first process after
-an install compiles (about 10 s). Every new process still pays about 1.2-1.5 s of CPU to
-import numba and load the kernel from the cache (parsing.prepare_check_texts starts that in
-a thread). Kernels release the GIL, so threads run them side by side.
+an install compiles (about 10 s). Every new process still pays 0.7-0.9 s of CPU on an idle
+machine (more when it is loaded) to import numba and load the kernel from the cache
+(parsing.prepare_check_texts starts that in a thread). Kernels release the GIL, so threads run them side by side.
 
 The hot loops are branch-free where the data decides (a mispredicted branch per blank
 costs more than the work) and call no helper per byte (numba passes an array to a

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from reviewops.config import EARLIEST_REVIEW_DATE
-from reviewops.data.parsing import parse_dates
+from reviewops.data.parsing import parse_dates, string_array
 from reviewops.data.records import Lines, Span, damaged_spans
 from reviewops.data.schema import CANONICAL, REQUIRED, SOURCE_FILE, SOURCE_ROW, canonical_name
 from reviewops.data.windows import PlausibleDates, Window
@@ -844,8 +844,7 @@ def _repeated(text: str, n: int) -> pa.Array:
     if len(value) * n >= 1 << 31:  # beyond a string array's 32-bit offsets
         return pa.repeat(pa.scalar(text, pa.string()), n)
     offsets = np.arange(0, (n + 1) * len(value), len(value), dtype=np.int32) if value else np.zeros(n + 1, np.int32)
-    data = np.tile(np.frombuffer(value, np.uint8), n)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    return string_array(np.tile(np.frombuffer(value, np.uint8), n), offsets)
 
 
 def _as_string(column: pa.ChunkedArray, name: str, wrong: dict[int, list[str]]) -> pa.ChunkedArray | list[str | None]:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reviewops.contracts import ArtifactKind
-from reviewops.data.parsing import as_frame, bytes_of, lower_all, take_rows, take_table_rows
+from reviewops.data.parsing import as_frame, bytes_of, lower_all, not_ascii, take_rows, take_table_rows
 from reviewops.data.schema import CURATED_SCHEMA, QUARANTINE_SCHEMA
 from reviewops.data.windows import Window
 from reviewops.lineage.record import Artifact, StepResult
@@ -143,16 +143,11 @@ def _text_key(text: pa.Array) -> np.ndarray:
     """A number per text that equal lowercased texts share: its byte length and first and
     last 24 bytes, lowercased (ASCII by numpy; texts with other characters by Python's
     ``str.lower``, which may change a text's length: "İ"), mixed."""
-    key, other = _byte_key(text), _not_ascii(text)
+    key, other = _byte_key(text), not_ascii(text).to_numpy(zero_copy_only=False)
     if other.any():
         lowered = pa.array([t.lower() for t in text.filter(pa.array(other)).to_pylist()], pa.string())
         key[other] = _byte_key(lowered)
     return key
-
-
-def _not_ascii(text: pa.Array) -> np.ndarray:
-    other: np.ndarray = pc.invert(pc.fill_null(pc.string_is_ascii(text), True)).to_numpy(zero_copy_only=False)
-    return other
 
 
 def _byte_key(text: pa.Array) -> np.ndarray:
